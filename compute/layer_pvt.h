@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The layer interface inside compute/: one table of operations per layer kind (dense, conv,
+ * pooling, activations, flatten, dropout), as DPDK's mempool ops are. A stage owns an array of
+ * layers and the buffers between them; a layer owns its parameters, their gradients, its oneDNN
+ * primitives and its private scratch.
+ *
+ * Activations are plain row-major f32: N x C x H x W (oneDNN `nchw`), or N x C (`nc`) for
+ * vectors, which is the same bytes for H = W = 1. Weights live in the layout oneDNN picks
+ * (format_tag_any, usually blocked) for the largest batch; every other primitive of the layer is
+ * created with that same layout, so the weights never move between batch sizes. Plain PyTorch
+ * layouts appear only when saving, loading or moving a stage (nsl_param_export/import).
+ *
+ * Life cycle: create (nsl_layer_create) -> prepare(batch) for each batch size the caller will
+ * use (primitives are built there, never in forward/backward) -> forward/backward any number of
+ * times -> nsl_layer_free. forward and backward allocate nothing.
+ */
+#ifndef NSL_LAYER_PVT_H
+#define NSL_LAYER_PVT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "nsplit/alloc.h"
+#include "nsplit/model.h"
+#include "compute_pvt.h"
+
+#define NSL_LAYER_MAX_PARAMS 2
+#define NSL_LAYER_MAX_BATCHES 4   /* distinct batch sizes a layer keeps primitives for */
+
+/* An activation applied inside a dense or conv primitive as an eltwise post-op. */
+enum nsl_fused_act {
+	NSL_FUSED_NONE,
+	NSL_FUSED_RELU,
+	NSL_FUSED_TANH,
+	NSL_FUSED_SIGMOID,
+};
+
+struct nsl_param {
+	const char *name;          /* "weight" or "bias" */
+	float *data;               /* internal layout, `count` floats, from the layer's allocator */
+	float *grad;               /* same layout and size as data */
+	size_t count;              /* floats in data/grad (blocked layouts may pad) */
+	int ndim;                  /* plain PyTorch shape: dense weight [out, in], conv [o, i, kh, kw] */
+	int64_t dims[4];
+	int64_t numel;             /* product of dims: the plain element count */
+	dnnl_memory_desc_t md;     /* internal layout */
+	dnnl_memory_desc_t plain_md;
+	int fan_in, fan_out;       /* for He/Glorot initialisation */
+};
+
+/* What a layer borrows from its stage. Lives as long as the layer. */
+struct nsl_layer_ctx {
+	struct nsl_compute *cc;
+	const struct nsl_allocator *alloc;  /* parameters and gradients (they travel in swaps) */
+	int max_batch;
+};
+
+struct nsl_layer;
+
+struct nsl_layer_ops {
+	const char *name;
+	/*
+	 * Check the spec against l->in, set l->out, describe and allocate the parameters (values
+	 * left zero; the stage initialises them), allocate private scratch sized for max_batch.
+	 */
+	int (*init)(struct nsl_layer *l);
+	/* Build the primitives for `batch` rows (1 <= batch <= max_batch); idempotent. */
+	int (*prepare)(struct nsl_layer *l, int batch);
+	/*
+	 * y = layer(x) for `batch` rows. `train` enables dropout and saving what backward needs;
+	 * `key` makes dropout masks a function of (seed, layer index, key, row, element) only.
+	 */
+	int (*forward)(struct nsl_layer *l, int batch, const float *x, float *y, bool train, uint64_t key);
+	/*
+	 * Given x and y of the last training forward of this batch and dy = dL/dy: write dx = dL/dx
+	 * unless dx is NULL (first layer of a model), and add the parameter gradients into
+	 * param.grad (accumulate) or overwrite them (!accumulate). dx never aliases dy.
+	 */
+	int (*backward)(struct nsl_layer *l, int batch, const float *x, const float *y, const float *dy,
+			float *dx, bool accumulate);
+	/* Release what init and prepare created (not the struct itself). */
+	void (*fini)(struct nsl_layer *l);
+};
+
+struct nsl_layer {
+	const struct nsl_layer_ops *ops;
+	struct nsl_layer_spec spec;
+	int index;                 /* global layer number in the model */
+	uint64_t seed;             /* job seed (dropout) */
+	enum nsl_fused_act fused;  /* dense/conv only: activation applied in the same primitive */
+	struct nsl_shape in, out;
+	int nparams;
+	struct nsl_param params[NSL_LAYER_MAX_PARAMS];
+	const struct nsl_layer_ctx *ctx;
+	size_t scratch_bytes;      /* private scratch held (workspace, masks, fused-act gradient) */
+	size_t scratchpad_bytes;   /* largest oneDNN scratchpad of its primitives */
+	void *priv;
+};
+
+/* The ops table for a kind (never NULL for a valid kind). */
+const struct nsl_layer_ops *nsl_layer_ops_get(enum nsl_layer_kind kind);
+
+extern const struct nsl_layer_ops nsl_layer_dense_ops;
+extern const struct nsl_layer_ops nsl_layer_conv_ops;
+extern const struct nsl_layer_ops nsl_layer_maxpool_ops;
+extern const struct nsl_layer_ops nsl_layer_avgpool_ops;
+extern const struct nsl_layer_ops nsl_layer_eltwise_ops;   /* relu, tanh, sigmoid, gelu */
+extern const struct nsl_layer_ops nsl_layer_flatten_ops;
+extern const struct nsl_layer_ops nsl_layer_dropout_ops;
+
+/*
+ * Allocate and init a layer of `spec` for per-sample input shape `in`. `fused` is honoured only
+ * by dense and conv. Returns NULL with a message naming the layer number on error.
+ */
+struct nsl_layer *nsl_layer_create(const struct nsl_layer_spec *spec, int index, struct nsl_shape in,
+				   enum nsl_fused_act fused, uint64_t seed, const struct nsl_layer_ctx *ctx);
+
+/* NULL-safe: fini, free parameters and the struct. */
+void nsl_layer_free(struct nsl_layer *l);
+
+/* Copy a parameter between its internal layout and the plain PyTorch layout (numel floats). */
+int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain);
+int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
+
+#endif

@@ -126,4 +126,27 @@ void nsl_layer_free(struct nsl_layer *l);
 int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain);
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
 
+/*
+ * Helpers for the layer kinds (layer.c). Messages name the layer: "layer 3 (dense): <what>".
+ *
+ * nsl_layer_prim: build a primitive from an op descriptor and record its scratchpad in
+ * l->scratchpad_bytes. *pd receives the descriptor when pd is not NULL (caller destroys it);
+ * otherwise it is destroyed here. *prim is NULL on error.
+ * nsl_layer_mem: a memory object of `md` on the layer's engine with `handle` (NULL: none yet).
+ * nsl_layer_bind: point a memory object at a buffer (the per-call step of forward/backward).
+ * nsl_layer_param_add: describe parameter l->params[l->nparams++] and allocate its zeroed data
+ * and grad (count = size of md) from ctx->alloc; nsl_layer_free releases them.
+ * nsl_layer_fused_alg: the oneDNN eltwise algorithm of a fused activation: the plain one for the
+ * forward post-op, the *_use_dst_for_bwd one for its gradient from the layer's output.
+ */
+int nsl_layer_prim(struct nsl_layer *l, const void *op_desc, const_dnnl_primitive_attr_t attr,
+		   const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim,
+		   const char *what);
+int nsl_layer_mem(const struct nsl_layer *l, dnnl_memory_t *m, const dnnl_memory_desc_t *md, void *handle);
+int nsl_layer_bind(dnnl_memory_t m, const void *p);
+int nsl_layer_param_add(struct nsl_layer *l, const char *name, int ndim, const int64_t *dims,
+			const dnnl_memory_desc_t *md, const dnnl_memory_desc_t *plain_md, int fan_in,
+			int fan_out);
+dnnl_alg_kind_t nsl_layer_fused_alg(enum nsl_fused_act f, bool backward);
+
 #endif

@@ -1,8 +1,60 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int main(void)
+#include "commands.h"
+
+struct subcommand {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+	{ "train", nsl_cmd_train, "train a model (single peer, or cut into stages in one process)" },
+	{ "eval", nsl_cmd_eval, "evaluate saved weights on the test set" },
+	{ "shard", nsl_cmd_shard, "convert IDX files into nsplit shard files, cut into N parts" },
+};
+
+#define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static void usage(FILE *f)
 {
-	puts("nsplit");
-	return 0;
+	fputs("usage: nsplit <command> [options]   (nsplit <command> --help for its options)\n\ncommands:\n", f);
+	for (size_t i = 0; i < NSUB; i++)
+		fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+}
+
+/*
+ * libgomp reads OMP_WAIT_POLICY once, when it is loaded, so setting it from main is too late:
+ * re-execute once with it set. Passive waiting keeps idle compute threads from spinning
+ * against other threads of the machine (the dataplane, other peers); an explicit setting wins.
+ */
+static void ensure_passive_omp(char **argv)
+{
+	if (getenv("OMP_WAIT_POLICY") != NULL || getenv("NSPLIT_REEXEC") != NULL)
+		return;
+	setenv("OMP_WAIT_POLICY", "passive", 1);
+	setenv("NSPLIT_REEXEC", "1", 1);
+	execv("/proc/self/exe", argv);
+	/* Not fatal: without /proc we run with the default policy. */
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < NSUB; i++) {
+		if (strcmp(argv[1], subcommands[i].name) == 0) {
+			ensure_passive_omp(argv);
+			return subcommands[i].run(argc - 1, argv + 1);
+		}
+	}
+	fprintf(stderr, "nsplit: unknown command \"%s\"\n", argv[1]);
+	usage(stderr);
+	return 2;
 }

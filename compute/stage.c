@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "nsplit/rng.h"
+#include "nsplit/stage.h"
+#include "layer_pvt.h"
+
+struct stage_param {
+	struct nsl_param *p;
+	int layer;                     /* global layer number */
+	float *state[2];               /* optimizer buffers, count floats each */
+};
+
+struct nsl_stage {
+	struct nsl_compute *cc;
+	const struct nsl_model *m;
+	int first, last;
+	int max_batch;
+	uint64_t seed;
+	struct nsl_optim_config optim;
+	const struct nsl_allocator *alloc;
+	struct nsl_layer_ctx ctx;
+
+	int nl;                        /* executed layers (an activation fused into its producer is not one) */
+	struct nsl_layer **layers;
+	float **out;                   /* out[j]: output of executed layer j, max_batch rows */
+	float *grad_buf[2];            /* ping-pong input gradients, max_batch x widest input */
+
+	int nparams;
+	struct stage_param *params;
+
+	int prepared[NSL_LAYER_MAX_BATCHES];
+	int nprepared;
+
+	const float *x;                /* input of the last training forward */
+	int fwd_batch;
+	uint64_t steps;
+	bool grads_zero;               /* the next backward overwrites instead of adding */
+	bool no_fuse;
+};
+
+static enum nsl_fused_act fusable(enum nsl_layer_kind k)
+{
+	switch (k) {
+	case NSL_LAYER_RELU: return NSL_FUSED_RELU;
+	case NSL_LAYER_TANH: return NSL_FUSED_TANH;
+	case NSL_LAYER_SIGMOID: return NSL_FUSED_SIGMOID;
+	default: return NSL_FUSED_NONE;
+	}
+}
+
+/*
+ * He-uniform where a rectifier follows (keeps activation variance through ReLU/GELU), Glorot-
+ * uniform elsewhere. The stream depends only on the global layer number and the parameter, so
+ * every split of the model draws the same values.
+ */
+static int init_param(struct nsl_stage *s, struct stage_param *sp, int k)
+{
+	struct nsl_param *p = sp->p;
+	const struct nsl_model *m = s->m;
+	float *plain = calloc((size_t)p->numel, sizeof(float));
+	int rc;
+
+	if (plain == NULL)
+		return nsl_error_set(ENOMEM, "layer %d: no memory to initialise %s", sp->layer, p->name);
+	if (strcmp(p->name, "weight") == 0) {
+		enum nsl_layer_kind next = sp->layer + 1 < m->nlayers ? m->layers[sp->layer + 1].kind
+								       : NSL_LAYER_KIND_COUNT;
+		double bound = (next == NSL_LAYER_RELU || next == NSL_LAYER_GELU)
+				       ? sqrt(6.0 / p->fan_in)
+				       : sqrt(6.0 / (p->fan_in + p->fan_out));
+		struct nsl_rng r;
+
+		nsl_rng_seed(&r, s->seed, nsl_hash2((uint64_t)sp->layer, (uint64_t)k));
+		for (int64_t i = 0; i < p->numel; i++)
+			plain[i] = (float)((2.0 * nsl_rng_uniform(&r) - 1.0) * bound);
+	}
+	rc = nsl_param_import(s->cc, p, plain);
+	free(plain);
+	return rc;
+}
+
+static int collect_params(struct nsl_stage *s)
+{
+	int n = 0, k = 0;
+
+	for (int j = 0; j < s->nl; j++)
+		n += s->layers[j]->nparams;
+	s->params = calloc((size_t)(n ? n : 1), sizeof(*s->params));
+	if (s->params == NULL)
+		return nsl_error_set(ENOMEM, "stage: out of memory");
+	s->nparams = n;
+	for (int j = 0; j < s->nl; j++) {
+		struct nsl_layer *l = s->layers[j];
+
+		for (int q = 0; q < l->nparams; q++, k++) {
+			struct stage_param *sp = &s->params[k];
+
+			sp->p = &l->params[q];
+			sp->layer = l->index;
+			for (int slot = 0; slot < s->optim.ops->state_slots; slot++) {
+				sp->state[slot] = nsl_alloc_zeroed(s->alloc, sp->p->count * sizeof(float),
+								   "optimizer state");
+				if (sp->state[slot] == NULL)
+					return nsl_error_prefix(ENOMEM, "layer %d", l->index);
+			}
+			if (init_param(s, sp, q) < 0)
+				return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int build_layers(struct nsl_stage *s)
+{
+	const struct nsl_model *m = s->m;
+	size_t widest = 0;
+
+	s->layers = calloc((size_t)(s->last - s->first), sizeof(*s->layers));
+	s->out = calloc((size_t)(s->last - s->first), sizeof(*s->out));
+	if (s->layers == NULL || s->out == NULL)
+		return nsl_error_set(ENOMEM, "stage: out of memory");
+	for (int i = s->first; i < s->last; i++) {
+		const struct nsl_layer_spec *spec = &m->layers[i];
+		enum nsl_fused_act fused = NSL_FUSED_NONE;
+		struct nsl_layer *l;
+		int out_i = i;
+
+		if ((spec->kind == NSL_LAYER_DENSE || spec->kind == NSL_LAYER_CONV) && i + 1 < s->last &&
+		    !s->no_fuse)
+			fused = fusable(m->layers[i + 1].kind);
+		l = nsl_layer_create(spec, i, m->shapes[i], fused, s->seed, &s->ctx);
+		if (l == NULL)
+			return -EINVAL;
+		s->layers[s->nl] = l;
+		if (fused != NSL_FUSED_NONE)
+			out_i = ++i;    /* the activation is done inside this layer */
+		if ((size_t)nsl_shape_size(m->shapes[l->index]) > widest)
+			widest = (size_t)nsl_shape_size(m->shapes[l->index]);
+		s->out[s->nl] = nsl_alloc_zeroed(s->alloc,
+						 (size_t)s->max_batch * (size_t)nsl_shape_size(m->shapes[out_i + 1]) *
+							 sizeof(float),
+						 "layer output");
+		s->nl++;
+		if (s->out[s->nl - 1] == NULL)
+			return nsl_error_prefix(ENOMEM, "layer %d", l->index);
+	}
+	for (int b = 0; b < 2; b++) {
+		s->grad_buf[b] = nsl_alloc_zeroed(s->alloc, (size_t)s->max_batch * widest * sizeof(float),
+						  "input gradient");
+		if (s->grad_buf[b] == NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stage_config *cfg)
+{
+	struct nsl_stage *s;
+	const struct nsl_model *m = cfg->model;
+
+	if (m == NULL || cfg->first < 0 || cfg->first >= cfg->last || cfg->last > m->nlayers) {
+		nsl_error_set(EINVAL, "stage: layers [%d, %d) are not a non-empty range of the %d-layer model",
+			      cfg->first, cfg->last, m ? m->nlayers : 0);
+		return NULL;
+	}
+	if (cfg->max_batch < 1) {
+		nsl_error_set(EINVAL, "stage: batch size %d must be at least 1", cfg->max_batch);
+		return NULL;
+	}
+	if (cfg->optim.ops == NULL) {
+		nsl_error_set(EINVAL, "stage: no optimizer configured (nsl_optim_config_init)");
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		nsl_error_set(ENOMEM, "stage: out of memory");
+		return NULL;
+	}
+	s->cc = cc;
+	s->m = m;
+	s->first = cfg->first;
+	s->last = cfg->last;
+	s->max_batch = cfg->max_batch;
+	s->seed = cfg->seed;
+	s->optim = cfg->optim;
+	s->alloc = cfg->alloc ? cfg->alloc : &nsl_allocator_libc;
+	s->ctx = (struct nsl_layer_ctx){ .cc = cc, .alloc = s->alloc, .max_batch = cfg->max_batch };
+	s->grads_zero = true;
+	s->no_fuse = cfg->no_fuse;
+	if (build_layers(s) < 0 || collect_params(s) < 0) {
+		nsl_error_prefix(EINVAL, "stage of layers %d-%d", cfg->first, cfg->last - 1);
+		nsl_stage_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void nsl_stage_free(struct nsl_stage *s)
+{
+	if (s == NULL)
+		return;
+	for (int k = 0; k < s->nparams; k++)
+		for (int slot = 0; slot < 2; slot++)
+			nsl_alloc_free(s->alloc, s->params[k].state[slot]);
+	free(s->params);
+	for (int j = 0; j < s->nl; j++) {
+		nsl_layer_free(s->layers[j]);
+		nsl_alloc_free(s->alloc, s->out[j]);
+	}
+	nsl_alloc_free(s->alloc, s->grad_buf[0]);
+	nsl_alloc_free(s->alloc, s->grad_buf[1]);
+	free(s->layers);
+	free(s->out);
+	free(s);
+}
+
+static bool is_prepared(const struct nsl_stage *s, int batch)
+{
+	for (int i = 0; i < s->nprepared; i++)
+		if (s->prepared[i] == batch)
+			return true;
+	return false;
+}
+
+int nsl_stage_prepare(struct nsl_stage *s, int batch)
+{
+	if (batch < 1 || batch > s->max_batch)
+		return nsl_error_set(EINVAL, "stage: batch %d outside 1..%d (the stage's max batch)", batch,
+				     s->max_batch);
+	if (is_prepared(s, batch))
+		return 0;
+	if (s->nprepared == NSL_LAYER_MAX_BATCHES)
+		return nsl_error_set(ENOSPC, "stage: already prepared %d batch sizes; batch %d would be one more",
+				     NSL_LAYER_MAX_BATCHES, batch);
+	for (int j = 0; j < s->nl; j++) {
+		int rc = s->layers[j]->ops->prepare(s->layers[j], batch);
+
+		if (rc < 0)
+			return nsl_error_prefix(rc, "layer %d (%s), batch %d", s->layers[j]->index,
+						s->layers[j]->ops->name, batch);
+	}
+	s->prepared[s->nprepared++] = batch;
+	return 0;
+}
+
+int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,
+		      uint64_t key)
+{
+	const float *in = x;
+	int rc;
+
+	/* Normally prepared ahead; preparing here costs one primitive build per new shape. */
+	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
+		return rc;
+	for (int j = 0; j < s->nl; j++) {
+		struct nsl_layer *l = s->layers[j];
+
+		rc = l->ops->forward(l, batch, in, s->out[j], train, key);
+		if (rc < 0)
+			return nsl_error_prefix(rc, "layer %d (%s) forward", l->index, l->ops->name);
+		in = s->out[j];
+	}
+	if (train) {
+		s->x = x;
+		s->fwd_batch = batch;
+	}
+	*y = in;
+	return 0;
+}
+
+int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const float **dx)
+{
+	const float *g = dy;
+	int b = 0;
+
+	if (s->x == NULL || batch != s->fwd_batch)
+		return nsl_error_set(EINVAL, "stage: backward of batch %d without a training forward of it", batch);
+	for (int j = s->nl - 1; j >= 0; j--) {
+		struct nsl_layer *l = s->layers[j];
+		const float *x = j > 0 ? s->out[j - 1] : s->x;
+		/* Layer 0's input gradient has no consumer: skipping it saves a whole GEMM. */
+		float *gx = (j == 0 && s->first == 0) ? NULL : s->grad_buf[b];
+		int rc = l->ops->backward(l, batch, x, s->out[j], g, gx, !s->grads_zero);
+
+		if (rc < 0)
+			return nsl_error_prefix(rc, "layer %d (%s) backward", l->index, l->ops->name);
+		g = gx;
+		b ^= 1;
+	}
+	s->grads_zero = false;
+	*dx = g;
+	return 0;
+}
+
+int nsl_stage_step(struct nsl_stage *s, float lr)
+{
+	s->steps++;
+	for (int k = 0; k < s->nparams; k++) {
+		struct stage_param *sp = &s->params[k];
+
+		if (s->grads_zero)
+			memset(sp->p->grad, 0, sp->p->count * sizeof(float));
+		s->optim.ops->update(&s->optim, lr, s->steps, sp->p->data, sp->p->grad, sp->state,
+				     sp->p->count);
+	}
+	s->grads_zero = true;
+	return 0;
+}
+
+int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memory *out)
+{
+	size_t widest = 0, pad = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (int k = 0; k < s->nparams; k++) {
+		size_t bytes = s->params[k].p->count * sizeof(float);
+
+		out->params += bytes;
+		out->grads += bytes;
+		out->optim_state += bytes * (size_t)s->optim.ops->state_slots;
+	}
+	for (int j = 0; j < s->nl; j++) {
+		const struct nsl_layer *l = s->layers[j];
+		int64_t out_floats = nsl_shape_size(l->out);
+		int64_t in_floats = nsl_shape_size(l->in);
+
+		out->activations += (size_t)batch * (size_t)out_floats * sizeof(float);
+		out->scratch += l->scratch_bytes;
+		if (l->scratchpad_bytes > pad)
+			pad = l->scratchpad_bytes;
+		if ((size_t)in_floats > widest)
+			widest = (size_t)in_floats;
+	}
+	out->scratch += pad + 2 * (size_t)batch * widest * sizeof(float);
+	out->total = out->params + out->grads + out->optim_state + out->activations + out->scratch;
+	return 0;
+}
+
+int nsl_stage_param_count(const struct nsl_stage *s)
+{
+	return s->nparams;
+}
+
+int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info *out)
+{
+	const struct nsl_param *p;
+
+	if (k < 0 || k >= s->nparams)
+		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
+	p = s->params[k].p;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "layer%d.%s", s->params[k].layer, p->name);
+	out->layer = s->params[k].layer;
+	out->ndim = p->ndim;
+	memcpy(out->dims, p->dims, sizeof(out->dims));
+	out->numel = p->numel;
+	return 0;
+}
+
+int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain)
+{
+	if (k < 0 || k >= s->nparams)
+		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
+	return nsl_param_export(s->cc, s->params[k].p, plain);
+}
+
+int nsl_stage_param_import(struct nsl_stage *s, int k, const float *plain)
+{
+	if (k < 0 || k >= s->nparams)
+		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
+	return nsl_param_import(s->cc, s->params[k].p, plain);
+}
+
+int64_t nsl_stage_in_size(const struct nsl_stage *s)
+{
+	return nsl_shape_size(s->m->shapes[s->first]);
+}
+
+int64_t nsl_stage_out_size(const struct nsl_stage *s)
+{
+	return nsl_shape_size(s->m->shapes[s->last]);
+}
+
+uint64_t nsl_stage_steps(const struct nsl_stage *s)
+{
+	return s->steps;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * A chain: a model cut into stages that run one after another on this thread. With one stage it
+ * is the single-peer reference trainer; with several it proves that cutting changes nothing.
+ * Distributed modes put the same stages on different peers.
+ */
+#ifndef NSL_CHAIN_H
+#define NSL_CHAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nsplit/compute.h"
+#include "nsplit/model.h"
+#include "nsplit/optim.h"
+#include "nsplit/stage.h"
+
+#define NSL_CHAIN_MAX_STAGES 64
+
+struct nsl_chain {
+	const struct nsl_model *m;
+	int nstages;
+	int starts[NSL_CHAIN_MAX_STAGES + 1];
+	struct nsl_stage *stages[NSL_CHAIN_MAX_STAGES];
+	int max_batch;
+	float *dlogits;       /* max_batch x classes */
+};
+
+/* Build the stages [starts[i], starts[i+1]). Returns 0 or a negative errno with a message. */
+int nsl_chain_init(struct nsl_chain *c, struct nsl_compute *cc, const struct nsl_model *m, const int *starts,
+		   int nstages, int max_batch, uint64_t seed, const struct nsl_optim_config *optim);
+
+void nsl_chain_fini(struct nsl_chain *c);
+
+int nsl_chain_prepare(struct nsl_chain *c, int batch);
+
+/*
+ * One optimizer step on a batch of `batch` rows: forward, softmax cross-entropy, backward (loss
+ * scaled by 1/batch), step with learning rate lr. Adds the summed loss and correct count.
+ */
+int nsl_chain_train_batch(struct nsl_chain *c, int batch, const float *x, const int32_t *labels, uint64_t key,
+			  float lr, double *loss_sum, int *correct);
+
+/* Inference forward; *logits is stage-owned, batch x classes. */
+int nsl_chain_predict(struct nsl_chain *c, int batch, const float *x, const float **logits);
+
+/* Write every parameter as safetensors (layer<i>.weight/bias, PyTorch layouts, model metadata). */
+int nsl_chain_save(const struct nsl_chain *c, const char *path);
+
+/* Load every parameter by name from a safetensors file; refuses a model or shape mismatch. */
+int nsl_chain_load(struct nsl_chain *c, const char *path);
+
+#endif

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nsplit/error.h"
+#include "cli.h"
+
+int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out)
+{
+	char *e;
+	long long x;
+
+	errno = 0;
+	x = strtoll(v, &e, 10);
+	if (errno || e == v || *e || x < min || x > max)
+		return nsl_error_set(EINVAL, "--%s: \"%s\" is not a whole number in [%" PRId64 ", %" PRId64 "]", opt, v,
+				     min, max);
+	*out = x;
+	return 0;
+}
+
+int nsl_cli_int(const char *opt, const char *v, long min, long max, int *out)
+{
+	int64_t x;
+	int rc = nsl_cli_i64(opt, v, min, max, &x);
+
+	if (rc == 0)
+		*out = (int)x;
+	return rc;
+}
+
+int nsl_cli_u64(const char *opt, const char *v, uint64_t *out)
+{
+	char *e;
+
+	errno = 0;
+	if (*v == '-')
+		return nsl_error_set(EINVAL, "--%s: \"%s\" must not be negative", opt, v);
+	*out = strtoull(v, &e, 0);
+	if (errno || e == v || *e)
+		return nsl_error_set(EINVAL, "--%s: \"%s\" is not an unsigned 64-bit number", opt, v);
+	return 0;
+}
+
+int nsl_cli_float(const char *opt, const char *v, double min, double max, float *out)
+{
+	char *e;
+	double x;
+
+	errno = 0;
+	x = strtod(v, &e);
+	if (errno || e == v || *e || !isfinite(x) || x < min || x > max)
+		return nsl_error_set(EINVAL, "--%s: \"%s\" is not a number in [%g, %g]", opt, v, min, max);
+	*out = (float)x;
+	return 0;
+}
+
+int nsl_cli_fail(const char *cmd)
+{
+	fflush(stdout);
+	fprintf(stderr, "nsplit %s: %s\n", cmd, nsl_error_last());
+	return 1;
+}

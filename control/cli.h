@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Strict parsing of command-line values, shared by every subcommand. */
+#ifndef NSL_CLI_H
+#define NSL_CLI_H
+
+#include <stdint.h>
+
+/* Each returns 0, or -EINVAL with a message "--<opt>: ..." saying what a valid value is. */
+int nsl_cli_int(const char *opt, const char *v, long min, long max, int *out);
+int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out);
+int nsl_cli_u64(const char *opt, const char *v, uint64_t *out);
+int nsl_cli_float(const char *opt, const char *v, double min, double max, float *out);
+
+/* Print "nsplit <cmd>: <last error>" to stderr; returns exit code 1. */
+int nsl_cli_fail(const char *cmd);
+
+#endif

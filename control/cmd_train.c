@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "nsplit/optim.h"
+#include "cli.h"
+#include "commands.h"
+#include "train.h"
+
+static void usage(FILE *f)
+{
+	fputs(
+"usage: nsplit train [options]\n"
+"Train a model on Fashion-MNIST (or any IDX data set) and evaluate it after each epoch.\n"
+"\n"
+"Model and data\n"
+"  --model M            layer list or mlp:IN-H-...-OUT (default mlp:784-512-256-10);\n"
+"                       grammar: dense:N conv:CxKHxKW maxpool:K avgpool:K relu tanh sigmoid\n"
+"                       gelu flatten dropout:P, comma-separated; layers numbered from 0\n"
+"  --data DIR           IDX files (train-*-ubyte[.gz], t10k-*) or ready .nsl shards\n"
+"                       (default /usr/share/datasets/fashion-mnist)\n"
+"  --shards DIR         same as --data, for a folder of nsplit shard files\n"
+"  --cache DIR          where shard files are made on first use (default $NSPLIT_CACHE,\n"
+"                       $XDG_CACHE_HOME/nsplit or ~/.cache/nsplit)\n"
+"  --limit-samples N    train on the first N training samples only (default all)\n"
+"  --read-ahead N       shard reads in flight, 1-256 (default 8)\n"
+"  --no-direct          buffered reads even where O_DIRECT works\n"
+"\n"
+"Peers and stages\n"
+"  --peers N            peers taking part (default 1; this build trains on one peer)\n"
+"  --split I,J,...      cut the model into stages starting at layers I, J, ... and run them\n"
+"                       one after another (same weights as the uncut model)\n"
+"  --threads T          compute threads (default: every core this process may use)\n"
+"\n"
+"Optimisation\n"
+"  --epochs E           passes over the training set (default 10)\n"
+"  --batch B            samples per optimizer step (default 64)\n"
+"  --optimizer NAME     sgd, adam or adamw (default sgd)\n"
+"  --lr X               peak learning rate (default 0.01 for sgd, 0.001 for adam/adamw)\n"
+"  --lr-schedule S      constant, step or cosine, per optimizer step (default constant)\n"
+"  --warmup N           linear warm-up over the first N steps (default 0)\n"
+"  --lr-step E          step schedule: multiply by --lr-gamma every E epochs (default off)\n"
+"  --lr-gamma G         step schedule factor (default 0.1)\n"
+"  --min-lr X           cosine floor (default 0)\n"
+"  --momentum M         sgd momentum (default 0.9)\n"
+"  --weight-decay W     L2 for sgd/adam, decoupled for adamw (default 0; adamw 0.01)\n"
+"  --seed S             initialisation, shuffling and dropout (default 1)\n"
+"\n"
+"Output\n"
+"  --metrics FILE       JSON lines: one per epoch and a final one (loss, test_acc,\n"
+"                       samples_per_s, wall_s, ...)\n"
+"  --save-weights FILE  safetensors with layer<i>.weight/bias in PyTorch layouts\n"
+"  --no-eval            skip the test-set evaluation\n"
+"  --no-progress        no progress line on the terminal\n"
+"  -h, --help           this text\n",
+		f);
+}
+
+enum {
+	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
+	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
+	OPT_LIMIT, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
+};
+
+static const struct option long_opts[] = {
+	{ "peers", required_argument, NULL, OPT_PEERS },
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "data", required_argument, NULL, OPT_DATA },
+	{ "shards", required_argument, NULL, OPT_DATA },
+	{ "cache", required_argument, NULL, OPT_CACHE },
+	{ "split", required_argument, NULL, OPT_SPLIT },
+	{ "epochs", required_argument, NULL, OPT_EPOCHS },
+	{ "batch", required_argument, NULL, OPT_BATCH },
+	{ "optimizer", required_argument, NULL, OPT_OPTIM },
+	{ "lr", required_argument, NULL, OPT_LR },
+	{ "lr-schedule", required_argument, NULL, OPT_SCHED },
+	{ "warmup", required_argument, NULL, OPT_WARMUP },
+	{ "lr-step", required_argument, NULL, OPT_LR_STEP },
+	{ "lr-gamma", required_argument, NULL, OPT_GAMMA },
+	{ "min-lr", required_argument, NULL, OPT_MIN_LR },
+	{ "momentum", required_argument, NULL, OPT_MOMENTUM },
+	{ "weight-decay", required_argument, NULL, OPT_WD },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "limit-samples", required_argument, NULL, OPT_LIMIT },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "save-weights", required_argument, NULL, OPT_SAVE },
+	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+	{ "no-eval", no_argument, NULL, OPT_NO_EVAL },
+	{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
+	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse(int argc, char **argv, struct nsl_train_opts *o)
+{
+	int c, rc = 0;
+	int64_t v64;
+
+	while (rc == 0 && (c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_PEERS: rc = nsl_cli_int("peers", optarg, 1, 1024, &o->peers); break;
+		case OPT_MODEL: o->model = optarg; break;
+		case OPT_DATA: o->data_dir = optarg; break;
+		case OPT_CACHE: o->cache_dir = optarg; break;
+		case OPT_SPLIT: o->split = optarg; break;
+		case OPT_EPOCHS: rc = nsl_cli_int("epochs", optarg, 1, 1000000, &o->epochs); break;
+		case OPT_BATCH: rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
+		case OPT_OPTIM: o->optimizer = optarg; break;
+		case OPT_LR: rc = nsl_cli_float("lr", optarg, 1e-12, 1e6, &o->lr); break;
+		case OPT_SCHED: rc = nsl_lr_parse_kind(optarg, &o->lr_schedule); break;
+		case OPT_WARMUP: rc = nsl_cli_i64("warmup", optarg, 0, INT64_MAX / 2, &o->warmup_steps); break;
+		case OPT_LR_STEP: rc = nsl_cli_float("lr-step", optarg, 0, 1e9, &o->lr_step_epochs); break;
+		case OPT_GAMMA: rc = nsl_cli_float("lr-gamma", optarg, 0, 1e6, &o->lr_gamma); break;
+		case OPT_MIN_LR: rc = nsl_cli_float("min-lr", optarg, 0, 1e6, &o->min_lr); break;
+		case OPT_MOMENTUM: rc = nsl_cli_float("momentum", optarg, 0, 0.999999, &o->momentum); break;
+		case OPT_WD: rc = nsl_cli_float("weight-decay", optarg, 0, 1e3, &o->weight_decay); break;
+		case OPT_SEED: rc = nsl_cli_u64("seed", optarg, &o->seed); break;
+		case OPT_THREADS: rc = nsl_cli_int("threads", optarg, 0, 1024, &o->threads); break;
+		case OPT_LIMIT:
+			rc = nsl_cli_i64("limit-samples", optarg, 1, UINT32_MAX, &v64);
+			o->limit_samples = (uint32_t)v64;
+			break;
+		case OPT_METRICS: o->metrics = optarg; break;
+		case OPT_SAVE: o->save_weights = optarg; break;
+		case OPT_NO_PROGRESS: o->progress = false; break;
+		case OPT_NO_EVAL: o->eval = false; break;
+		case OPT_READ_AHEAD: rc = nsl_cli_int("read-ahead", optarg, 1, 256, &o->read_ahead); break;
+		case OPT_NO_DIRECT: o->direct = false; break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (rc < 0)
+		return nsl_cli_fail("train") + 1;
+	if (optind < argc) {
+		fprintf(stderr, "nsplit train: unexpected argument \"%s\" (see nsplit train --help)\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+int nsl_cmd_train(int argc, char **argv)
+{
+	struct nsl_train_opts o;
+	int rc;
+
+	nsl_train_opts_default(&o);
+	rc = parse(argc, argv, &o);
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (nsl_train_reference(&o) < 0)
+		return nsl_cli_fail("train");
+	return 0;
+}

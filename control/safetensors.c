@@ -1,0 +1,557 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nsplit/error.h"
+#include "nsplit/safetensors.h"
+
+#define ST_MAX_HEADER (64u << 20)
+
+struct st_entry {
+	char *name;
+	int ndim;
+	int64_t dims[NSL_ST_MAX_DIMS];
+	uint64_t begin, end;
+};
+
+struct nsl_st_file {
+	char *path;
+	uint8_t *bytes;            /* the whole file */
+	size_t size;
+	uint64_t data_off;
+	int n, cap;
+	struct st_entry *e;
+	int nmeta;
+	char *meta[32][2];
+};
+
+/* ---- writing ---- */
+
+static int json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	return fputc('"', f) == EOF ? -EIO : 0;
+}
+
+static int64_t numel(const struct nsl_st_tensor *t)
+{
+	int64_t n = 1;
+
+	for (int d = 0; d < t->ndim; d++)
+		n *= t->dims[d];
+	return n;
+}
+
+int nsl_st_write(const char *path, const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta)
+{
+	char tmp[4096];
+	char *hdr = NULL;
+	size_t hlen = 0;
+	FILE *h = open_memstream(&hdr, &hlen);
+	uint64_t off = 0, padded;
+	FILE *f = NULL;
+	int rc = 0;
+
+	if (h == NULL)
+		return nsl_error_set(ENOMEM, "%s: out of memory", path);
+	fputc('{', h);
+	if (nmeta > 0) {
+		fputs("\"__metadata__\":{", h);
+		for (int i = 0; i < nmeta; i++) {
+			if (i)
+				fputc(',', h);
+			json_string(h, meta[2 * i]);
+			fputc(':', h);
+			json_string(h, meta[2 * i + 1]);
+		}
+		fputc('}', h);
+	}
+	for (int i = 0; i < n; i++) {
+		uint64_t bytes = (uint64_t)numel(&t[i]) * 4;
+
+		if (i || nmeta > 0)
+			fputc(',', h);
+		json_string(h, t[i].name);
+		fputs(":{\"dtype\":\"F32\",\"shape\":[", h);
+		for (int d = 0; d < t[i].ndim; d++)
+			fprintf(h, "%s%lld", d ? "," : "", (long long)t[i].dims[d]);
+		fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+			(unsigned long long)(off + bytes));
+		off += bytes;
+	}
+	fputc('}', h);
+	/* The spec allows trailing spaces; padding to 8 bytes keeps the data aligned for mmap users. */
+	while ((ftell(h) + 8) % 8)
+		fputc(' ', h);
+	fclose(h);
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	f = fopen(tmp, "wb");
+	if (f == NULL) {
+		rc = nsl_error_set(errno, "%s: cannot create: %s", tmp, strerror(errno));
+		goto out;
+	}
+	padded = hlen;
+	{
+		uint8_t le[8];
+
+		for (int b = 0; b < 8; b++)
+			le[b] = (uint8_t)(padded >> (8 * b));
+		if (fwrite(le, 1, 8, f) != 8 || fwrite(hdr, 1, hlen, f) != hlen)
+			goto io_error;
+	}
+	for (int i = 0; i < n; i++) {
+		size_t cnt = (size_t)numel(&t[i]);
+
+		/* x86 and every DPDK target we build for are little-endian, as the format wants. */
+		if (fwrite(t[i].data, sizeof(float), cnt, f) != cnt)
+			goto io_error;
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		goto io_error;
+	if (fclose(f) != 0) {
+		f = NULL;
+		goto io_error;
+	}
+	f = NULL;
+	if (rename(tmp, path) != 0) {
+		rc = nsl_error_set(errno, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+		unlink(tmp);
+	}
+	goto out;
+io_error:
+	rc = nsl_error_set(errno ? errno : EIO, "%s: write failed: %s (disk full?)", tmp, strerror(errno ? errno : EIO));
+	if (f)
+		fclose(f);
+	unlink(tmp);
+out:
+	free(hdr);
+	return rc;
+}
+
+/* ---- reading: a small JSON parser for exactly the header's grammar ---- */
+
+struct cursor {
+	const char *p, *end, *start;
+	const char *path;
+};
+
+static void skip_ws(struct cursor *c)
+{
+	while (c->p < c->end && isspace((unsigned char)*c->p))
+		c->p++;
+}
+
+static int expect(struct cursor *c, char ch)
+{
+	skip_ws(c);
+	if (c->p >= c->end || *c->p != ch)
+		return nsl_error_set(EINVAL, "%s: bad header JSON: expected '%c' at header byte %ld", c->path, ch,
+				     (long)(c->p - c->start));
+	c->p++;
+	return 0;
+}
+
+static bool peek(struct cursor *c, char ch)
+{
+	skip_ws(c);
+	return c->p < c->end && *c->p == ch;
+}
+
+static int parse_string(struct cursor *c, char **out)
+{
+	size_t cap = 64, n = 0;
+	char *s;
+
+	if (expect(c, '"') < 0)
+		return -EINVAL;
+	s = malloc(cap);
+	if (s == NULL)
+		return nsl_error_set(ENOMEM, "%s: out of memory", c->path);
+	while (c->p < c->end && *c->p != '"') {
+		char ch = *c->p++;
+
+		if (ch == '\\') {
+			if (c->p >= c->end)
+				break;
+			ch = *c->p++;
+			if (ch == 'u') {
+				unsigned v;
+
+				if (c->end - c->p < 4 || sscanf(c->p, "%4x", &v) != 1 || v > 0x7f) {
+					free(s);
+					return nsl_error_set(EINVAL, "%s: bad header JSON: unsupported \\u escape", c->path);
+				}
+				c->p += 4;
+				ch = (char)v;
+			} else if (ch == 'n') {
+				ch = '\n';
+			} else if (ch == 't') {
+				ch = '\t';
+			}
+		}
+		if (n + 2 > cap) {
+			char *t = realloc(s, cap *= 2);
+
+			if (t == NULL) {
+				free(s);
+				return nsl_error_set(ENOMEM, "%s: out of memory", c->path);
+			}
+			s = t;
+		}
+		s[n++] = ch;
+	}
+	if (c->p >= c->end) {
+		free(s);
+		return nsl_error_set(EINVAL, "%s: bad header JSON: unterminated string", c->path);
+	}
+	c->p++;
+	s[n] = '\0';
+	*out = s;
+	return 0;
+}
+
+static int parse_uint(struct cursor *c, uint64_t *out)
+{
+	char *e;
+
+	skip_ws(c);
+	if (c->p >= c->end || !isdigit((unsigned char)*c->p))
+		return nsl_error_set(EINVAL, "%s: bad header JSON: expected a number", c->path);
+	errno = 0;
+	*out = strtoull(c->p, &e, 10);
+	if (errno || e > c->end)
+		return nsl_error_set(EINVAL, "%s: bad header JSON: number out of range", c->path);
+	c->p = e;
+	return 0;
+}
+
+/* Skip any JSON value we do not use (metadata of other tools may hold anything). */
+static int skip_value(struct cursor *c, int depth)
+{
+	char *s;
+
+	skip_ws(c);
+	if (depth > 16 || c->p >= c->end)
+		return nsl_error_set(EINVAL, "%s: bad header JSON: value too deep or truncated", c->path);
+	if (*c->p == '"') {
+		if (parse_string(c, &s) < 0)
+			return -EINVAL;
+		free(s);
+		return 0;
+	}
+	if (*c->p == '{' || *c->p == '[') {
+		char close = *c->p == '{' ? '}' : ']';
+		bool obj = *c->p == '{';
+
+		c->p++;
+		if (peek(c, close)) {
+			c->p++;
+			return 0;
+		}
+		for (;;) {
+			if (obj) {
+				if (parse_string(c, &s) < 0)
+					return -EINVAL;
+				free(s);
+				if (expect(c, ':') < 0)
+					return -EINVAL;
+			}
+			if (skip_value(c, depth + 1) < 0)
+				return -EINVAL;
+			if (peek(c, ',')) {
+				c->p++;
+				continue;
+			}
+			return expect(c, close);
+		}
+	}
+	while (c->p < c->end && (isalnum((unsigned char)*c->p) || *c->p == '-' || *c->p == '.' || *c->p == '+'))
+		c->p++;
+	return 0;
+}
+
+static int parse_metadata(struct cursor *c, struct nsl_st_file *f)
+{
+	if (expect(c, '{') < 0)
+		return -EINVAL;
+	if (peek(c, '}')) {
+		c->p++;
+		return 0;
+	}
+	for (;;) {
+		char *k = NULL, *v = NULL;
+
+		if (parse_string(c, &k) < 0 || expect(c, ':') < 0 || parse_string(c, &v) < 0) {
+			free(k);
+			return -EINVAL;
+		}
+		if (f->nmeta < 32) {
+			f->meta[f->nmeta][0] = k;
+			f->meta[f->nmeta][1] = v;
+			f->nmeta++;
+		} else {
+			free(k);
+			free(v);
+		}
+		if (peek(c, ',')) {
+			c->p++;
+			continue;
+		}
+		return expect(c, '}');
+	}
+}
+
+static int parse_entry(struct cursor *c, struct st_entry *e)
+{
+	char *key = NULL, *dtype = NULL;
+	bool have_shape = false, have_off = false;
+	int rc = 0;
+
+	if (expect(c, '{') < 0)
+		return -EINVAL;
+	for (;;) {
+		if (parse_string(c, &key) < 0 || expect(c, ':') < 0)
+			goto bad;
+		if (strcmp(key, "dtype") == 0) {
+			if (parse_string(c, &dtype) < 0)
+				goto bad;
+			if (strcmp(dtype, "F32") != 0) {
+				rc = nsl_error_set(ENOTSUP, "%s: tensor %s has dtype %s; nsplit reads F32 only", c->path,
+						   e->name, dtype);
+				goto out;
+			}
+		} else if (strcmp(key, "shape") == 0) {
+			if (expect(c, '[') < 0)
+				goto bad;
+			e->ndim = 0;
+			while (!peek(c, ']')) {
+				uint64_t v;
+
+				if (e->ndim == NSL_ST_MAX_DIMS) {
+					rc = nsl_error_set(ENOTSUP, "%s: tensor %s has more than %d dimensions", c->path,
+							   e->name, NSL_ST_MAX_DIMS);
+					goto out;
+				}
+				if (parse_uint(c, &v) < 0 || v > (1ull << 40))
+					goto bad;
+				e->dims[e->ndim++] = (int64_t)v;
+				if (peek(c, ','))
+					c->p++;
+			}
+			c->p++;
+			have_shape = true;
+		} else if (strcmp(key, "data_offsets") == 0) {
+			if (expect(c, '[') < 0 || parse_uint(c, &e->begin) < 0 || expect(c, ',') < 0 ||
+			    parse_uint(c, &e->end) < 0 || expect(c, ']') < 0)
+				goto bad;
+			have_off = true;
+		} else if (skip_value(c, 1) < 0) {
+			goto bad;
+		}
+		free(key);
+		key = NULL;
+		if (peek(c, ',')) {
+			c->p++;
+			continue;
+		}
+		if (expect(c, '}') < 0)
+			goto bad;
+		break;
+	}
+	if (!have_shape || !have_off || dtype == NULL) {
+		rc = nsl_error_set(EINVAL, "%s: tensor %s lacks dtype, shape or data_offsets", c->path, e->name);
+		goto out;
+	}
+	goto out;
+bad:
+	rc = nsl_error_prefix(EINVAL, "tensor %s", e->name);
+out:
+	free(key);
+	free(dtype);
+	return rc;
+}
+
+static int parse_header(struct nsl_st_file *f, const char *json, size_t len)
+{
+	struct cursor c = { .p = json, .end = json + len, .start = json, .path = f->path };
+
+	if (expect(&c, '{') < 0)
+		return -EINVAL;
+	if (peek(&c, '}'))
+		return 0;
+	for (;;) {
+		char *name = NULL;
+
+		if (parse_string(&c, &name) < 0 || expect(&c, ':') < 0) {
+			free(name);
+			return -EINVAL;
+		}
+		if (strcmp(name, "__metadata__") == 0) {
+			free(name);
+			if (parse_metadata(&c, f) < 0)
+				return -EINVAL;
+		} else {
+			struct st_entry *e;
+
+			if (f->n == f->cap) {
+				int cap = f->cap ? 2 * f->cap : 16;
+				struct st_entry *ne = realloc(f->e, (size_t)cap * sizeof(*ne));
+
+				if (ne == NULL) {
+					free(name);
+					return nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+				}
+				f->e = ne;
+				f->cap = cap;
+			}
+			e = &f->e[f->n++];
+			memset(e, 0, sizeof(*e));
+			e->name = name;
+			if (parse_entry(&c, e) < 0)
+				return -EINVAL;
+		}
+		if (peek(&c, ',')) {
+			c.p++;
+			continue;
+		}
+		return expect(&c, '}');
+	}
+}
+
+static int check_entries(struct nsl_st_file *f)
+{
+	uint64_t data = f->size - f->data_off;
+
+	for (int i = 0; i < f->n; i++) {
+		struct st_entry *e = &f->e[i];
+		uint64_t n = 1;
+
+		for (int d = 0; d < e->ndim; d++)
+			n *= (uint64_t)e->dims[d];
+		if (e->end < e->begin || e->end > data || e->end - e->begin != n * 4)
+			return nsl_error_set(EINVAL,
+					     "%s: tensor %s: data_offsets [%llu, %llu) do not fit its shape (%llu bytes) or the file (%llu data bytes); the file is truncated or corrupt",
+					     f->path, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+					     (unsigned long long)(n * 4), (unsigned long long)data);
+		if (e->begin % 4)
+			return nsl_error_set(EINVAL, "%s: tensor %s is not 4-byte aligned", f->path, e->name);
+	}
+	return 0;
+}
+
+struct nsl_st_file *nsl_st_open(const char *path)
+{
+	struct nsl_st_file *f = calloc(1, sizeof(*f));
+	struct stat st;
+	uint64_t hlen = 0;
+	int fd = -1;
+
+	if (f == NULL || (f->path = strdup(path)) == NULL) {
+		nsl_error_set(ENOMEM, "%s: out of memory", path);
+		goto fail;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		nsl_error_set(errno, "%s: cannot open weights: %s", path, strerror(errno));
+		goto fail;
+	}
+	f->size = (size_t)st.st_size;
+	if (f->size < 8) {
+		nsl_error_set(EINVAL, "%s: %zu bytes is too short for a safetensors file", path, f->size);
+		goto fail;
+	}
+	f->bytes = malloc(f->size + 1);
+	if (f->bytes == NULL) {
+		nsl_error_set(ENOMEM, "%s: cannot hold %zu bytes in memory", path, f->size);
+		goto fail;
+	}
+	for (size_t got = 0; got < f->size;) {
+		ssize_t r = read(fd, f->bytes + got, f->size - got);
+
+		if (r <= 0) {
+			nsl_error_set(r < 0 ? errno : EIO, "%s: read failed at byte %zu", path, got);
+			goto fail;
+		}
+		got += (size_t)r;
+	}
+	for (int b = 0; b < 8; b++)
+		hlen |= (uint64_t)f->bytes[b] << (8 * b);
+	if (hlen > ST_MAX_HEADER || hlen > f->size - 8) {
+		nsl_error_set(EINVAL, "%s: header length %llu exceeds the file (%zu bytes): not a safetensors file, or truncated",
+			      path, (unsigned long long)hlen, f->size);
+		goto fail;
+	}
+	f->data_off = 8 + hlen;
+	if (parse_header(f, (const char *)f->bytes + 8, hlen) < 0 || check_entries(f) < 0)
+		goto fail;
+	close(fd);
+	return f;
+fail:
+	if (fd >= 0)
+		close(fd);
+	nsl_st_close(f);
+	return NULL;
+}
+
+void nsl_st_close(struct nsl_st_file *f)
+{
+	if (f == NULL)
+		return;
+	for (int i = 0; i < f->n; i++)
+		free(f->e[i].name);
+	for (int i = 0; i < f->nmeta; i++) {
+		free(f->meta[i][0]);
+		free(f->meta[i][1]);
+	}
+	free(f->e);
+	free(f->bytes);
+	free(f->path);
+	free(f);
+}
+
+int nsl_st_find(const struct nsl_st_file *f, const char *name, struct nsl_st_tensor *out)
+{
+	for (int i = 0; i < f->n; i++) {
+		const struct st_entry *e = &f->e[i];
+
+		if (strcmp(e->name, name) == 0) {
+			out->name = e->name;
+			out->ndim = e->ndim;
+			memcpy(out->dims, e->dims, sizeof(out->dims));
+			out->data = (const float *)(const void *)(f->bytes + f->data_off + e->begin);
+			return 0;
+		}
+	}
+	return nsl_error_set(ENOENT, "%s: no tensor named %s", f->path, name);
+}
+
+const char *nsl_st_meta(const struct nsl_st_file *f, const char *key)
+{
+	for (int i = 0; i < f->nmeta; i++)
+		if (strcmp(f->meta[i][0], key) == 0)
+			return f->meta[i][1];
+	return NULL;
+}
+
+int nsl_st_count(const struct nsl_st_file *f)
+{
+	return f->n;
+}

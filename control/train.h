@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Options of `nsplit train` and the single-peer reference trainer that runs them. */
+#ifndef NSL_TRAIN_H
+#define NSL_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsplit/optim.h"
+
+struct nsl_train_opts {
+	int peers;
+	const char *model;
+	const char *data_dir;
+	const char *cache_dir;       /* where shard files are made on first use */
+	const char *split;           /* "I,J,...": run the model as stages one after another */
+	int epochs;
+	int batch;
+	const char *optimizer;
+	float lr;                    /* < 0: the optimizer's default */
+	enum nsl_lr_kind lr_schedule;
+	int64_t warmup_steps;
+	float lr_step_epochs;        /* step schedule: decay every this many epochs */
+	float lr_gamma;
+	float min_lr;
+	float momentum;              /* < 0: default (0.9 for sgd) */
+	float weight_decay;          /* < 0: the optimizer's default */
+	uint64_t seed;
+	int threads;
+	uint32_t limit_samples;      /* 0 = all */
+	const char *metrics;
+	const char *save_weights;
+	bool progress;
+	bool eval;
+	int read_ahead;
+	bool direct;
+};
+
+/* Fill the defaults documented in `nsplit train --help`. */
+void nsl_train_opts_default(struct nsl_train_opts *o);
+
+/* Train and evaluate; prints progress and results. 0 or a negative errno (message set). */
+int nsl_train_reference(const struct nsl_train_opts *o);
+
+/* The default shard cache: $NSPLIT_CACHE, else $XDG_CACHE_HOME/nsplit, else ~/.cache/nsplit. */
+const char *nsl_default_cache_dir(void);
+
+#endif

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/compute.h"
+#include "nsplit/error.h"
+#include "nsplit/model.h"
+#include "batcher.h"
+#include "chain.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "progress.h"
+#include "train.h"
+
+void nsl_train_opts_default(struct nsl_train_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->peers = 1;
+	o->model = "mlp:784-512-256-10";
+	o->data_dir = "/usr/share/datasets/fashion-mnist";
+	o->epochs = 10;
+	o->batch = 64;
+	o->optimizer = "sgd";
+	o->lr = -1;
+	o->lr_schedule = NSL_LR_CONSTANT;
+	o->lr_gamma = 0.1f;
+	o->momentum = -1;
+	o->weight_decay = -1;
+	o->seed = 1;
+	o->progress = true;
+	o->eval = true;
+	o->read_ahead = 8;
+	o->direct = true;
+}
+
+const char *nsl_default_cache_dir(void)
+{
+	static char buf[PATH_MAX];
+	const char *e = getenv("NSPLIT_CACHE");
+
+	if (e && *e)
+		return e;
+	e = getenv("XDG_CACHE_HOME");
+	if (e && *e) {
+		snprintf(buf, sizeof(buf), "%s/nsplit", e);
+		return buf;
+	}
+	e = getenv("HOME");
+	snprintf(buf, sizeof(buf), "%s/.cache/nsplit", e && *e ? e : "/tmp");
+	return buf;
+}
+
+/* Everything one run holds; freed in one place whatever failed. */
+struct run {
+	struct nsl_compute *cc;
+	struct nsl_model *model;
+	struct nsl_chain chain;
+	bool chain_ok;
+	struct nsl_batcher train, test;
+	bool test_ok;
+	float *x;
+	int32_t *labels;
+	FILE *metrics;
+};
+
+static void run_free(struct run *r)
+{
+	if (r->chain_ok)
+		nsl_chain_fini(&r->chain);
+	nsl_batcher_close(&r->train);
+	if (r->test_ok)
+		nsl_batcher_close(&r->test);
+	nsl_model_free(r->model);
+	nsl_compute_free(r->cc);
+	free(r->x);
+	free(r->labels);
+	if (r->metrics)
+		fclose(r->metrics);
+}
+
+static int setup_optim(const struct nsl_train_opts *o, struct nsl_optim_config *oc, float *lr)
+{
+	int rc = nsl_optim_config_init(oc, o->optimizer);
+
+	if (rc < 0)
+		return rc;
+	if (oc->ops == &nsl_optim_sgd)
+		oc->momentum = o->momentum >= 0 ? o->momentum : 0.9f;
+	else if (o->momentum >= 0)
+		return nsl_error_set(EINVAL, "--momentum applies to sgd only; %s uses betas", o->optimizer);
+	if (o->weight_decay >= 0)
+		oc->weight_decay = o->weight_decay;
+	*lr = o->lr > 0 ? o->lr : (oc->ops == &nsl_optim_sgd ? 0.01f : 0.001f);
+	return 0;
+}
+
+static int setup_split(const struct nsl_train_opts *o, const struct nsl_model *m, int *starts)
+{
+	if (o->split == NULL || !*o->split) {
+		starts[0] = 0;
+		starts[1] = m->nlayers;
+		return 1;
+	}
+	return nsl_model_parse_split(m, o->split, starts, NSL_CHAIN_MAX_STAGES);
+}
+
+static void metrics_line(FILE *f, const char *event, int epoch, int64_t step, double loss, double train_acc,
+			 const struct nsl_eval_result *ev, bool have_eval, float lr, double rate, double wall)
+{
+	if (f == NULL)
+		return;
+	fprintf(f, "{\"event\":\"%s\",\"epoch\":%d,\"step\":%" PRId64 ",\"loss\":%.6f,\"train_acc\":%.6f,", event,
+		epoch, step, loss, train_acc);
+	if (have_eval)
+		fprintf(f, "\"test_loss\":%.6f,\"test_acc\":%.6f,", ev->loss, ev->accuracy);
+	else
+		fprintf(f, "\"test_loss\":null,\"test_acc\":null,");
+	fprintf(f, "\"lr\":%.8g,\"samples_per_s\":%.2f,\"wall_s\":%.3f}\n", (double)lr, rate, wall);
+	fflush(f);
+}
+
+int nsl_train_reference(const struct nsl_train_opts *o)
+{
+	struct run r = { 0 };
+	struct nsl_dataset_files files;
+	struct nsl_shard_reader_opts ro = { 0 };
+	struct nsl_optim_config oc;
+	struct nsl_lr_schedule sched = { 0 };
+	struct nsl_eval_result ev = { 0 };
+	struct nsl_progress prog = { 0 };
+	int starts[NSL_CHAIN_MAX_STAGES + 1];
+	int nstages, rc, steps_per_epoch;
+	int64_t step = 0, n_train;
+	double train_time = 0, t_start = nsl_now(), last_loss = 0;
+	float lr = 0, base_lr = 0;
+	bool have_eval = false;
+
+	if (o->peers != 1)
+		return nsl_error_set(ENOTSUP,
+				     "--peers %d: this build trains on one peer only (the N-split dataplane is not built yet); use --split I,J,... to run the model as stages in one process",
+				     o->peers);
+	if (o->batch < 1 || o->epochs < 1)
+		return nsl_error_set(EINVAL, "--batch and --epochs must be at least 1 (got %d and %d)", o->batch, o->epochs);
+	rc = nsl_dataset_prepare(o->data_dir, o->cache_dir ? o->cache_dir : nsl_default_cache_dir(), 1, &files);
+	if (rc < 0)
+		return rc;
+
+	ro.depth = o->read_ahead;
+	ro.direct = o->direct;
+	ro.shuffle = true;
+	ro.seed = o->seed;
+	if ((rc = nsl_batcher_open(&r.train, files.train[0], &ro, o->limit_samples)) < 0)
+		goto out;
+	ro.shuffle = false;
+	if (o->eval) {
+		if ((rc = nsl_batcher_open(&r.test, files.test, &ro, 0)) < 0)
+			goto out;
+		r.test_ok = true;
+	}
+	r.model = nsl_model_parse(o->model, r.train.shape);
+	if (r.model == NULL) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if ((uint32_t)r.model->classes < r.train.classes) {
+		rc = nsl_error_set(EINVAL, "model \"%s\" has %d outputs but the data has %u classes", o->model,
+				   r.model->classes, r.train.classes);
+		goto out;
+	}
+	if ((rc = setup_optim(o, &oc, &base_lr)) < 0)
+		goto out;
+	if ((nstages = setup_split(o, r.model, starts)) < 0) {
+		rc = nstages;
+		goto out;
+	}
+	r.cc = nsl_compute_create(o->threads);
+	if (r.cc == NULL) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if ((rc = nsl_chain_init(&r.chain, r.cc, r.model, starts, nstages, o->batch, o->seed, &oc)) < 0)
+		goto out;
+	r.chain_ok = true;
+
+	n_train = r.train.limit;
+	steps_per_epoch = (int)((n_train + o->batch - 1) / o->batch);
+	/* Every batch size the loop will see is built now: full batches, the last train batch, the
+	 * last test batch. */
+	if ((rc = nsl_chain_prepare(&r.chain, o->batch)) < 0 ||
+	    (n_train % o->batch && (rc = nsl_chain_prepare(&r.chain, (int)(n_train % o->batch))) < 0) ||
+	    (r.test_ok && r.test.limit % o->batch &&
+	     (rc = nsl_chain_prepare(&r.chain, (int)(r.test.limit % o->batch))) < 0))
+		goto out;
+
+	sched.kind = o->lr_schedule;
+	sched.base = base_lr;
+	sched.total_steps = (int64_t)steps_per_epoch * o->epochs;
+	sched.warmup_steps = o->warmup_steps;
+	sched.step_every = (int64_t)lroundf(o->lr_step_epochs * (float)steps_per_epoch);
+	sched.gamma = o->lr_gamma;
+	sched.min_lr = o->min_lr;
+
+	r.x = malloc((size_t)o->batch * (size_t)nsl_shape_size(r.train.shape) * sizeof(float));
+	r.labels = malloc((size_t)o->batch * sizeof(int32_t));
+	if (r.x == NULL || r.labels == NULL) {
+		rc = nsl_error_set(ENOMEM, "out of memory for a batch of %d", o->batch);
+		goto out;
+	}
+	if (o->metrics && (r.metrics = fopen(o->metrics, "w")) == NULL) {
+		rc = nsl_error_set(errno, "--metrics %s: %s", o->metrics, strerror(errno));
+		goto out;
+	}
+	printf("model %s: %d layers, %d stage%s, %d classes; %" PRId64 " training samples from %s; %s, lr %g, batch %d, %d thread%s\n",
+	       r.model->text, r.model->nlayers, nstages, nstages == 1 ? "" : "s", r.model->classes, n_train,
+	       files.train[0], oc.ops->name, (double)base_lr, o->batch, nsl_compute_threads(r.cc),
+	       nsl_compute_threads(r.cc) == 1 ? "" : "s");
+	fflush(stdout);
+
+	nsl_progress_init(&prog, o->progress, n_train * o->epochs);
+	for (int e = 0; e < o->epochs; e++) {
+		double loss_sum = 0, t0 = nsl_now();
+		int correct = 0;
+		int64_t seen = 0;
+
+		if ((rc = nsl_batcher_begin_epoch(&r.train, (uint64_t)e)) < 0)
+			goto out;
+		for (;;) {
+			int n = nsl_batcher_next(&r.train, o->batch, r.x, r.labels);
+
+			if (n <= 0) {
+				rc = n;
+				if (n < 0)
+					goto out;
+				break;
+			}
+			lr = nsl_lr_at(&sched, step);
+			rc = nsl_chain_train_batch(&r.chain, n, r.x, r.labels, (uint64_t)step, lr, &loss_sum, &correct);
+			if (rc < 0)
+				goto out;
+			if (!isfinite(loss_sum)) {
+				rc = nsl_error_set(ERANGE, "epoch %d step %" PRId64 ": the loss is not finite (lr %g too high?)",
+						   e + 1, step, (double)lr);
+				goto out;
+			}
+			step++;
+			seen += n;
+			nsl_progress_update(&prog, e + 1, o->epochs, (int64_t)e * n_train + seen,
+					    (double)(e * n_train + seen) / (train_time + nsl_now() - t0),
+					    loss_sum / (double)seen);
+		}
+		double epoch_time = nsl_now() - t0;
+
+		train_time += epoch_time;
+		last_loss = seen ? loss_sum / (double)seen : 0;
+		if (r.test_ok) {
+			if ((rc = nsl_evaluate(&r.chain, &r.test, o->batch, r.x, r.labels, NULL, 0, &ev)) < 0)
+				goto out;
+			have_eval = true;
+		}
+		nsl_progress_clear(&prog);
+		printf("epoch %d/%d  loss %.4f  train_acc %.4f", e + 1, o->epochs, last_loss,
+		       seen ? (double)correct / (double)seen : 0.0);
+		if (have_eval)
+			printf("  test_loss %.4f  test_acc %.4f", ev.loss, ev.accuracy);
+		printf("  %.0f samples/s  %.1f s\n", (double)seen / epoch_time, nsl_now() - t_start);
+		fflush(stdout);
+		metrics_line(r.metrics, "epoch", e + 1, step, last_loss, seen ? (double)correct / (double)seen : 0.0, &ev,
+			     have_eval, lr, (double)n_train * (e + 1) / train_time, nsl_now() - t_start);
+	}
+	metrics_line(r.metrics, "final", o->epochs, step, last_loss, 0.0, &ev, have_eval, lr,
+		     (double)n_train * o->epochs / train_time, nsl_now() - t_start);
+	if (o->save_weights) {
+		if ((rc = nsl_chain_save(&r.chain, o->save_weights)) < 0)
+			goto out;
+		printf("weights saved to %s\n", o->save_weights);
+	}
+	if (have_eval)
+		printf("test accuracy: %.4f (%" PRId64 "/%" PRId64 ")\n", ev.accuracy, ev.correct, ev.total);
+	printf("training: %.0f samples/s over %.1f s\n", (double)n_train * o->epochs / train_time, train_time);
+	rc = 0;
+out:
+	nsl_progress_clear(&prog);
+	run_free(&r);
+	return rc;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * A stage: a run of consecutive layers [first, last) of a model, with its parameters, their
+ * gradients, its optimizer state and the activations it keeps for backward. Every nsplit mode is
+ * built from stages: the single-peer reference is one stage holding the whole model (or several
+ * run one after another), and each peer of a split job holds one.
+ *
+ * A short tour:
+ *
+ *     struct nsl_compute *cc = nsl_compute_create(threads);
+ *     struct nsl_stage_config cfg = { .model = m, .first = 0, .last = m->nlayers,
+ *                                     .max_batch = 64, .seed = 1, .alloc = &nsl_allocator_libc };
+ *     nsl_optim_config_init(&cfg.optim, "sgd");
+ *     struct nsl_stage *s = nsl_stage_create(cc, &cfg);     // parameters initialised from seed
+ *     nsl_stage_prepare(s, 64);                             // build primitives per batch size
+ *     for each batch:
+ *         nsl_stage_forward(s, n, x, &y, true, step);       // y: stage-owned, n x out floats
+ *         nsl_softmax_xent(y, labels, n, classes, 1.0f / n, dy, NULL, &loss);   // loss.h
+ *         nsl_stage_backward(s, n, dy, &dx);                // dx NULL for the model's first stage
+ *         nsl_stage_step(s, lr);                            // update, then gradients count as zero
+ *     nsl_stage_free(s);
+ *
+ * Activations are plain row-major f32 (N x C x H x W). The caller's input x must stay valid
+ * and unchanged from forward until the matching backward. Gradients accumulate over any number
+ * of forward/backward pairs (micro-batches) until step; scale the loss gradient by
+ * 1/batch to get the batch mean. Initialisation depends only on (seed, global layer number), so a
+ * model cut into any stages starts from the same weights as the uncut model.
+ *
+ * Threading: a stage is used by one thread at a time, the one that owns its nsl_compute.
+ */
+#ifndef NSPLIT_STAGE_H
+#define NSPLIT_STAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nsplit/alloc.h"
+#include "nsplit/compute.h"
+#include "nsplit/model.h"
+#include "nsplit/optim.h"
+
+struct nsl_stage;
+
+struct nsl_stage_config {
+	const struct nsl_model *model;     /* borrowed; must outlive the stage */
+	int first, last;                   /* layers [first, last), 0 <= first < last <= nlayers */
+	int max_batch;                     /* largest batch (micro-batch) forward will see */
+	uint64_t seed;                     /* initialisation and dropout */
+	struct nsl_optim_config optim;
+	/* Parameters, gradients, optimizer state, outputs and input gradients: the memory that may
+	 * travel. NULL means nsl_allocator_libc. Borrowed. */
+	const struct nsl_allocator *alloc;
+	bool no_fuse;                      /* keep activations as separate primitives (for tests) */
+};
+
+/* Bytes a stage holds, by kind (nsl_stage_memory). */
+struct nsl_stage_memory {
+	size_t params;        /* parameters in their internal layout */
+	size_t grads;
+	size_t optim_state;
+	size_t activations;   /* outputs of every layer kept for backward, at the given batch */
+	size_t scratch;       /* input-gradient buffers, layer workspaces, oneDNN scratchpads */
+	size_t total;
+};
+
+/* A parameter as saved: name "layer<i>.weight" or "layer<i>.bias", PyTorch shape. */
+struct nsl_param_info {
+	char name[32];
+	int layer;
+	int ndim;
+	int64_t dims[4];
+	int64_t numel;
+};
+
+/*
+ * Create the stage's layers, allocate every buffer for max_batch and initialise the parameters
+ * (He-uniform for layers followed by relu or gelu, Glorot-uniform otherwise, biases zero).
+ * Returns NULL with a message (bad range, out of memory, oneDNN failure). Free with
+ * nsl_stage_free; the stage frees everything it allocated, through cfg->alloc.
+ */
+struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stage_config *cfg);
+
+void nsl_stage_free(struct nsl_stage *s);
+
+/* Build primitives for `batch` rows ahead of the loop (1 <= batch <= max_batch). */
+int nsl_stage_prepare(struct nsl_stage *s, int batch);
+
+/*
+ * Run the layers on `batch` rows of x (batch x input size floats). *y receives the stage's
+ * output buffer (batch x output size), valid until the next forward. `train` keeps what backward
+ * needs and enables dropout; `key` distinguishes micro-batches for dropout masks.
+ * Returns 0, -EINVAL (batch out of range or not prepared and not preparable), or a oneDNN error.
+ */
+int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,
+		      uint64_t key);
+
+/*
+ * Backward of the last training forward: dy is dL/dy (batch x output size). Adds the parameter
+ * gradients and sets *dx to dL/dx (batch x input size, stage-owned, valid until the next
+ * backward), or NULL when the stage starts at layer 0 (no one needs that gradient).
+ */
+int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const float **dx);
+
+/* Apply the optimizer with learning rate lr to every parameter, then zero the gradients. */
+int nsl_stage_step(struct nsl_stage *s, float lr);
+
+/* Memory held for micro-batch `batch` (activations scale with it; the rest is fixed). */
+int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memory *out);
+
+/* Number of parameter tensors, in layer order (weight before bias). */
+int nsl_stage_param_count(const struct nsl_stage *s);
+
+int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info *out);
+
+/* Copy parameter k out to / in from the plain PyTorch layout (info.numel floats). */
+int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain);
+int nsl_stage_param_import(struct nsl_stage *s, int k, const float *plain);
+
+/* Per-sample sizes of the stage's input and output, in floats. */
+int64_t nsl_stage_in_size(const struct nsl_stage *s);
+int64_t nsl_stage_out_size(const struct nsl_stage *s);
+
+/* Optimizer steps taken so far. */
+uint64_t nsl_stage_steps(const struct nsl_stage *s);
+
+#endif

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# usage: accuracy.sh NSPLIT_BINARY mlp|cnn [DATA_DIR]
+# Full training runs on Fashion-MNIST reach their final test accuracy:
+#   mlp: the demo run (MLP 784-512-256-10, SGD momentum, cosine, 10 epochs) >= 0.885
+#   cnn: conv32-pool-conv64-pool-dense128, Adam lr 0.001, batch 64, 5 epochs >= 0.89
+# The accuracy is the "final" line of --metrics, not the best epoch.
+# The bars, from PyTorch 1.13 on the same recipes (PyTorch's default init, seeded shuffle):
+#   mlp: 0.8918 (seed 1); cnn: 0.896 (seed 1), 0.904 (seed 2). 0.91 for the CNN, first
+#   planned, is beyond what this recipe reaches in 5 epochs; 0.89 leaves room for the seed.
+set -euo pipefail
+
+NSPLIT=${1:?usage: accuracy.sh NSPLIT_BINARY mlp|cnn [DATA_DIR]}
+CASE=${2:?usage: accuracy.sh NSPLIT_BINARY mlp|cnn [DATA_DIR]}
+DATA=${3:-${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}}
+
+case "$CASE" in
+mlp)
+	want=0.885
+	args=(--model mlp:784-512-256-10 --epochs 10 --batch 64 --optimizer sgd --lr 0.02
+		--lr-schedule cosine --momentum 0.9 --seed 1)
+	;;
+cnn)
+	want=0.89
+	args=(--model "conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
+		--epochs 5 --batch 64 --optimizer adam --lr 0.001 --seed 1)
+	;;
+*)
+	echo "accuracy.sh: unknown case '$CASE' (mlp or cnn)" >&2
+	exit 2
+	;;
+esac
+
+if [[ ! -f "$DATA/train-images-idx3-ubyte.gz" ]]; then
+	if [[ "${CI:-}" == true ]]; then
+		echo "FAIL: Fashion-MNIST not in $DATA (package dataset-fashion-mnist); CI must have it"
+		exit 1
+	fi
+	echo "SKIP: Fashion-MNIST not in $DATA (package dataset-fashion-mnist)"
+	exit 77
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-accuracy.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+metrics="$tmp/metrics.jsonl"
+
+cmd=("$NSPLIT" train --peers 1 --data "$DATA" "${args[@]}" --metrics "$metrics" --no-progress)
+echo "$ ${cmd[*]}"
+start=$SECONDS
+"${cmd[@]}"
+echo "accuracy.sh: $CASE trained in $((SECONDS - start)) s"
+
+/usr/bin/python3 - "$metrics" "$want" "$CASE" <<'PYEOF'
+import json
+import sys
+
+path, want, case = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+final = None
+with open(path) as f:
+    for line in f:
+        line = line.strip()
+        if not line:
+            continue
+        rec = json.loads(line)
+        if rec.get("event") == "epoch":
+            print(f"  epoch {rec.get('epoch')}: loss {rec.get('loss')}, "
+                  f"test_acc {rec.get('test_acc')}, {rec.get('samples_per_s')} samples/s")
+        elif rec.get("event") == "final":
+            final = rec
+if final is None or final.get("test_acc") is None:
+    print(f"FAIL: {case}: no final line with test_acc in {path}")
+    sys.exit(1)
+acc = float(final["test_acc"])
+verdict = "ok" if acc >= want else "FAIL"
+print(f"{verdict}: {case}: final test accuracy {acc:.4f} (needs >= {want}), "
+      f"wall {final.get('wall_s')} s")
+sys.exit(0 if acc >= want else 1)
+PYEOF

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# Bad input from a user or a file gives a clear message and a non-zero exit, never a crash.
+set -uo pipefail
+nsplit=${1:?usage: cli_errors.sh path/to/nsplit}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+# expect EXIT_CODE "message fragment" -- command...
+expect() {
+	local code=$1 fragment=$2
+	shift 3
+	local out rc
+	out=$("$@" 2>&1)
+	rc=$?
+	if [[ $rc -ne $code ]] || [[ "$out" != *"$fragment"* ]]; then
+		echo "FAIL: $* -> exit $rc (want $code), output:"
+		echo "$out" | sed 's/^/    /' | head -5
+		echo "    (wanted a message containing: $fragment)"
+		failures=$((failures + 1))
+	else
+		echo "ok: $* -> $code, \"$fragment\""
+	fi
+}
+
+expect 2 'unknown command "fly"' -- "$nsplit" fly
+expect 2 'usage: nsplit' -- "$nsplit"
+expect 0 '--lr-schedule' -- "$nsplit" train --help
+expect 2 '--batch: "0"' -- "$nsplit" train --batch 0
+expect 2 '--lr: "fast"' -- "$nsplit" train --lr fast
+expect 2 'unexpected argument' -- "$nsplit" train stray
+expect 1 'unknown optimizer "lamb"' -- "$nsplit" train --optimizer lamb --cache "$work/c" --epochs 1 --limit-samples 100
+expect 1 'layer 1: unknown layer "softmax"' -- "$nsplit" train --model dense:10,softmax --cache "$work/c" --epochs 1 --limit-samples 100
+expect 1 'does not match' -- "$nsplit" train --model mlp:100-10 --cache "$work/c" --epochs 1 --limit-samples 100
+expect 1 '--peers 4' -- "$nsplit" train --peers 4 --cache "$work/c"
+expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"
+expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --limit-samples 100
+expect 2 '--weights FILE is required' -- "$nsplit" eval
+expect 1 "$work/none.safetensors" -- "$nsplit" eval --weights "$work/none.safetensors"
+
+# Weights of one model do not load into another; a truncated file is refused.
+"$nsplit" train --model mlp:784-32-10 --epochs 1 --limit-samples 256 --no-eval --no-progress \
+	--cache "$work/c" --save-weights "$work/w.safetensors" >/dev/null || failures=$((failures + 1))
+expect 1 'weights are for model' -- "$nsplit" eval --weights "$work/w.safetensors" --model mlp:784-64-10 --cache "$work/c"
+head -c 1000 "$work/w.safetensors" >"$work/cut.safetensors"
+expect 1 'truncated' -- "$nsplit" eval --weights "$work/cut.safetensors" --cache "$work/c"
+
+# A corrupted shard header in a --shards folder is named.
+mkdir -p "$work/shards"
+cp "$work"/c/*/train-0-of-1.nsl "$work/shards/" 2>/dev/null || cp "$work"/c/train-0-of-1.nsl "$work/shards/"
+cp "$work"/c/*/test.nsl "$work/shards/" 2>/dev/null || cp "$work"/c/test.nsl "$work/shards/"
+printf 'XXXX' | dd of="$work/shards/train-0-of-1.nsl" bs=1 seek=0 conv=notrunc status=none
+expect 1 'train-0-of-1.nsl' -- "$nsplit" train --shards "$work/shards" --epochs 1 --cache "$work/c2"
+
+if ((failures)); then
+	echo "$failures case(s) failed"
+	exit 1
+fi
+echo "all cases passed"

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Stages: cutting a model into 1, 2 or 4 stages run one after another gives the same weights
+ * as the uncut model, bit for bit; micro-batches accumulate to the batch gradient; seeds
+ * decide initialisation; the memory report adds up; misuse is refused with a message.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "nsplit/compute.h"
+#include "nsplit/error.h"
+#include "nsplit/loss.h"
+#include "nsplit/model.h"
+#include "nsplit/rng.h"
+#include "nsplit/stage.h"
+#include "cunit_main.h"
+
+#define BATCH 8
+#define STEPS 6
+
+static struct nsl_compute *cc;
+
+struct net {
+	int n;
+	struct nsl_stage *s[8];
+};
+
+static int net_init(struct net *net, const struct nsl_model *m, const int *starts, int n, const char *optim,
+		    uint64_t seed, int max_batch)
+{
+	net->n = n;
+	for (int i = 0; i < n; i++) {
+		struct nsl_stage_config cfg = { .model = m, .first = starts[i], .last = starts[i + 1],
+						.max_batch = max_batch, .seed = seed };
+
+		nsl_optim_config_init(&cfg.optim, optim);
+		if (cfg.optim.ops == &nsl_optim_sgd)
+			cfg.optim.momentum = 0.9f;
+		net->s[i] = nsl_stage_create(cc, &cfg);
+		if (net->s[i] == NULL) {
+			fprintf(stderr, "\n  %s\n", nsl_error_last());
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void net_free(struct net *net)
+{
+	for (int i = 0; i < net->n; i++)
+		nsl_stage_free(net->s[i]);
+}
+
+/* One batch in micro-batches of `mb` rows; gradients accumulate, then every stage steps. */
+static int net_train(struct net *net, const struct nsl_model *m, const float *x, const int32_t *y, int batch,
+		     int mb, uint64_t key, float lr)
+{
+	int64_t in = nsl_shape_size(m->input);
+	float dl[BATCH * 16];
+	double loss = 0;
+
+	for (int r = 0; r < batch; r += mb) {
+		const float *a = x + r * in, *g;
+
+		for (int i = 0; i < net->n; i++)
+			if (nsl_stage_forward(net->s[i], mb, a, &a, true, key + (uint64_t)r) < 0)
+				return -1;
+		if (nsl_softmax_xent(a, y + r, mb, m->classes, 1.0f / (float)batch, dl, NULL, &loss) < 0)
+			return -1;
+		g = dl;
+		for (int i = net->n - 1; i >= 0; i--)
+			if (nsl_stage_backward(net->s[i], mb, g, &g) < 0)
+				return -1;
+	}
+	for (int i = 0; i < net->n; i++)
+		nsl_stage_step(net->s[i], lr);
+	return 0;
+}
+
+/* Every parameter of the net in plain layout, concatenated. */
+static float *net_params(struct net *net, size_t *count)
+{
+	size_t total = 0, off = 0;
+	float *all;
+
+	for (int i = 0; i < net->n; i++)
+		for (int k = 0; k < nsl_stage_param_count(net->s[i]); k++) {
+			struct nsl_param_info pi;
+
+			nsl_stage_param_info(net->s[i], k, &pi);
+			total += (size_t)pi.numel;
+		}
+	all = calloc(total ? total : 1, sizeof(float));
+	for (int i = 0; i < net->n; i++)
+		for (int k = 0; k < nsl_stage_param_count(net->s[i]); k++) {
+			struct nsl_param_info pi;
+
+			nsl_stage_param_info(net->s[i], k, &pi);
+			nsl_stage_param_export(net->s[i], k, all + off);
+			off += (size_t)pi.numel;
+		}
+	*count = total;
+	return all;
+}
+
+static void random_batch(const struct nsl_model *m, uint64_t seed, float *x, int32_t *y)
+{
+	struct nsl_rng r;
+	int64_t in = nsl_shape_size(m->input);
+
+	nsl_rng_seed(&r, seed, 99);
+	for (int64_t i = 0; i < BATCH * in; i++)
+		x[i] = nsl_rng_uniform(&r);
+	for (int i = 0; i < BATCH; i++)
+		y[i] = (int32_t)nsl_rng_below(&r, (uint64_t)m->classes);
+}
+
+static float *train_cut(const struct nsl_model *m, const int *starts, int n, const char *optim, int mb,
+			size_t *count)
+{
+	struct net net;
+	int64_t in = nsl_shape_size(m->input);
+	float *x = malloc(sizeof(float) * BATCH * (size_t)in), *p = NULL;
+	int32_t y[BATCH];
+
+	if (net_init(&net, m, starts, n, optim, 7, BATCH) == 0) {
+		for (int step = 0; step < STEPS; step++) {
+			random_batch(m, (uint64_t)step, x, y);
+			if (net_train(&net, m, x, y, BATCH, mb, (uint64_t)step * 1000, 0.05f) < 0) {
+				fprintf(stderr, "\n  %s\n", nsl_error_last());
+				CU_FAIL("training step");
+				break;
+			}
+		}
+		p = net_params(&net, count);
+	}
+	net_free(&net);
+	free(x);
+	return p;
+}
+
+static void check_cuts(const char *model, struct nsl_shape in, const int cuts[][5], int ncuts, const char *optim)
+{
+	struct nsl_model *m = nsl_model_parse(model, in);
+	size_t n_ref = 0, n = 0;
+	float *ref, *got;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	int whole[2] = { 0, m->nlayers };
+
+	ref = train_cut(m, whole, 1, optim, BATCH, &n_ref);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+	for (int c = 0; c < ncuts; c++) {
+		int starts[6], ns = 0;
+
+		starts[ns++] = 0;
+		for (int k = 0; cuts[c][k]; k++)
+			starts[ns++] = cuts[c][k];
+		starts[ns] = m->nlayers;
+		got = train_cut(m, starts, ns, optim, BATCH, &n);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+		CU_ASSERT_EQUAL(n, n_ref);
+		if (memcmp(got, ref, n * sizeof(float)) != 0) {
+			fprintf(stderr, "\n  %s cut into %d stages (%s) differs from the uncut model\n", model, ns, optim);
+			CU_FAIL("cut model differs");
+		}
+		free(got);
+	}
+	free(ref);
+	nsl_model_free(m);
+}
+
+static void test_mlp_cuts(void)
+{
+	/* 1 cut, a cut between a dense and its relu (no fusion there), 3 cuts = 4 stages */
+	static const int cuts[][5] = { { 2 }, { 1 }, { 1, 2, 4 }, { 2, 3, 4 } };
+
+	check_cuts("mlp:64-32-16-10", (struct nsl_shape){ 1, 8, 8 }, cuts, 4, "sgd");
+	check_cuts("mlp:64-32-16-10", (struct nsl_shape){ 1, 8, 8 }, cuts, 4, "adam");
+}
+
+static void test_cnn_cuts(void)
+{
+	static const int cuts[][5] = { { 3 }, { 1 }, { 2, 4, 7 }, { 1, 3, 6 } };
+
+	check_cuts("conv:4x3x3,relu,maxpool:2,conv:6x3x3,relu,avgpool:2,flatten,dense:12,tanh,dense:10",
+		   (struct nsl_shape){ 1, 14, 14 }, cuts, 4, "sgd");
+}
+
+static void test_microbatch_accumulation(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-16-10", (struct nsl_shape){ 1, 8, 8 });
+	int whole[2] = { 0, 5 };
+	size_t n1, n2;
+	float *a, *b;
+	double maxdiff = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	a = train_cut(m, whole, 1, "sgd", BATCH, &n1);
+	b = train_cut(m, whole, 1, "sgd", BATCH / 4, &n2);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+	CU_ASSERT_EQUAL_FATAL(n1, n2);
+	for (size_t i = 0; i < n1; i++)
+		maxdiff = fmax(maxdiff, fabs((double)a[i] - (double)b[i]));
+	/* Same gradient, summed in another order: equal to float tolerance. */
+	CU_ASSERT(maxdiff < 1e-5);
+	free(a);
+	free(b);
+	nsl_model_free(m);
+}
+
+static void test_seed_decides_init(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-10", (struct nsl_shape){ 1, 8, 8 });
+	int whole[2] = { 0, 3 };
+	struct net a, b, c;
+	size_t n;
+	float *pa, *pb, *pc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL_FATAL(net_init(&a, m, whole, 1, "sgd", 1, 4), 0);
+	CU_ASSERT_EQUAL_FATAL(net_init(&b, m, whole, 1, "sgd", 1, 4), 0);
+	CU_ASSERT_EQUAL_FATAL(net_init(&c, m, whole, 1, "sgd", 2, 4), 0);
+	pa = net_params(&a, &n);
+	pb = net_params(&b, &n);
+	pc = net_params(&c, &n);
+	CU_ASSERT(memcmp(pa, pb, n * sizeof(float)) == 0);
+	CU_ASSERT(memcmp(pa, pc, n * sizeof(float)) != 0);
+	/* He bound for layer 0 (relu follows): every weight within sqrt(6/64); biases start at 0 */
+	for (int i = 0; i < 32 * 64; i++)
+		CU_ASSERT(fabsf(pa[i]) <= sqrtf(6.0f / 64.0f));
+	CU_ASSERT_EQUAL(pa[32 * 64], 0.0f);
+	free(pa);
+	free(pb);
+	free(pc);
+	net_free(&a);
+	net_free(&b);
+	net_free(&c);
+	nsl_model_free(m);
+}
+
+static void test_memory_report(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-16-10", (struct nsl_shape){ 1, 8, 8 });
+	struct nsl_stage_config cfg = { .model = m, .first = 0, .last = 5, .max_batch = 16, .seed = 1 };
+	struct nsl_stage_memory a, b;
+	struct nsl_stage *s;
+	size_t plain = (64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10) * sizeof(float);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	nsl_optim_config_init(&cfg.optim, "adam");
+	s = nsl_stage_create(cc, &cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	nsl_stage_memory(s, 8, &a);
+	nsl_stage_memory(s, 16, &b);
+	CU_ASSERT(a.params >= plain);
+	CU_ASSERT_EQUAL(a.grads, a.params);
+	CU_ASSERT_EQUAL(a.optim_state, 2 * a.params);       /* adam: m and v */
+	CU_ASSERT(a.activations > 0);
+	CU_ASSERT_EQUAL(b.activations, 2 * a.activations);  /* linear in the batch */
+	CU_ASSERT_EQUAL(a.total, a.params + a.grads + a.optim_state + a.activations + a.scratch);
+	nsl_stage_free(s);
+	nsl_model_free(m);
+}
+
+static void test_misuse(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-10", (struct nsl_shape){ 1, 8, 8 });
+	struct nsl_stage_config cfg = { .model = m, .first = 2, .last = 2, .max_batch = 4, .seed = 1 };
+	struct nsl_stage *s;
+	const float *dx;
+	float dy[40] = { 0 };
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	nsl_optim_config_init(&cfg.optim, "sgd");
+	CU_ASSERT_PTR_NULL(nsl_stage_create(cc, &cfg));
+	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "[2, 2)"));
+	cfg.first = 0;
+	cfg.last = 3;
+	s = nsl_stage_create(cc, &cfg);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(nsl_stage_prepare(s, 5), -EINVAL);
+	CU_ASSERT_EQUAL(nsl_stage_backward(s, 4, dy, &dx), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "without a training forward"));
+	nsl_stage_free(s);
+	nsl_stage_free(NULL);
+	nsl_model_free(m);
+}
+
+static const struct nsl_test_case cases[] = {
+	{ "mlp cut into 2 and 4 stages equals uncut", test_mlp_cuts },
+	{ "cnn cut into 2 and 4 stages equals uncut", test_cnn_cuts },
+	{ "micro-batches accumulate to the batch gradient", test_microbatch_accumulation },
+	{ "seed decides initialisation", test_seed_decides_init },
+	{ "memory report", test_memory_report },
+	{ "misuse is refused", test_misuse },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	int rc;
+
+	cc = nsl_compute_create(1);
+	if (cc == NULL) {
+		fprintf(stderr, "%s\n", nsl_error_last());
+		return 1;
+	}
+	rc = nsl_test_run("stage", cases);
+	nsl_compute_free(cc);
+	return rc;
+}

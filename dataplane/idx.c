@@ -57,10 +57,13 @@ static gzFile open_idx(const char *path, uint32_t magic, uint32_t *dims, int ndi
 		return NULL;
 	}
 	gzbuffer(f, 1 << 17);
-	*rc = read_exact(f, path, hdr, 4 + 4 * (uint64_t)ndims, "the IDX header");
+	/* The magic first: a label file given as images is named as such, not as truncated. */
+	*rc = read_exact(f, path, hdr, 4, "the IDX magic");
 	if (*rc == 0 && be32(hdr) != magic)
 		*rc = nsl_error_set(EINVAL, "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)", path,
 				    magic == IDX_MAGIC_U8_3D ? "image" : "label", be32(hdr), magic);
+	if (*rc == 0)
+		*rc = read_exact(f, path, hdr + 4, 4 * (uint64_t)ndims, "the IDX header");
 	if (*rc < 0) {
 		gzclose(f);
 		return NULL;

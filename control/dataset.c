@@ -88,15 +88,22 @@ static int use_ready_shards(const char *data_dir, int parts, struct nsl_dataset_
 
 	if ((rc = name_parts(data_dir, parts, out)) < 0)
 		return rc;
-	if (parts == 1 && !is_file(out->train[0]) && (rc = shard_path(out->train[0], data_dir, "train.nsl")) < 0)
-		return rc;
+	if (parts == 1 && !is_file(out->train[0])) {
+		char alt[PATH_MAX];
+
+		if ((rc = shard_path(alt, data_dir, "train.nsl")) < 0)
+			return rc;
+		if (is_file(alt))
+			memcpy(out->train[0], alt, sizeof(alt));
+	}
 	if (!is_file(out->test) && !is_file(out->train[0]))
 		return 0;
 	/* The folder is meant as a shard folder: name exactly what is missing or broken. */
 	for (int i = 0; i < parts; i++) {
 		if (!is_file(out->train[i]))
-			return nsl_error_set(ENOENT, "%s: no %s; make %d training shards with `nsplit shard --parts %d`",
-					     data_dir, strrchr(out->train[i], '/') + 1, parts, parts);
+			return nsl_error_set(ENOENT, "%s: no %s; make %d training shard%s with `nsplit shard --parts %d`",
+					     data_dir, strrchr(out->train[i], '/') + 1, parts, parts == 1 ? "" : "s",
+					     parts);
 		if ((rc = nsl_shard_read_info(out->train[i], &info)) < 0)
 			return rc;
 	}

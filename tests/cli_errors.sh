@@ -39,6 +39,15 @@ expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --lim
 expect 2 '--weights FILE is required' -- "$nsplit" eval
 expect 1 "$work/none.safetensors" -- "$nsplit" eval --weights "$work/none.safetensors"
 
+# nsplit shard: usage errors, missing files named, equal parts that --shards accepts.
+expect 2 '--out DIR is required' -- "$nsplit" shard --data /usr/share/datasets/fashion-mnist
+expect 2 'either --data DIR or --images' -- "$nsplit" shard --out "$work/s"
+expect 2 '--images and --labels go together' -- "$nsplit" shard --images x --out "$work/s"
+expect 1 "$work/none-images" -- "$nsplit" shard --images "$work/none-images" --labels x --out "$work/s"
+expect 1 "no train-images-idx3-ubyte" -- "$nsplit" shard --data "$work" --out "$work/s"
+expect 0 '3 shard(s) of 20000 records' -- "$nsplit" shard --data /usr/share/datasets/fashion-mnist --out "$work/s3" --parts 3
+expect 1 'no train-0-of-1.nsl' -- "$nsplit" train --shards "$work/s3" --epochs 1 --cache "$work/c"
+
 # Weights of one model do not load into another; a truncated file is refused.
 "$nsplit" train --model mlp:784-32-10 --epochs 1 --limit-samples 256 --no-eval --no-progress \
 	--cache "$work/c" --save-weights "$work/w.safetensors" >/dev/null || failures=$((failures + 1))

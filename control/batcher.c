@@ -54,6 +54,10 @@ int nsl_batcher_next(struct nsl_batcher *b, int batch, float *x, int32_t *labels
 			b->pos = 0;
 		}
 		rec = &b->recs[b->pos++];
+		/* The next record is a random place in the reader's window: start pulling it in now. */
+		if (b->pos < b->nrecs)
+			for (int64_t off = 0; off < b->sample_bytes; off += 64)
+				__builtin_prefetch(b->recs[b->pos].sample + off);
 		if (rec->index >= b->limit)
 			continue;
 		if (rec->label >= b->classes)

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 
@@ -27,21 +25,6 @@ static void usage(FILE *f)
 		fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
 }
 
-/*
- * libgomp reads OMP_WAIT_POLICY once, when it is loaded, so setting it from main is too late:
- * re-execute once with it set. Passive waiting keeps idle compute threads from spinning
- * against other threads of the machine (the dataplane, other peers); an explicit setting wins.
- */
-static void ensure_passive_omp(char **argv)
-{
-	if (getenv("OMP_WAIT_POLICY") != NULL || getenv("NSPLIT_REEXEC") != NULL)
-		return;
-	setenv("OMP_WAIT_POLICY", "passive", 1);
-	setenv("NSPLIT_REEXEC", "1", 1);
-	execv("/proc/self/exe", argv);
-	/* Not fatal: without /proc we run with the default policy. */
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -50,7 +33,6 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < NSUB; i++) {
 		if (strcmp(argv[1], subcommands[i].name) == 0) {
-			ensure_passive_omp(argv);
 			return subcommands[i].run(argc - 1, argv + 1);
 		}
 	}

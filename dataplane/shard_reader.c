@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -25,6 +26,10 @@
 /* Unshuffled windows only bound memory; a few depths' worth keeps the next window's reads flowing. */
 #define MIN_SEQ_WINDOW (16ull << 20)
 #define MAX_SEQ_WINDOW (256ull << 20)
+/* Records ahead whose first line is fetched while labels are read. */
+#define PREFETCH_AHEAD 16
+/* Transparent huge page size on x86-64. */
+#define HUGE_BYTES (2u << 20)
 /* The kernel refuses to register a buffer above 1 GiB; larger windows use plain reads. */
 #define MAX_REGISTERED (1ull << 30)
 
@@ -190,12 +195,18 @@ struct nsl_shard_reader *nsl_shard_reader_open(const char *path, const struct ns
 
 		wb->index = i;
 		wb->cap = nsl_align_up((uint64_t)r->win * r->info.record_size, NSL_SHARD_ALIGN) + NSL_SHARD_ALIGN;
-		if (posix_memalign((void **)&wb->mem, NSL_SHARD_ALIGN, wb->cap) != 0) {
+		if (posix_memalign((void **)&wb->mem, wb->cap >= HUGE_BYTES ? HUGE_BYTES : NSL_SHARD_ALIGN, wb->cap) != 0) {
 			wb->mem = NULL;
 			nsl_error_set(ENOMEM, "%s: cannot allocate a %zu-byte read window; use a smaller shuffle "
 				      "window", path, wb->cap);
 			goto fail;
 		}
+		/*
+		 * Shuffled records are read from anywhere in the window: with 4 KiB pages nearly every
+		 * record costs a TLB miss (measured: 4% of a 1-thread MLP epoch). Advice only; no error.
+		 */
+		if (wb->cap >= HUGE_BYTES)
+			madvise(wb->mem, wb->cap, MADV_HUGEPAGE);
 	}
 	if (open_file(r, o->direct) < 0 || setup_ring(r) < 0)
 		goto fail;
@@ -433,8 +444,14 @@ int nsl_shard_reader_next(struct nsl_shard_reader *r, struct nsl_record *out, in
 		return rc;
 	n = (int)(wb->len - wb->consumed) < max ? (int)(wb->len - wb->consumed) : max;
 	for (int i = 0; i < n; i++) {
-		uint32_t idx = r->order[wb->pos + wb->consumed + (uint32_t)i];
+		const uint32_t *ord = r->order + wb->pos + wb->consumed;
+		uint32_t idx = ord[i];
 		const uint8_t *rec = wb->mem + (in->data_offset + (uint64_t)idx * in->record_size - wb->span_start);
+
+		/* Shuffled records sit anywhere in a window far bigger than the caches: fetch ahead. */
+		if (i + PREFETCH_AHEAD < n)
+			__builtin_prefetch(wb->mem + (in->data_offset + (uint64_t)ord[i + PREFETCH_AHEAD] * in->record_size -
+						      wb->span_start));
 
 		out[i] = (struct nsl_record){ .sample = rec + 1, .label = rec[0], .index = idx };
 	}

@@ -14,8 +14,8 @@
  * usage: bench_dnnl_mlp [--dims 784,512,256,10] [--batch 64] [--threads 1] [--steps S]
  *                       [--warmup 20] [--data DIR] [--lr 0.02] [--momentum 0.9]
  *        bench_dnnl_mlp --clock   (the busy core clock in MHz, timed with dependent adds)
- * S defaults to one epoch (60000 / batch). Prints one JSON line; export OMP_WAIT_POLICY=passive
- * beforehand to match nsplit (libgomp reads it when it loads).
+ * S defaults to one epoch (60000 / batch). Prints one JSON line. Run it with the same OpenMP
+ * environment as nsplit (libgomp reads OMP_WAIT_POLICY when it loads).
  */
 #include <errno.h>
 #include <math.h>

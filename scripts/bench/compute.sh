@@ -14,8 +14,8 @@
 # Environment: NSPLIT_BUILD_DIR (build), BENCH_MODEL (mlp:784-512-256-10), BENCH_BATCHES
 # ("64 256"), BENCH_THREADS ("1 2"), BENCH_REPEAT (3), NSPLIT_DATA (Fashion-MNIST folder),
 # BENCH_NO_BUILD (set: use the build folder as it is).
-# nsplit and bench_dnnl_mlp run with OMP_WAIT_POLICY=passive (what nsplit sets for itself);
-# torch runs with the environment as it is.
+# All three run with the OpenMP environment as it is (libgomp's default: threads spin briefly,
+# then sleep).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -125,7 +125,7 @@ print("" if v is None else v)')
 nsplit_run() { # threads batch -> the last samples_per_s of --metrics, as a JSON line
 	local m="$tmp/metrics.jsonl"
 	rm -f "$m"
-	OMP_WAIT_POLICY=passive "$NSPLIT" train --peers 1 --model "$MODEL" --data "$DATA" \
+	"$NSPLIT" train --peers 1 --model "$MODEL" --data "$DATA" \
 		--threads "$1" --batch "$2" --epochs 1 --optimizer sgd --lr 0.02 --momentum 0.9 \
 		--seed 1 --no-eval --no-progress --metrics "$m" >"$tmp/nsplit.out" 2>&1 || {
 		cat "$tmp/nsplit.out" >&2
@@ -154,7 +154,7 @@ for t in $THREADS; do
 		tr=$(best_of $PY "$ROOT/scripts/bench/torch_mlp.py" --model "$MODEL" --data "$DATA" \
 			--threads "$t" --batch "$b")
 		d=""
-		[[ -n "$DNNL" ]] && d=$(best_of env OMP_WAIT_POLICY=passive "$DNNL" \
+		[[ -n "$DNNL" ]] && d=$(best_of "$DNNL" \
 			--dims "${MODEL#mlp:}" --data "$DATA" --threads "$t" --batch "$b")
 		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$t" "$b" "${n:-}" "${tr:-}" "${d:-}" >>"$results"
 	done

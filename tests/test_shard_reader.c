@@ -125,6 +125,37 @@ static void test_direct_tmpfs(void)
 	unlink(shm);
 }
 
+/* Unshuffled windows are sized by depth x block (at least 4 MiB): a big file spans many buffers. */
+static void test_many_windows(void)
+{
+	char big[PATH_MAX];
+	const uint32_t count = 30011;
+
+	snprintf(big, sizeof(big), "%s/big.nsl", dir);
+	fix_write(big, (struct nsl_shape){ 1, 28, 28 }, count);
+	for (int direct = 0; direct < 2; direct++)
+		for (int depth = 1; depth <= 32; depth += 31) {
+			struct nsl_shard_reader_opts o = { .depth = depth, .block_bytes = 65536, .direct = direct };
+			struct nsl_shard_reader *r = nsl_shard_reader_open(big, &o);
+			struct nsl_record recs[256];
+			uint32_t next = 0, bad = 0;
+			int n;
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+			for (uint64_t e = 0; e < 2; e++, next = 0) {
+				CU_ASSERT_EQUAL_FATAL(nsl_shard_reader_begin_epoch(r, e), 0);
+				while ((n = nsl_shard_reader_next(r, recs, 256)) > 0)
+					for (int i = 0; i < n; i++, next++)
+						bad += recs[i].index != next || !fix_record_ok(&recs[i], SAMPLE);
+				CU_ASSERT_EQUAL(n, 0);
+				CU_ASSERT_EQUAL(next, count);
+				CU_ASSERT_EQUAL(bad, 0);
+			}
+			nsl_shard_reader_free(r);
+		}
+	unlink(big);
+}
+
 static void test_restart(void)
 {
 	struct nsl_shard_reader_opts o = { .depth = 4, .block_bytes = 8192, .shuffle = true, .seed = 9,
@@ -192,6 +223,7 @@ int main(void)
 		{ "buffered: depth 1/32, shuffled or not", test_buffered },
 		{ "direct: depth 1/32, shuffled or not", test_direct },
 		{ "direct on tmpfs, or its fallback", test_direct_tmpfs },
+		{ "unshuffled across many windows", test_many_windows },
 		{ "restart mid-epoch", test_restart },
 		{ "bad options", test_bad_options },
 		{ "file truncated after open", test_truncated_after_open },

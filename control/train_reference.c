@@ -136,7 +136,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 	int starts[NSL_CHAIN_MAX_STAGES + 1];
 	int nstages, rc, steps_per_epoch;
 	int64_t step = 0, n_train;
-	double train_time = 0, t_start = nsl_now(), last_loss = 0;
+	double train_time = 0, t_start = nsl_now(), last_loss = 0, last_acc = 0;
 	float lr = 0, base_lr = 0;
 	bool have_eval = false;
 
@@ -257,22 +257,22 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 
 		train_time += epoch_time;
 		last_loss = seen ? loss_sum / (double)seen : 0;
+		last_acc = seen ? (double)correct / (double)seen : 0;
 		if (r.test_ok) {
 			if ((rc = nsl_evaluate(&r.chain, &r.test, o->batch, r.x, r.labels, NULL, 0, &ev)) < 0)
 				goto out;
 			have_eval = true;
 		}
 		nsl_progress_clear(&prog);
-		printf("epoch %d/%d  loss %.4f  train_acc %.4f", e + 1, o->epochs, last_loss,
-		       seen ? (double)correct / (double)seen : 0.0);
+		printf("epoch %d/%d  loss %.4f  train_acc %.4f", e + 1, o->epochs, last_loss, last_acc);
 		if (have_eval)
 			printf("  test_loss %.4f  test_acc %.4f", ev.loss, ev.accuracy);
 		printf("  %.0f samples/s  %.1f s\n", (double)seen / epoch_time, nsl_now() - t_start);
 		fflush(stdout);
-		metrics_line(r.metrics, "epoch", e + 1, step, last_loss, seen ? (double)correct / (double)seen : 0.0, &ev,
+		metrics_line(r.metrics, "epoch", e + 1, step, last_loss, last_acc, &ev,
 			     have_eval, lr, (double)n_train * (e + 1) / train_time, nsl_now() - t_start);
 	}
-	metrics_line(r.metrics, "final", o->epochs, step, last_loss, 0.0, &ev, have_eval, lr,
+	metrics_line(r.metrics, "final", o->epochs, step, last_loss, last_acc, &ev, have_eval, lr,
 		     (double)n_train * o->epochs / train_time, nsl_now() - t_start);
 	if (o->save_weights) {
 		if ((rc = nsl_chain_save(&r.chain, o->save_weights)) < 0)

@@ -4,11 +4,13 @@
 # usage: accuracy.sh NSPLIT_BINARY mlp|cnn [DATA_DIR]
 # Full training runs on Fashion-MNIST reach their final test accuracy:
 #   mlp: the demo run (MLP 784-512-256-10, SGD momentum, cosine, 10 epochs) >= 0.885
-#   cnn: conv32-pool-conv64-pool-dense128, Adam lr 0.001, batch 64, 5 epochs >= 0.89
+#   cnn: conv32-pool-conv64-pool-dense128, Adam lr 0.001 (cosine decay), batch 64, 5 epochs >= 0.90
 # The accuracy is the "final" line of --metrics, not the best epoch.
-# The bars, from PyTorch 1.13 on the same recipes (PyTorch's default init, seeded shuffle):
-#   mlp: 0.8918 (seed 1); cnn: 0.896 (seed 1), 0.904 (seed 2). 0.91 for the CNN, first
-#   planned, is beyond what this recipe reaches in 5 epochs; 0.89 leaves room for the seed.
+# The bars, from the same recipes measured here:
+#   mlp: nsplit 0.8944 (seed 1); PyTorch 1.13 0.8918 (seed 1).
+#   cnn: nsplit at constant lr 0.9017 (seed 1), PyTorch 0.896 and 0.904 (seeds 1, 2); with the
+#   cosine decay nsplit reaches 0.9072, 0.9089, 0.9120, 0.9104 (seeds 1-4). 0.91, the first plan,
+#   is where the seeds straddle, so the bar is 0.90: a broken kernel or optimizer falls far below.
 set -euo pipefail
 
 NSPLIT=${1:?usage: accuracy.sh NSPLIT_BINARY mlp|cnn [DATA_DIR]}
@@ -22,9 +24,9 @@ mlp)
 		--lr-schedule cosine --momentum 0.9 --seed 1)
 	;;
 cnn)
-	want=0.89
+	want=0.90
 	args=(--model "conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
-		--epochs 5 --batch 64 --optimizer adam --lr 0.001 --seed 1)
+		--epochs 5 --batch 64 --optimizer adam --lr 0.001 --lr-schedule cosine --seed 1)
 	;;
 *)
 	echo "accuracy.sh: unknown case '$CASE' (mlp or cnn)" >&2

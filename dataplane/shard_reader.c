@@ -445,15 +445,16 @@ static void fill_shuffled(const struct nsl_shard_reader *r, const struct window_
 			  int n)
 {
 	const uint32_t *ord = r->order + wb->pos + wb->consumed;
-	const uint8_t *base = wb->mem + r->info.data_offset - wb->span_start;
-	uint32_t rs = r->info.record_size;
+	/* File offset of record 0 relative to the buffer; every record of the window lies at or after it. */
+	const uint64_t base = r->info.data_offset - wb->span_start;
+	const uint64_t rs = r->info.record_size;
 
 	for (int i = 0; i < n; i++) {
-		const uint8_t *rec = base + (uint64_t)ord[i] * rs;
+		const uint8_t *rec = wb->mem + (base + ord[i] * rs);
 
 		/* Shuffled records sit anywhere in a window far bigger than the caches: fetch ahead. */
 		if (i + PREFETCH_AHEAD < n)
-			__builtin_prefetch(base + (uint64_t)ord[i + PREFETCH_AHEAD] * rs);
+			__builtin_prefetch(wb->mem + (base + ord[i + PREFETCH_AHEAD] * rs));
 		out[i] = (struct nsl_record){ .sample = rec + 1, .label = rec[0], .index = ord[i] };
 	}
 }

@@ -83,7 +83,9 @@ fi
 # (-Wmaybe-uninitialized, -Wstringop-overflow) that the plain build does not.
 echo "== test.sh: build $ASAN_DIR (address, undefined sanitizers)"
 if configure_and_build "$ASAN_DIR" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false; then
-	run_tests "$ASAN_DIR" "$ASAN_DIR" --suite unit --timeout-multiplier 3
+	# UBSan only prints by default; a report must fail the test.
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		run_tests "$ASAN_DIR" "$ASAN_DIR" --suite unit --timeout-multiplier 3
 else
 	errors+=("$ASAN_DIR: build failed")
 fi

@@ -7,48 +7,20 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
 #include "nsplit/alloc.h"
 #include "nsplit/error.h"
-#include "layer_pvt.h"
-
-struct pool_slot {
-	int batch;
-	dnnl_primitive_t fwd, bwd;
-	dnnl_memory_t x, y, dy, dx, ws;
-};
+#include "prim_pvt.h"
 
 struct pool {
 	dnnl_alg_kind_t alg;
 	void *ws;                     /* max pooling's workspace, sized for max_batch; else NULL */
-	int nslots;
-	struct pool_slot slot[NSL_LAYER_MAX_BATCHES];
+	struct nsl_prim_table prims;
 };
 
 static const dnnl_dims_t pool_pad = { 0, 0 };
-
-static void slot_free(struct pool_slot *s)
-{
-	dnnl_primitive_destroy(s->fwd);
-	dnnl_primitive_destroy(s->bwd);
-	dnnl_memory_destroy(s->x);
-	dnnl_memory_destroy(s->y);
-	dnnl_memory_destroy(s->dy);
-	dnnl_memory_destroy(s->dx);
-	dnnl_memory_destroy(s->ws);
-	memset(s, 0, sizeof(*s));
-}
-
-static struct pool_slot *slot_find(struct pool *p, int batch)
-{
-	for (int i = 0; i < p->nslots; i++)
-		if (p->slot[i].batch == batch)
-			return &p->slot[i];
-	return NULL;
-}
 
 /* Plain NCHW source and output of `batch` rows and the forward descriptor between them. */
 static int fwd_desc(struct nsl_layer *l, int batch, dnnl_memory_desc_t *xmd, dnnl_memory_desc_t *ymd,
@@ -70,7 +42,7 @@ static int fwd_desc(struct nsl_layer *l, int batch, dnnl_memory_desc_t *xmd, dnn
 	return rc < 0 ? nsl_error_prefix(rc, "layer %d (%s)", l->index, l->ops->name) : 0;
 }
 
-static int slot_build(struct nsl_layer *l, struct pool_slot *s, int batch)
+static int slot_build(struct nsl_layer *l, struct nsl_prim_slot *s, int batch)
 {
 	struct pool *p = l->priv;
 	const dnnl_dims_t k = { l->spec.kh, l->spec.kw };
@@ -79,7 +51,6 @@ static int slot_build(struct nsl_layer *l, struct pool_slot *s, int batch)
 	dnnl_primitive_desc_t fwd_pd = NULL;
 	int rc;
 
-	s->batch = batch;
 	rc = fwd_desc(l, batch, &xmd, &ymd, &desc);
 	if (rc == 0)
 		rc = nsl_layer_prim(l, &desc, NULL, NULL, &fwd_pd, &s->fwd, "forward primitive");
@@ -92,13 +63,7 @@ static int slot_build(struct nsl_layer *l, struct pool_slot *s, int batch)
 	if (rc == 0)
 		rc = nsl_layer_prim(l, &desc, NULL, fwd_pd, NULL, &s->bwd, "backward primitive");
 	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->x, &xmd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->dx, &xmd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->y, &ymd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->dy, &ymd, NULL);
+		rc = nsl_prim_slot_acts(l, s, &xmd, &ymd);
 	dnnl_primitive_desc_destroy(fwd_pd);
 	return rc;
 }
@@ -106,23 +71,8 @@ static int slot_build(struct nsl_layer *l, struct pool_slot *s, int batch)
 static int pool_prepare(struct nsl_layer *l, int batch)
 {
 	struct pool *p = l->priv;
-	int rc;
 
-	if (batch < 1 || batch > l->ctx->max_batch)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d outside 1..%d (the max batch)", l->index,
-				     l->ops->name, batch, l->ctx->max_batch);
-	if (slot_find(p, batch) != NULL)
-		return 0;
-	if (p->nslots == NSL_LAYER_MAX_BATCHES)
-		return nsl_error_set(ENOSPC, "layer %d (%s): batch %d would be batch size number %d; at most %d",
-				     l->index, l->ops->name, batch, p->nslots + 1, NSL_LAYER_MAX_BATCHES);
-	rc = slot_build(l, &p->slot[p->nslots], batch);
-	if (rc < 0) {
-		slot_free(&p->slot[p->nslots]);
-		return rc;
-	}
-	p->nslots++;
-	return 0;
+	return nsl_prim_prepare(l, &p->prims, batch, slot_build);
 }
 
 static int pool_init(struct nsl_layer *l, dnnl_alg_kind_t alg)
@@ -174,51 +124,35 @@ static int avgpool_init(struct nsl_layer *l)
 
 static int pool_forward(struct nsl_layer *l, int batch, const float *x, float *y, bool train, uint64_t key)
 {
-	struct pool_slot *s = slot_find(l->priv, batch);
+	struct pool *p = l->priv;
+	struct nsl_prim_slot *s;
 	int rc;
 
 	(void)train;
 	(void)key;
-	if (s == NULL)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d was not prepared", l->index, l->ops->name, batch);
-	rc = nsl_layer_bind(s->x, x);
+	rc = nsl_prim_get(l, &p->prims, batch, &s);
+	/* Always training (max pooling fills its workspace): it costs little, and backward may follow any forward. */
 	if (rc == 0)
-		rc = nsl_layer_bind(s->y, y);
-	if (rc == 0) {
-		/* Always training: the workspace costs little and backward may follow any forward. */
-		const dnnl_exec_arg_t args[] = {
-			{ DNNL_ARG_SRC, s->x }, { DNNL_ARG_DST, s->y }, { DNNL_ARG_WORKSPACE, s->ws },
-		};
-
-		rc = nsl_dnnl_exec(l->ctx->cc, s->fwd, s->ws ? 3 : 2, args, "pooling forward");
-	}
+		rc = nsl_prim_exec_fwd(l->ctx->cc, s, x, y, NULL, 0, "pooling forward");
 	return rc;
 }
 
 static int pool_backward(struct nsl_layer *l, int batch, const float *x, const float *y, const float *dy,
 			 float *dx, bool accumulate)
 {
-	struct pool_slot *s = slot_find(l->priv, batch);
+	struct pool *p = l->priv;
+	struct nsl_prim_slot *s;
 	int rc;
 
 	(void)x;
 	(void)y;
 	(void)accumulate;
-	if (s == NULL)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d was not prepared", l->index, l->ops->name, batch);
+	rc = nsl_prim_get(l, &p->prims, batch, &s);
+	if (rc < 0)
+		return rc;
 	if (dx == NULL)
 		return 0;
-	rc = nsl_layer_bind(s->dy, dy);
-	if (rc == 0)
-		rc = nsl_layer_bind(s->dx, dx);
-	if (rc == 0) {
-		const dnnl_exec_arg_t args[] = {
-			{ DNNL_ARG_DIFF_DST, s->dy }, { DNNL_ARG_DIFF_SRC, s->dx }, { DNNL_ARG_WORKSPACE, s->ws },
-		};
-
-		rc = nsl_dnnl_exec(l->ctx->cc, s->bwd, s->ws ? 3 : 2, args, "pooling backward");
-	}
-	return rc;
+	return nsl_prim_exec_bwd(l->ctx->cc, s, dy, dx, NULL, 0, "pooling backward");
 }
 
 static void pool_fini(struct nsl_layer *l)
@@ -227,8 +161,7 @@ static void pool_fini(struct nsl_layer *l)
 
 	if (p == NULL)
 		return;
-	for (int i = 0; i < p->nslots; i++)
-		slot_free(&p->slot[i]);
+	nsl_prim_table_free(&p->prims);
 	nsl_alloc_free(&nsl_allocator_libc, p->ws);
 	free(p);
 	l->priv = NULL;

@@ -42,20 +42,6 @@ static int act_bwd_build(struct nsl_layer *l, const dnnl_memory_desc_t *ymd, dnn
 	return rc;
 }
 
-static void slot_free(struct nsl_wslot *s)
-{
-	dnnl_primitive_destroy(s->fwd);
-	dnnl_primitive_destroy(s->act_bwd);
-	dnnl_primitive_destroy(s->bwd_data);
-	dnnl_primitive_destroy(s->bwd_weights);
-	dnnl_memory_destroy(s->x);
-	dnnl_memory_destroy(s->y);
-	dnnl_memory_destroy(s->dy);
-	dnnl_memory_destroy(s->dx);
-	dnnl_memory_destroy(s->dz);
-	memset(s, 0, sizeof(*s));
-}
-
 /* A backward primitive with the forward descriptor as hint; *ref |= it is a reference kernel. */
 static int bwd_build(struct nsl_layer *l, const union nsl_wop_desc *op, const_dnnl_primitive_desc_t fwd_pd,
 		     dnnl_primitive_t *prim, bool *ref, const char *what)
@@ -73,7 +59,7 @@ static int bwd_build(struct nsl_layer *l, const union nsl_wop_desc *op, const_dn
  * Every primitive and activation memory object for `batch` rows with weights in `wmd`. *ref is
  * set when oneDNN could only offer its reference kernel for one of them.
  */
-static int slot_build(struct nsl_layer *l, struct nsl_wslot *s, int batch, const dnnl_memory_desc_t *wmd,
+static int slot_build(struct nsl_layer *l, struct nsl_prim_slot *s, int batch, const dnnl_memory_desc_t *wmd,
 		      bool *ref)
 {
 	struct nsl_weighted *w = l->priv;
@@ -84,7 +70,6 @@ static int slot_build(struct nsl_layer *l, struct nsl_wslot *s, int batch, const
 	int rc;
 
 	*ref = false;
-	s->batch = batch;
 	rc = k->act_mds(w, batch, &xmd, &ymd);
 	if (rc == 0)
 		rc = k->fwd_desc(w, &op, &xmd, wmd, &ymd);
@@ -95,7 +80,7 @@ static int slot_build(struct nsl_layer *l, struct nsl_wslot *s, int batch, const
 	*ref |= impl_is_ref(fwd_pd);
 	rc = k->bwd_data_desc(w, &op, &xmd, wmd, &ymd);
 	if (rc == 0)
-		rc = bwd_build(l, &op, fwd_pd, &s->bwd_data, ref, "backward-data primitive");
+		rc = bwd_build(l, &op, fwd_pd, &s->bwd, ref, "backward-data primitive");
 	if (rc == 0)
 		rc = k->bwd_weights_desc(w, &op, &xmd, wmd, &ymd);
 	if (rc == 0)
@@ -103,13 +88,7 @@ static int slot_build(struct nsl_layer *l, struct nsl_wslot *s, int batch, const
 	if (rc == 0 && l->fused != NSL_FUSED_NONE)
 		rc = act_bwd_build(l, &ymd, &s->act_bwd);
 	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->x, &xmd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->dx, &xmd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->y, &ymd, NULL);
-	if (rc == 0)
-		rc = nsl_layer_mem(l, &s->dy, &ymd, NULL);
+		rc = nsl_prim_slot_acts(l, s, &xmd, &ymd);
 	if (rc == 0 && w->dz != NULL)
 		rc = nsl_layer_mem(l, &s->dz, &ymd, w->dz);
 out:
@@ -117,37 +96,20 @@ out:
 	return rc;
 }
 
-static struct nsl_wslot *slot_find(struct nsl_weighted *w, int batch)
+/* choose_layout has already made sure the chosen layout runs on real kernels. */
+static int prepared_build(struct nsl_layer *l, struct nsl_prim_slot *s, int batch)
 {
-	for (int i = 0; i < w->nslots; i++)
-		if (w->slot[i].batch == batch)
-			return &w->slot[i];
-	return NULL;
+	struct nsl_weighted *w = l->priv;
+	bool ref;
+
+	return slot_build(l, s, batch, &w->wmd, &ref);
 }
 
 int nsl_weighted_prepare(struct nsl_layer *l, int batch)
 {
 	struct nsl_weighted *w = l->priv;
-	struct nsl_wslot *s;
-	bool ref;
-	int rc;
 
-	if (batch < 1 || batch > l->ctx->max_batch)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d outside 1..%d (the max batch)", l->index,
-				     w->kind->name, batch, l->ctx->max_batch);
-	if (slot_find(w, batch) != NULL)
-		return 0;
-	if (w->nslots == NSL_LAYER_MAX_BATCHES)
-		return nsl_error_set(ENOSPC, "layer %d (%s): batch %d would be batch size number %d; at most %d",
-				     l->index, w->kind->name, batch, w->nslots + 1, NSL_LAYER_MAX_BATCHES);
-	s = &w->slot[w->nslots];
-	rc = slot_build(l, s, batch, &w->wmd, &ref);
-	if (rc < 0) {
-		slot_free(s);
-		return rc;
-	}
-	w->nslots++;
-	return 0;
+	return nsl_prim_prepare(l, &w->prims, batch, prepared_build);
 }
 
 /*
@@ -188,11 +150,11 @@ static int choose_layout(struct nsl_layer *l, const dnnl_memory_desc_t *plain)
 	if (dnnl_memory_desc_equal(&w->wmd, plain))
 		return 0;
 	for (int b = 0; b < 2; b++) {
-		struct nsl_wslot probe = { 0 };
+		struct nsl_prim_slot probe = { 0 };
 		bool ref = false;
 
 		rc = slot_build(l, &probe, b == 0 ? max_batch : 1, &w->wmd, &ref);
-		slot_free(&probe);
+		nsl_prim_slot_free(&probe);
 		if (rc < 0 || ref) {
 			nsl_error_clear();
 			w->wmd = *plain;
@@ -266,28 +228,21 @@ int nsl_weighted_init(struct nsl_layer *l, struct nsl_weighted *w, const struct 
 int nsl_weighted_forward(struct nsl_layer *l, int batch, const float *x, float *y, bool train, uint64_t key)
 {
 	struct nsl_weighted *w = l->priv;
-	struct nsl_wslot *s = slot_find(w, batch);
+	struct nsl_prim_slot *s;
 	int rc;
 
 	(void)train;
 	(void)key;
-	if (s == NULL)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d was not prepared", l->index, w->kind->name,
-				     batch);
-	rc = nsl_layer_bind(s->x, x);
-	if (rc == 0)
-		rc = nsl_layer_bind(s->y, y);
-	if (rc == 0)
-		rc = nsl_layer_bind(w->w, l->params[0].data);
+	rc = nsl_prim_get(l, &w->prims, batch, &s);
+	if (rc < 0)
+		return rc;
+	rc = nsl_layer_bind(w->w, l->params[0].data);
 	if (rc == 0)
 		rc = nsl_layer_bind(w->b, l->params[1].data);
 	if (rc == 0) {
-		const dnnl_exec_arg_t args[] = {
-			{ DNNL_ARG_SRC, s->x }, { DNNL_ARG_WEIGHTS, w->w },
-			{ DNNL_ARG_BIAS, w->b }, { DNNL_ARG_DST, s->y },
-		};
+		const dnnl_exec_arg_t wb[] = { { DNNL_ARG_WEIGHTS, w->w }, { DNNL_ARG_BIAS, w->b } };
 
-		rc = nsl_dnnl_exec(l->ctx->cc, s->fwd, 4, args, "forward");
+		rc = nsl_prim_exec_fwd(l->ctx->cc, s, x, y, wb, 2, "forward");
 	}
 	if (rc < 0)
 		return nsl_error_prefix(rc, "layer %d (%s)", l->index, w->kind->name);
@@ -304,14 +259,14 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 			  float *dx, bool accumulate)
 {
 	struct nsl_weighted *w = l->priv;
-	struct nsl_wslot *s = slot_find(w, batch);
 	struct nsl_param *wp = &l->params[0], *bp = &l->params[1];
+	struct nsl_prim_slot *s;
 	dnnl_memory_t g;
 	int rc;
 
-	if (s == NULL)
-		return nsl_error_set(EINVAL, "layer %d (%s): batch %d was not prepared", l->index, w->kind->name,
-				     batch);
+	rc = nsl_prim_get(l, &w->prims, batch, &s);
+	if (rc < 0)
+		return rc;
 	g = s->dy;
 	rc = nsl_layer_bind(s->dy, dy);
 	if (rc == 0 && s->act_bwd != NULL) {
@@ -333,7 +288,7 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 		if (rc == 0)
 			rc = nsl_layer_bind(w->w, wp->data);
 		if (rc == 0)
-			rc = nsl_dnnl_exec(l->ctx->cc, s->bwd_data, 3, args, "backward data");
+			rc = nsl_dnnl_exec(l->ctx->cc, s->bwd, 3, args, "backward data");
 	}
 	if (rc == 0)
 		rc = nsl_layer_bind(s->x, x);
@@ -365,8 +320,7 @@ void nsl_weighted_fini(struct nsl_layer *l)
 
 	if (w == NULL)
 		return;
-	for (int i = 0; i < w->nslots; i++)
-		slot_free(&w->slot[i]);
+	nsl_prim_table_free(&w->prims);
 	dnnl_memory_destroy(w->w);
 	dnnl_memory_destroy(w->b);
 	dnnl_memory_destroy(w->dw);

@@ -3,8 +3,8 @@
  * What dense and conv share: a layer with a weight and a bias run by one oneDNN op (inner
  * product or convolution) forward, backward-data and backward-weights, with an optional fused
  * activation. The kinds differ only in their shapes and in how the three op descriptors are
- * made; weighted.c holds everything else (weight layout choice, per-batch primitives, the
- * forward and backward passes, gradient accumulation).
+ * made; weighted.c holds everything else (weight layout choice, what a batch's slot holds, the
+ * forward and backward passes, gradient accumulation), prim.c the table of slots.
  *
  * A kind's private struct starts with a struct nsl_weighted, which l->priv points at.
  */
@@ -16,7 +16,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "layer_pvt.h"
+#include "prim_pvt.h"
 
 union nsl_wop_desc {
 	dnnl_inner_product_desc_t ip;
@@ -44,12 +44,6 @@ struct nsl_wkind {
 	bool (*fallback)(struct nsl_weighted *w);
 };
 
-struct nsl_wslot {
-	int batch;
-	dnnl_primitive_t fwd, act_bwd, bwd_data, bwd_weights;
-	dnnl_memory_t x, y, dy, dx, dz;
-};
-
 struct nsl_weighted {
 	const struct nsl_wkind *kind;
 	dnnl_primitive_attr_t attr;   /* the fused activation as a post-op; NULL when none */
@@ -57,8 +51,7 @@ struct nsl_weighted {
 	dnnl_memory_t w, b, dw, db;
 	float *dw_acc, *db_acc;       /* one call's gradients when accumulating */
 	float *dz;                    /* act'(y) * dy, max_batch x outputs */
-	int nslots;
-	struct nsl_wslot slot[NSL_LAYER_MAX_BATCHES];
+	struct nsl_prim_table prims;
 };
 
 /*

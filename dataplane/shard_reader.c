@@ -163,7 +163,12 @@ static uint32_t pick_window(const struct nsl_shard_reader *r)
 	/* Four buffers of half a depth each keep a depth of reads queued behind the window in use. */
 	bytes = (uint64_t)r->depth * r->block / 2;
 	bytes = bytes < MIN_SEQ_WINDOW ? MIN_SEQ_WINDOW : bytes > MAX_SEQ_WINDOW ? MAX_SEQ_WINDOW : bytes;
-	bytes /= r->info.record_size;
+	/*
+	 * A window buffer is its records rounded up to pages plus one page: keep it to whole huge pages,
+	 * or its tail falls back to 4 KiB pages, io_uring keeps the whole registration as 4 KiB pieces
+	 * and every 1 MiB read needs 256 of them, above the disk's 254 (measured: each read split in two).
+	 */
+	bytes = (bytes - NSL_SHARD_ALIGN) / r->info.record_size;
 	if (bytes == 0)
 		bytes = 1;
 	return bytes < r->info.count ? (uint32_t)bytes : (uint32_t)r->info.count;

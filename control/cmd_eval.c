@@ -91,8 +91,12 @@ static int run(const struct eval_opts *o)
 		goto out;
 	if ((rc = nsl_batcher_open(&test, files.test, &ro, 0)) < 0)
 		goto out;
+	if ((m = nsl_model_parse(model_text, test.shape)) == NULL) {
+		rc = nsl_error_prefix(EINVAL, "%s", files.test);
+		goto out;
+	}
 	rc = -EINVAL;
-	if ((m = nsl_model_parse(model_text, test.shape)) == NULL || (cc = nsl_compute_create(o->threads)) == NULL)
+	if ((cc = nsl_compute_create(o->threads)) == NULL)
 		goto out;
 	nsl_optim_config_init(&oc, "sgd");
 	starts[0] = 0;

@@ -161,10 +161,13 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		if ((rc = nsl_batcher_open(&r.test, files.test, &ro, 0)) < 0)
 			goto out;
 		r.test_ok = true;
+		/* Batches are sized for the training samples: a test set of another shape would overrun them. */
+		if ((rc = nsl_shard_check_shape(nsl_shard_reader_info(r.test.r), r.train.shape, files.test)) < 0)
+			goto out;
 	}
 	r.model = nsl_model_parse(o->model, r.train.shape);
 	if (r.model == NULL) {
-		rc = -EINVAL;
+		rc = nsl_error_prefix(EINVAL, "%s", files.train[0]);
 		goto out;
 	}
 	if ((uint32_t)r.model->classes < r.train.classes) {

@@ -48,6 +48,22 @@ expect 1 "no train-images-idx3-ubyte" -- "$nsplit" shard --data "$work" --out "$
 expect 0 '3 shard(s) of 20000 records' -- "$nsplit" shard --data /usr/share/datasets/fashion-mnist --out "$work/s3" --parts 3
 expect 1 'no train-0-of-1.nsl' -- "$nsplit" train --shards "$work/s3" --epochs 1 --cache "$work/c"
 
+# A test set whose samples differ from the training set's is refused, naming the file; a model
+# that does not fit the data names the shard it was checked against.
+/usr/bin/python3 - "$work/idx" <<'PYEOF'
+import gzip, os, struct, sys
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+for stem, n, side in (("train", 40, 28), ("t10k", 20, 10)):
+    with gzip.open(f"{d}/{stem}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, side, side) + bytes(n * side * side))
+    with gzip.open(f"{d}/{stem}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n)))
+PYEOF
+"$nsplit" shard --data "$work/idx" --out "$work/mixed" >/dev/null || failures=$((failures + 1))
+expect 1 "test.nsl: samples are 1x10x10, the model wants 1x28x28" -- "$nsplit" train --shards "$work/mixed" --epochs 1
+expect 1 "train-0-of-1.nsl: model \"mlp:100-10\"" -- "$nsplit" train --shards "$work/mixed" --model mlp:100-10 --no-eval --epochs 1
+
 # Weights of one model do not load into another; a truncated file is refused.
 "$nsplit" train --model mlp:784-32-10 --epochs 1 --limit-samples 256 --no-eval --no-progress \
 	--cache "$work/c" --save-weights "$work/w.safetensors" >/dev/null || failures=$((failures + 1))

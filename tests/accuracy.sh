@@ -34,14 +34,9 @@ cnn)
 	;;
 esac
 
-if [[ ! -f "$DATA/train-images-idx3-ubyte.gz" ]]; then
-	if [[ "${CI:-}" == true ]]; then
-		echo "FAIL: Fashion-MNIST not in $DATA (package dataset-fashion-mnist); CI must have it"
-		exit 1
-	fi
-	echo "SKIP: Fashion-MNIST not in $DATA (package dataset-fashion-mnist)"
-	exit 77
-fi
+# shellcheck source=tests/need_data.sh
+source "$(dirname "$0")/need_data.sh"
+nsl_need_data "$DATA"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-accuracy.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

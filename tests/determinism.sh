@@ -13,14 +13,9 @@ MODELS=(
 	"conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
 )
 
-if [[ ! -f "$DATA/train-images-idx3-ubyte.gz" ]]; then
-	if [[ "${CI:-}" == true ]]; then
-		echo "FAIL: Fashion-MNIST not in $DATA (package dataset-fashion-mnist); CI must have it"
-		exit 1
-	fi
-	echo "SKIP: Fashion-MNIST not in $DATA (package dataset-fashion-mnist)"
-	exit 77
-fi
+# shellcheck source=tests/need_data.sh
+source "$(dirname "$0")/need_data.sh"
+nsl_need_data "$DATA"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-determinism.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

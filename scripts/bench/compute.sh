@@ -33,20 +33,9 @@ source "$ROOT/scripts/deps.sh"
 nsl_install_deps
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
-	if [[ ! -f "$BUILD_DIR/meson-private/coredata.dat" ]]; then
-		meson setup "$BUILD_DIR" >"$tmp/build.log" 2>&1 || {
-			tail -n 30 "$tmp/build.log"
-			echo "compute.sh: meson setup $BUILD_DIR failed" >&2
-			exit 1
-		}
-	fi
-	ninja -C "$BUILD_DIR" >"$tmp/build.log" 2>&1 || {
-		tail -n 30 "$tmp/build.log"
-		echo "compute.sh: ninja -C $BUILD_DIR failed" >&2
-		exit 1
-	}
-fi
+# shellcheck source=scripts/bench/build.sh
+source "$ROOT/scripts/bench/build.sh"
+nsl_bench_build "$BUILD_DIR" compute.sh
 
 NSPLIT="$BUILD_DIR/nsplit"
 DNNL=""

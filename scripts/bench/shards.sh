@@ -77,20 +77,9 @@ cleanup() {
 	((KEEP)) || [[ -z "$DIR" ]] || rm -rf "$DIR"
 }
 trap cleanup EXIT
-if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
-	if [[ ! -f "$BUILD_DIR/meson-private/coredata.dat" ]]; then
-		meson setup "$BUILD_DIR" >"$tmp/build.log" 2>&1 || {
-			tail -n 30 "$tmp/build.log"
-			echo "shards.sh: meson setup $BUILD_DIR failed" >&2
-			exit 1
-		}
-	fi
-	ninja -C "$BUILD_DIR" >"$tmp/build.log" 2>&1 || {
-		tail -n 30 "$tmp/build.log"
-		echo "shards.sh: ninja -C $BUILD_DIR failed" >&2
-		exit 1
-	}
-fi
+# shellcheck source=scripts/bench/build.sh
+source "$ROOT/scripts/bench/build.sh"
+nsl_bench_build "$BUILD_DIR" shards.sh
 BENCH=""
 for p in "$BUILD_DIR/scripts/bench/bench_shards" "$BUILD_DIR/bench_shards"; do
 	[[ -x "$p" ]] && BENCH=$p && break

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# Sourced by the benchmark scripts: nsl_bench_build BUILD_DIR NAME configures BUILD_DIR if it
+# has never been, builds it, and on failure shows the log's tail and exits 1 naming NAME.
+# BENCH_NO_BUILD set: the build folder is used as it is.
+nsl_bench_build() {
+	local dir=$1 name=$2 log
+	[[ -n "${BENCH_NO_BUILD:-}" ]] && return 0
+	log=$(mktemp)
+	if [[ ! -f "$dir/meson-private/coredata.dat" ]] && ! meson setup "$dir" >"$log" 2>&1; then
+		tail -n 30 "$log"
+		rm -f "$log"
+		echo "$name: meson setup $dir failed" >&2
+		exit 1
+	fi
+	if ! ninja -C "$dir" >"$log" 2>&1; then
+		tail -n 30 "$log"
+		rm -f "$log"
+		echo "$name: ninja -C $dir failed" >&2
+		exit 1
+	fi
+	rm -f "$log"
+}

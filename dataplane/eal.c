@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * EAL bring-up: nsplit's options turned into an EAL argument vector, and the runtime folder
+ * removed at the end so that --no-huge runs leave nothing behind in /var/run/dpdk.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_malloc.h>
+#include <rte_memory.h>
+
+#include "nsplit/eal.h"
+#include "nsplit/error.h"
+
+#define DEFAULT_MEM_MB 256
+#define MAX_ARGS 64
+
+static bool eal_up;
+static char prefix[64];
+static char runtime_dir[PATH_MAX];
+
+bool nsl_eal_ready(void)
+{
+	return eal_up;
+}
+
+const char *nsl_eal_file_prefix(void)
+{
+	return prefix;
+}
+
+/* The first CPU this process may run on: EAL's default lcore 0 may be outside a taskset. */
+static int first_allowed_cpu(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int i = 0; i < CPU_SETSIZE; i++)
+			if (CPU_ISSET(i, &set))
+				return i;
+	return 0;
+}
+
+int nsl_eal_init(const struct nsl_eal_conf *c)
+{
+	static char bufs[4][64];
+	char *argv[MAX_ARGS];
+	int argc = 0, rc;
+	struct timespec ts;
+
+	if (eal_up)
+		return nsl_error_set(EALREADY, "EAL is already running in this process");
+	if (c->extra_argc < 0 || c->extra_argc > MAX_ARGS - 16)
+		return nsl_error_set(E2BIG, "%d extra EAL arguments; at most %d", c->extra_argc, MAX_ARGS - 16);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (c->file_prefix != NULL)
+		snprintf(prefix, sizeof(prefix), "%s", c->file_prefix);
+	else
+		snprintf(prefix, sizeof(prefix), "nsplit-%d-%lx", (int)getpid(), (unsigned long)(ts.tv_nsec ^ ts.tv_sec));
+	argv[argc++] = "nsplit";
+	argv[argc++] = "--file-prefix";
+	argv[argc++] = prefix;
+	if (!c->huge)
+		argv[argc++] = "--no-huge";
+	snprintf(bufs[0], sizeof(bufs[0]), "%zu", c->mem_mb ? c->mem_mb : DEFAULT_MEM_MB);
+	argv[argc++] = "-m";
+	argv[argc++] = bufs[0];
+	if (!c->pci)
+		argv[argc++] = "--no-pci";
+	argv[argc++] = "--lcores";
+	if (c->lcores != NULL) {
+		snprintf(bufs[1], sizeof(bufs[1]), "%s", c->lcores);
+	} else {
+		snprintf(bufs[1], sizeof(bufs[1]), "0@%d", first_allowed_cpu());
+	}
+	argv[argc++] = bufs[1];
+	snprintf(bufs[2], sizeof(bufs[2]), "%s", c->log_level ? c->log_level : "error");
+	argv[argc++] = "--log-level";
+	argv[argc++] = bufs[2];
+	for (int i = 0; i < c->extra_argc; i++)
+		argv[argc++] = c->extra_argv[i];
+	argv[argc] = NULL;
+	rc = rte_eal_init(argc, argv);
+	if (rc < 0) {
+		rc = rte_errno ? rte_errno : EINVAL;
+		return nsl_error_set(rc, "DPDK EAL init failed: %s (prefix %s%s; with --no-huge give enough -m "
+				     "memory, and check extra EAL arguments after --)",
+				     rte_strerror(rc), prefix, c->huge ? ", hugepages: are they mounted and reserved?" : "");
+	}
+	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
+	eal_up = true;
+	return 0;
+}
+
+/* EAL leaves its config, telemetry socket and memif sockets' peers here; nothing should remain. */
+static void remove_runtime_dir(void)
+{
+	DIR *d;
+	struct dirent *e;
+	char path[PATH_MAX + 256];
+
+	if (runtime_dir[0] == '\0' || (d = opendir(runtime_dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", runtime_dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(runtime_dir);
+}
+
+void nsl_eal_cleanup(void)
+{
+	if (!eal_up)
+		return;
+	rte_eal_cleanup();
+	remove_runtime_dir();
+	eal_up = false;
+}
+
+void *nsl_dp_alloc(size_t bytes, size_t align)
+{
+	void *p;
+
+	if (!eal_up) {
+		nsl_error_set(EINVAL, "nsl_dp_alloc before nsl_eal_init");
+		return NULL;
+	}
+	p = rte_zmalloc("nsl_tensor", bytes ? bytes : 1, align ? align : 64);
+	if (p == NULL)
+		nsl_error_set(ENOMEM, "DPDK heap cannot give %zu bytes for a tensor that travels; start with a "
+			      "larger -m (nsplit --dp-mem MiB)", bytes);
+	return p;
+}
+
+void nsl_dp_free(void *p)
+{
+	rte_free(p);
+}
+
+bool nsl_dp_is_dma_memory(const void *p, size_t bytes)
+{
+	const struct rte_memseg_list *a, *b;
+
+	if (!eal_up || p == NULL)
+		return false;
+	a = rte_mem_virt2memseg_list(p);
+	b = rte_mem_virt2memseg_list((const char *)p + (bytes ? bytes - 1 : 0));
+	return a != NULL && a == b && !a->external;
+}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The link's state, shared by link.c (set-up, the compute thread's calls), link_tx.c and link_rx.c. */
+#ifndef NSL_LINK_PVT_H
+#define NSL_LINK_PVT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "nsplit/link.h"
+#include "nsplit/wire.h"
+#include "port_pvt.h"
+
+#define LINK_MAX_PEERS 64
+#define LINK_MAX_PORTS 8
+#define LINK_BURST 32
+/* Frames waiting for a full port: a few bursts. */
+#define LINK_PEND 128
+/* Peers may send frames this small (a small MTU); a slot's frame bitmap is sized for them. */
+#define LINK_MIN_FRAG 512
+/* An extbuf's reference count is 16 bits: frames of one message in flight at once stay below. */
+#define LINK_MAX_FRAMES_IN_FLIGHT 32768
+#define LINK_MAX_BACKOFF 64
+
+/* Message ids wrap: compare them as serial numbers. */
+static inline int32_t id_diff(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b);
+}
+
+struct tx_msg {
+	struct nsl_msg *m;
+	struct rte_mbuf_ext_shared_info shinfo;   /* counts this message's frames in flight, +1 */
+	uint32_t nframes;
+	uint32_t next;            /* frames sent for the first time */
+	uint16_t frag;
+	bool done;                /* acknowledged whole, or failed (status) */
+	int status;
+	uint32_t acked_frames;    /* the receiver's latest count, to spot progress */
+	uint64_t last_tsc;        /* last progress, or last probe */
+	uint32_t backoff;         /* rto multiplier, doubled on each probe without progress */
+	/* Ranges the receiver reported missing, sent again in order. */
+	struct nsl_wire_range rtx[NSL_WIRE_ACK_MAX_RANGES];
+	uint16_t nrtx, rtx_i;
+	uint32_t rtx_off;
+	bool probe_due;
+};
+
+struct rx_slot {
+	struct nsl_msg *m;
+	uint64_t *bits;           /* one bit per frame received */
+	uint32_t nbits;           /* capacity of bits */
+	bool started;
+	bool complete;
+	int status;
+	uint32_t nframes, received;
+	uint64_t total;
+	uint16_t frag;
+	uint32_t crc;
+	struct nsl_wire_hdr tags; /* type, stage, micro, round, step of the first frame */
+};
+
+struct link_port {
+	struct nsl_port *port;
+	struct rte_mbuf *pend[LINK_PEND];
+	uint16_t npend;
+	uint16_t ip_id;
+};
+
+struct peer {
+	uint16_t id;
+	struct link_port *lp;
+	uint8_t mac[6];
+	uint32_t ip;
+	bool dead;
+	uint64_t last_heard;
+	uint64_t wait_since;      /* when work with this peer began after a quiet spell */
+	/* sending to the peer */
+	struct tx_msg *tx;        /* message id i at tx[i & mask] */
+	uint32_t tx_head;         /* oldest message not handed back */
+	uint32_t tx_tail;         /* next id to give */
+	uint32_t credit;          /* the peer takes ids below this */
+	uint64_t credit_probe_tsc;
+	/* receiving from the peer */
+	struct rx_slot *rx;
+	uint32_t rx_posted;       /* slots ever posted = the credit we give */
+	uint32_t rx_done;         /* ids below are handed back to the caller */
+	bool ack_due;             /* credit or progress to report, coalesced to one ack per poll */
+	struct nsl_link_peer_stats st;
+};
+
+struct nsl_link {
+	struct nsl_link_conf c;
+	uint32_t mask;            /* slots - 1 */
+	uint16_t udp_port;
+	uint64_t hz, rto_tsc, dead_tsc;
+	struct peer peers[LINK_MAX_PEERS];
+	int npeers;
+	uint8_t *index;           /* peer id -> index + 1 (0: unknown), 65536 entries */
+	struct link_port ports[LINK_MAX_PORTS];
+	int nports;
+	struct rte_ring *tx_req, *tx_done, *rx_post, *rx_done;
+	struct nsl_msg *held_send, *held_post;  /* taken from a ring, waiting for room */
+	int dead_peer;
+	uint16_t rr;
+	struct nsl_link_stats st;
+};
+
+static inline struct peer *peer_of(struct nsl_link *l, uint16_t id)
+{
+	uint8_t i = l->index[id];
+
+	return i ? &l->peers[i - 1] : NULL;
+}
+
+/* link_tx.c */
+int link_tx_flush(struct nsl_link *l, struct link_port *lp);
+int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now);
+int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint16_t flags);
+void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint64_t now);
+
+/* link_rx.c */
+int link_rx_port(struct nsl_link *l, struct link_port *lp, uint64_t now);
+void link_fill_ack(struct nsl_link *l, struct peer *p, struct nsl_wire_ack *a, const struct rx_slot *about,
+		   uint32_t about_id);
+
+#endif

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The sending half of a link: frames built as a header mbuf chained to an mbuf that points into
+ * the message (zero copy), retransmission of what the receiver reports missing, probes after an
+ * rto without progress, and acks.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+#include <rte_eal.h>
+#include <rte_memory.h>
+#include <rte_mbuf.h>
+
+#include "link_pvt.h"
+
+int link_tx_flush(struct nsl_link *l, struct link_port *lp)
+{
+	uint16_t n;
+
+	if (lp->npend == 0)
+		return 0;
+	n = rte_eth_tx_burst(lp->port->id, 0, lp->pend, lp->npend);
+	if (n < lp->npend) {
+		/* l3fwd's way: keep what the port did not take, in order, for the next call. */
+		memmove(lp->pend, lp->pend + n, (size_t)(lp->npend - n) * sizeof(lp->pend[0]));
+		l->st.tx_full += lp->npend - n;
+	}
+	lp->npend = (uint16_t)(lp->npend - n);
+	return lp->npend == 0 ? 0 : -EAGAIN;
+}
+
+/* Room for one more frame, flushing a full burst first. -EAGAIN when the port is backed up. */
+static int room(struct nsl_link *l, struct link_port *lp)
+{
+	if (lp->npend >= LINK_BURST)
+		link_tx_flush(l, lp);
+	return lp->npend < LINK_PEND ? 0 : -EAGAIN;
+}
+
+/* A header mbuf with Ethernet, IPv4, UDP and the nsplit header h; NULL when the pool is empty. */
+static struct rte_mbuf *frame_head(struct nsl_link *l, struct peer *p, const struct nsl_wire_hdr *h)
+{
+	struct link_port *lp = p->lp;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(lp->port->hdr_pool);
+	uint8_t *d;
+
+	if (m == NULL) {
+		l->st.mbuf_exhausted++;
+		return NULL;
+	}
+	d = (uint8_t *)rte_pktmbuf_append(m, NSL_WIRE_FRAME_HDR);
+	nsl_wire_l2l4_encode(d, lp->port->mac, p->mac, l->c.self_ip, p->ip, l->udp_port,
+			     NSL_WIRE_HDR_LEN + (uint32_t)h->len, lp->ip_id++);
+	nsl_wire_hdr_encode(d + NSL_WIRE_FRAME_HDR - NSL_WIRE_HDR_LEN, h);
+	return m;
+}
+
+/*
+ * Where a NIC finds the bytes at v. With IOVA as VA (always so with --no-huge) that is v; with
+ * physical addresses, v's memseg says, without a system call. A frame that crosses a page
+ * boundary in PA mode is assumed contiguous, as rte_malloc's elements are within a hugepage.
+ */
+static rte_iova_t iova_of(const void *v)
+{
+	const struct rte_memseg *ms;
+
+	if (rte_eal_iova_mode() == RTE_IOVA_VA)
+		return (rte_iova_t)(uintptr_t)v;
+	ms = rte_mem_virt2memseg(v, NULL);
+	return ms != NULL ? ms->iova + (rte_iova_t)((const uint8_t *)v - (const uint8_t *)ms->addr) : RTE_BAD_IOVA;
+}
+
+/* Queue frame `i` of t. 0, or -EAGAIN / -ENOBUFS when it must wait for the next poll. */
+static int emit_data(struct nsl_link *l, struct peer *p, struct tx_msg *t, uint32_t i, uint16_t flags)
+{
+	const struct nsl_msg *msg = t->m;
+	uint64_t off = (uint64_t)i * t->frag;
+	uint64_t left = msg->len - off;
+	struct nsl_wire_hdr h = {
+		.version = NSL_WIRE_VERSION, .type = msg->type, .flags = flags, .session = l->c.session,
+		.src = l->c.self, .dst = p->id, .stage = msg->stage, .micro = msg->micro, .round = msg->round,
+		.step = msg->step, .msg_id = msg->id, .msg_crc = msg->crc, .total_len = msg->len, .offset = off,
+		.frag = t->frag, .len = (uint16_t)(left < t->frag ? left : t->frag),
+	};
+	struct rte_mbuf *head, *seg;
+	uint8_t *src = (uint8_t *)msg->data + off;
+
+	if (room(l, p->lp) < 0)
+		return -EAGAIN;
+	if (rte_mbuf_ext_refcnt_read(&t->shinfo) >= LINK_MAX_FRAMES_IN_FLIGHT)
+		return -EAGAIN;
+	if ((head = frame_head(l, p, &h)) == NULL)
+		return -ENOBUFS;
+	if (p->lp->port->multi_seg) {
+		if ((seg = rte_pktmbuf_alloc(p->lp->port->ext_pool)) == NULL) {
+			l->st.mbuf_exhausted++;
+			rte_pktmbuf_free(head);
+			return -ENOBUFS;
+		}
+		/* One reference per frame; the link holds the first, so the count never reaches 0. */
+		rte_mbuf_ext_refcnt_update(&t->shinfo, 1);
+		rte_pktmbuf_attach_extbuf(seg, src, iova_of(src), h.len, &t->shinfo);
+		seg->data_len = h.len;
+		seg->pkt_len = h.len;
+		rte_pktmbuf_chain(head, seg);
+	} else {
+		memcpy(rte_pktmbuf_append(head, h.len), src, h.len);
+		l->st.tx_copy_bytes += h.len;
+	}
+	p->lp->pend[p->lp->npend++] = head;
+	p->st.frames_tx++;
+	return 0;
+}
+
+int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint16_t flags)
+{
+	uint8_t body[NSL_WIRE_ACK_LEN + 8 * NSL_WIRE_ACK_MAX_RANGES];
+	uint32_t n = nsl_wire_ack_encode(body, a);
+	struct nsl_wire_hdr h = {
+		.version = NSL_WIRE_VERSION, .type = NSL_MSG_ACK, .flags = flags, .session = l->c.session,
+		.src = l->c.self, .dst = p->id, .msg_crc = nsl_crc32c(0, body, n), .total_len = n, .frag = (uint16_t)n,
+		.len = (uint16_t)n,
+	};
+	struct rte_mbuf *m;
+
+	if (room(l, p->lp) < 0)
+		return -EAGAIN;
+	if ((m = frame_head(l, p, &h)) == NULL)
+		return -ENOBUFS;
+	memcpy(rte_pktmbuf_append(m, (uint16_t)n), body, n);
+	p->lp->pend[p->lp->npend++] = m;
+	p->st.acks_tx++;
+	return 0;
+}
+
+static void finish(struct peer *p, struct tx_msg *t, int status)
+{
+	if (t->done)
+		return;
+	t->done = true;
+	t->status = status;
+	t->nrtx = t->rtx_i = 0;
+	if (status == 0) {
+		p->st.msgs_tx++;
+		p->st.bytes_tx += t->m->len;
+	}
+}
+
+void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint64_t now)
+{
+	uint32_t id;
+
+	if (id_diff(a->credit, p->credit) > 0)
+		p->credit = a->credit;
+	/* Everything below done_below arrived; a done_below beyond what was sent is a lie, clipped. */
+	for (id = p->tx_head; id != p->tx_tail && id_diff(id, a->done_below) < 0; id++)
+		finish(p, &p->tx[id & l->mask], 0);
+	if (!(a->flags & NSL_WIRE_ACK_HAS_ABOUT) || id_diff(a->about, p->tx_head) < 0 ||
+	    id_diff(a->about, p->tx_tail) >= 0)
+		return;
+	struct tx_msg *t = &p->tx[a->about & l->mask];
+
+	if (t->done)
+		return;
+	if (a->status != 0) {
+		/* Only errnos the receiver may give; anything else is reported as a protocol error. */
+		finish(p, t, a->status == EMSGSIZE ? -EMSGSIZE : -EPROTO);
+		return;
+	}
+	if (a->flags & NSL_WIRE_ACK_COMPLETE) {
+		finish(p, t, 0);
+		return;
+	}
+	if (a->received > t->acked_frames) {
+		t->acked_frames = a->received;
+		t->backoff = 1;
+	}
+	/* The receiver's latest view of what it misses replaces the previous one. */
+	t->nrtx = 0;
+	for (uint16_t i = 0; i < a->nranges; i++) {
+		uint32_t first = a->ranges[i].first, count = a->ranges[i].count;
+
+		if (first >= t->next)
+			break;	/* not sent yet: will be sent anyway */
+		if (count > t->next - first)
+			count = t->next - first;
+		t->rtx[t->nrtx++] = (struct nsl_wire_range){ first, count };
+	}
+	t->rtx_i = 0;
+	t->rtx_off = 0;
+	t->last_tsc = now;
+}
+
+/* Retransmissions first (the receiver waits on them), then first sends, then a probe. */
+static int tx_msg_frames(struct nsl_link *l, struct peer *p, struct tx_msg *t, int *budget, uint64_t now)
+{
+	int rc;
+
+	while (t->rtx_i < t->nrtx && *budget > 0) {
+		const struct nsl_wire_range *r = &t->rtx[t->rtx_i];
+		bool last = t->rtx_off + 1 == r->count && t->rtx_i + 1 == t->nrtx;
+
+		/* The last frame of a batch asks for the next report. */
+		if ((rc = emit_data(l, p, t, r->first + t->rtx_off, NSL_WIRE_F_RETRANSMIT | (last ? NSL_WIRE_F_POLL : 0))) < 0)
+			return rc;
+		p->st.retransmits++;
+		(*budget)--;
+		t->last_tsc = now;
+		if (++t->rtx_off == r->count) {
+			t->rtx_off = 0;
+			t->rtx_i++;
+		}
+	}
+	while (t->next < t->nframes && *budget > 0) {
+		uint16_t flags = t->next + 1 == t->nframes ? NSL_WIRE_F_POLL : 0;
+
+		if ((rc = emit_data(l, p, t, t->next, flags)) < 0)
+			return rc;
+		t->next++;
+		(*budget)--;
+		t->last_tsc = now;
+	}
+	if (t->next == t->nframes && t->rtx_i == t->nrtx && *budget > 0 &&
+	    now - t->last_tsc > l->rto_tsc * t->backoff) {
+		/* No word for an rto: send the last frame again, asking for a report. */
+		if ((rc = emit_data(l, p, t, t->nframes - 1, NSL_WIRE_F_POLL | NSL_WIRE_F_RETRANSMIT)) < 0)
+			return rc;
+		p->st.probes++;
+		p->st.retransmits++;
+		(*budget)--;
+		t->last_tsc = now;
+		if (t->backoff < LINK_MAX_BACKOFF)
+			t->backoff *= 2;
+	}
+	return 0;
+}
+
+int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now)
+{
+	int budget = LINK_BURST;
+
+	if (p->dead)
+		return 0;
+	for (uint32_t id = p->tx_head; id != p->tx_tail && budget > 0; id++) {
+		struct tx_msg *t = &p->tx[id & l->mask];
+		int rc;
+
+		if (t->done)
+			continue;
+		if (id_diff(id, p->credit) >= 0) {
+			p->st.credit_stalls++;
+			/* The ack that gave credit may be lost: ask for the peer's state now and then. */
+			if (now - p->credit_probe_tsc > l->rto_tsc) {
+				struct nsl_wire_ack a;
+
+				link_fill_ack(l, p, &a, NULL, 0);
+				if (link_send_ack(l, p, &a, NSL_WIRE_F_POLL) == 0)
+					p->credit_probe_tsc = now;
+			}
+			break;
+		}
+		if ((rc = tx_msg_frames(l, p, t, &budget, now)) < 0)
+			return rc == -EAGAIN || rc == -ENOBUFS ? 0 : rc;
+	}
+	return LINK_BURST - budget;
+}

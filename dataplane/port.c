@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Port bring-up, in l2fwd's order: pools, configure, queues, MTU, start. One queue each way: a
+ * peer's dataplane is one lcore.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+
+#include "nsplit/error.h"
+#include "nsplit/wire.h"
+#include "port_pvt.h"
+
+#define DEFAULT_DESC 1024
+#define DEFAULT_MTU 1500
+/* Frames smaller than this leave too little room for payload after 98 bytes of headers. */
+#define MIN_MTU 576
+#define POOL_CACHE 256
+
+static int dpdk_error(int rc, const char *dev, const char *what)
+{
+	int e = rc < 0 ? -rc : (rte_errno ? rte_errno : EIO);
+
+	return nsl_error_set(e, "port %s: %s failed: %s", dev, what, rte_strerror(e));
+}
+
+static struct rte_mempool *make_pool(struct nsl_port *p, const char *kind, uint32_t n, uint32_t room)
+{
+	char name[RTE_MEMPOOL_NAMESIZE];
+	struct rte_mempool *mp;
+
+	snprintf(name, sizeof(name), "nsl%u_%s", p->id, kind);
+	mp = rte_pktmbuf_pool_create(name, n, POOL_CACHE, 0, (uint16_t)room, (int)rte_socket_id());
+	if (mp == NULL)
+		nsl_error_set(rte_errno ? rte_errno : ENOMEM, "port %s: cannot make a pool of %u %s mbufs of %u "
+			      "bytes: %s (give DPDK more memory: -m / --dp-mem)", p->name, n, kind, room,
+			      rte_strerror(rte_errno));
+	return mp;
+}
+
+static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
+{
+	struct rte_eth_conf conf = { 0 };
+	struct rte_eth_dev_info info;
+	uint16_t rxd = c->rx_desc ? c->rx_desc : DEFAULT_DESC, txd = c->tx_desc ? c->tx_desc : DEFAULT_DESC;
+	uint16_t mtu = c->mtu ? c->mtu : DEFAULT_MTU;
+	uint32_t n;
+	struct rte_ether_addr mac;
+	int rc;
+
+	if (mtu < MIN_MTU)
+		return nsl_error_set(EINVAL, "port %s: MTU %u is below %u", p->name, mtu, MIN_MTU);
+	if ((rc = rte_eth_dev_info_get(p->id, &info)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_dev_info_get");
+	if (info.max_mtu != 0 && mtu > info.max_mtu) {
+		/* A jumbo MTU the port cannot take: fall back to what it can, and say so once. */
+		fprintf(stderr, "nsplit: port %s takes at most MTU %u; using that instead of %u\n", p->name,
+			info.max_mtu, mtu);
+		mtu = info.max_mtu;
+	}
+	p->multi_seg = ring || (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+		conf.txmode.offloads &= ~(uint64_t)RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; /* mbufs come from several pools */
+	if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER)
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+	if ((rc = rte_eth_dev_configure(p->id, 1, 1, &conf)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_dev_configure");
+	if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(p->id, &rxd, &txd)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_dev_adjust_nb_rx_tx_desc");
+	n = c->mbufs ? c->mbufs : 2u * (rxd + txd) + 4096;
+	p->hdr_pool = make_pool(p, "hdr", n, RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu));
+	p->ext_pool = make_pool(p, "ext", n, 0);
+	p->rx_pool = make_pool(p, "rx", rxd + 2u * POOL_CACHE + 1024, RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu));
+	if (p->hdr_pool == NULL || p->ext_pool == NULL || p->rx_pool == NULL)
+		return -ENOMEM;
+	if ((rc = rte_eth_rx_queue_setup(p->id, 0, rxd, (unsigned)rte_eth_dev_socket_id(p->id), NULL, p->rx_pool)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_rx_queue_setup");
+	if ((rc = rte_eth_tx_queue_setup(p->id, 0, txd, (unsigned)rte_eth_dev_socket_id(p->id), NULL)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_tx_queue_setup");
+	/* Some PMDs (net_ring, net_null) have no MTU to set: keep ours, it only sizes frames. */
+	rc = rte_eth_dev_set_mtu(p->id, mtu);
+	if (rc != 0 && rc != -ENOTSUP)
+		return dpdk_error(rc, p->name, "rte_eth_dev_set_mtu");
+	p->mtu = mtu;
+	if ((rc = rte_eth_dev_start(p->id)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_dev_start");
+	p->started = true;
+	/* Peers address each other by MAC; a port on a bridge must still see its frames. */
+	rte_eth_promiscuous_enable(p->id);
+	if ((rc = rte_eth_macaddr_get(p->id, &mac)) != 0)
+		return dpdk_error(rc, p->name, "rte_eth_macaddr_get");
+	memcpy(p->mac, mac.addr_bytes, 6);
+	return 0;
+}
+
+/* The device name of a devargs string: up to the first comma. */
+static void dev_name(const char *devargs, char *out, size_t cap)
+{
+	size_t n = strcspn(devargs, ",");
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, devargs, n);
+	out[n] = '\0';
+}
+
+struct nsl_port *nsl_port_open(const char *devargs, const struct nsl_port_conf *c)
+{
+	struct nsl_port *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (p == NULL) {
+		nsl_error_set(ENOMEM, "port %s: out of memory", devargs);
+		return NULL;
+	}
+	dev_name(devargs, p->name, sizeof(p->name));
+	if (rte_eth_dev_get_port_by_name(p->name, &p->id) != 0) {
+		if ((rc = rte_dev_probe(devargs)) < 0) {
+			nsl_error_set(-rc, "port %s: cannot probe '%s': %s (is the PMD's name right, and for a PCI "
+				      "NIC was EAL started with PCI and the device bound to vfio-pci?)",
+				      p->name, devargs, rte_strerror(-rc));
+			free(p);
+			return NULL;
+		}
+		p->vdev = true;
+		if (rte_eth_dev_get_port_by_name(p->name, &p->id) != 0) {
+			nsl_error_set(ENODEV, "port %s: probed, but no ethdev of that name appeared", p->name);
+			nsl_port_close(p);
+			return NULL;
+		}
+	}
+	if (setup(p, c, false) < 0) {
+		nsl_port_close(p);
+		return NULL;
+	}
+	return p;
+}
+
+int nsl_port_ring_pair(const char *name, const struct nsl_port_conf *c, struct nsl_port *out[2])
+{
+	uint16_t rxd = c->rx_desc ? c->rx_desc : DEFAULT_DESC;
+	struct rte_ring *r[2] = { NULL, NULL };
+	int rc = 0;
+
+	out[0] = out[1] = NULL;
+	for (int i = 0; i < 2; i++) {
+		char rn[RTE_RING_NAMESIZE];
+
+		snprintf(rn, sizeof(rn), "%s_r%d", name, i);
+		/* One lcore sends into each ring and one receives from it. */
+		r[i] = rte_ring_create(rn, rte_align32pow2(rxd), (int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (r[i] == NULL) {
+			rc = nsl_error_set(rte_errno ? rte_errno : ENOMEM, "ring pair %s: cannot make ring %s: %s",
+					   name, rn, rte_strerror(rte_errno));
+			goto fail;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		struct nsl_port *p = calloc(1, sizeof(*p));
+		int id;
+
+		if (p == NULL) {
+			rc = nsl_error_set(ENOMEM, "ring pair %s: out of memory", name);
+			goto fail;
+		}
+		snprintf(p->name, sizeof(p->name), "net_ring_%s%d", name, i);
+		/* Port i receives what port 1-i sends. */
+		id = rte_eth_from_rings(p->name, &r[i], 1, &r[1 - i], 1, rte_socket_id());
+		if (id < 0) {
+			rc = nsl_error_set(rte_errno ? rte_errno : EIO, "ring pair %s: rte_eth_from_rings: %s", name,
+					   rte_strerror(rte_errno));
+			free(p);
+			goto fail;
+		}
+		p->id = (uint16_t)id;
+		p->vdev = true;
+		out[i] = p;
+		if ((rc = setup(p, c, true)) < 0)
+			goto fail;
+	}
+	out[0]->rings[0] = r[0];
+	out[0]->rings[1] = r[1];
+	return 0;
+fail:
+	nsl_port_close(out[0]);
+	nsl_port_close(out[1]);
+	for (int i = 0; i < 2; i++)
+		rte_ring_free(r[i]);
+	out[0] = out[1] = NULL;
+	return rc;
+}
+
+void nsl_port_close(struct nsl_port *p)
+{
+	if (p == NULL)
+		return;
+	if (p->started)
+		rte_eth_dev_stop(p->id);
+	if (p->vdev) {
+		struct rte_eth_dev_info info;
+		struct rte_device *dev = rte_eth_dev_info_get(p->id, &info) == 0 ? info.device : NULL;
+
+		rte_eth_dev_close(p->id);
+		/* Probed vdevs are removed so their names can be used again in this process. */
+		if (dev != NULL)
+			rte_dev_remove(dev);
+	}
+	rte_mempool_free(p->hdr_pool);
+	rte_mempool_free(p->ext_pool);
+	rte_mempool_free(p->rx_pool);
+	rte_ring_free(p->rings[0]);
+	rte_ring_free(p->rings[1]);
+	free(p);
+}
+
+uint16_t nsl_port_id(const struct nsl_port *p)
+{
+	return p->id;
+}
+
+const char *nsl_port_name(const struct nsl_port *p)
+{
+	return p->name;
+}
+
+void nsl_port_mac(const struct nsl_port *p, uint8_t mac[6])
+{
+	memcpy(mac, p->mac, 6);
+}
+
+uint16_t nsl_port_mtu(const struct nsl_port *p)
+{
+	return p->mtu;
+}
+
+bool nsl_port_multi_seg(const struct nsl_port *p)
+{
+	return p->multi_seg;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* What the link needs to know of a port. */
+#ifndef NSL_PORT_PVT_H
+#define NSL_PORT_PVT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "nsplit/port.h"
+
+struct nsl_port {
+	uint16_t id;
+	uint16_t mtu;
+	bool multi_seg;
+	bool started;
+	bool vdev;                /* probed by us: removed on close */
+	uint8_t mac[6];
+	char name[128];
+	struct rte_mempool *hdr_pool;   /* frame headers (and whole frames when copying) */
+	struct rte_mempool *ext_pool;   /* no data room: attached to tensor memory */
+	struct rte_mempool *rx_pool;
+	struct rte_ring *rings[2];      /* net_ring pair: rings we made */
+};
+
+/* Room in a header mbuf: the whole frame, so a port without multi-segment sends can be served. */
+#define NSL_PORT_HDR_ROOM(mtu) ((uint32_t)(mtu) + 14u + 64u)
+
+#endif

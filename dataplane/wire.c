@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Encoding and checking of nsplit frames. Plain C on byte arrays, with no DPDK in it, so that the
+ * fuzz target and the Wireshark dissector's tests can use it as it is.
+ */
+#include <string.h>
+
+#include <nmmintrin.h>
+
+#include "nsplit/wire.h"
+
+#define ETHERTYPE_IPV4 0x0800
+#define IPPROTO_UDP_NUM 17
+#define IP_TTL 64
+#define IP_DF 0x4000
+#define IP_MF_OFF_MASK 0x3fff
+
+static const char *const drop_names[NSL_DROP_MAX] = {
+	[NSL_DROP_NONE] = "none",
+	[NSL_DROP_NOT_IPV4] = "not_ipv4",
+	[NSL_DROP_NOT_UDP] = "not_udp",
+	[NSL_DROP_TRUNCATED] = "truncated",
+	[NSL_DROP_BAD_CHECKSUM] = "bad_checksum",
+	[NSL_DROP_BAD_VERSION] = "bad_version",
+	[NSL_DROP_BAD_TYPE] = "bad_type",
+	[NSL_DROP_UNKNOWN_SESSION] = "unknown_session",
+	[NSL_DROP_UNKNOWN_PEER] = "unknown_peer",
+	[NSL_DROP_BAD_OFFSET] = "bad_offset",
+	[NSL_DROP_BAD_ACK] = "bad_ack",
+	[NSL_DROP_DUPLICATE] = "duplicate",
+	[NSL_DROP_NO_SLOT] = "no_slot",
+	[NSL_DROP_STALE] = "stale",
+	[NSL_DROP_MSG_CRC] = "msg_crc",
+};
+
+const char *nsl_drop_name(enum nsl_drop d)
+{
+	return (unsigned)d < NSL_DROP_MAX ? drop_names[d] : "unknown";
+}
+
+uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len)
+{
+	const uint8_t *p = data;
+	uint64_t c = ~crc;
+
+	for (; len >= 8; len -= 8, p += 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	for (; len > 0; len--, p++)
+		c = _mm_crc32_u8((uint32_t)c, *p);
+	return ~(uint32_t)c;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)(v >> 16));
+	put16(p + 2, (uint16_t)v);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)(v >> 32));
+	put32(p + 4, (uint32_t)v);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)get16(p) << 16 | get16(p + 2);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+
+/* The IPv4 header checksum: ones' complement of the ones' complement sum of 16-bit words. */
+static uint16_t ip_checksum(const uint8_t *p)
+{
+	uint32_t sum = 0;
+
+	for (int i = 0; i < NSL_WIRE_IP_LEN; i += 2)
+		sum += get16(p + i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+void nsl_wire_hdr_encode(uint8_t *p, const struct nsl_wire_hdr *h)
+{
+	p[0] = h->version;
+	p[1] = h->type;
+	put16(p + 2, h->flags);
+	put32(p + 4, h->session);
+	put16(p + 8, h->src);
+	put16(p + 10, h->dst);
+	put16(p + 12, h->stage);
+	put16(p + 14, h->micro);
+	put32(p + 16, h->round);
+	put32(p + 20, h->step);
+	put32(p + 24, h->msg_id);
+	put32(p + 28, h->msg_crc);
+	put64(p + 32, h->total_len);
+	put64(p + 40, h->offset);
+	put16(p + 48, h->frag);
+	put16(p + 50, h->len);
+	put32(p + 52, nsl_crc32c(0, p, 52));
+}
+
+void nsl_wire_l2l4_encode(uint8_t *p, const uint8_t src_mac[6], const uint8_t dst_mac[6], uint32_t src_ip,
+			  uint32_t dst_ip, uint16_t udp_port, uint32_t udp_payload, uint16_t ip_id)
+{
+	uint8_t *ip = p + NSL_WIRE_ETH_LEN;
+	uint8_t *udp = ip + NSL_WIRE_IP_LEN;
+
+	memcpy(p, dst_mac, 6);
+	memcpy(p + 6, src_mac, 6);
+	put16(p + 12, ETHERTYPE_IPV4);
+	ip[0] = 0x45;
+	ip[1] = 0;
+	put16(ip + 2, (uint16_t)(NSL_WIRE_IP_LEN + NSL_WIRE_UDP_LEN + udp_payload));
+	put16(ip + 4, ip_id);
+	put16(ip + 6, IP_DF);
+	ip[8] = IP_TTL;
+	ip[9] = IPPROTO_UDP_NUM;
+	put16(ip + 10, 0);
+	put32(ip + 12, src_ip);
+	put32(ip + 16, dst_ip);
+	put16(ip + 10, ip_checksum(ip));
+	put16(udp, udp_port);
+	put16(udp + 2, udp_port);
+	put16(udp + 4, (uint16_t)(NSL_WIRE_UDP_LEN + udp_payload));
+	put16(udp + 6, 0);
+}
+
+static void hdr_decode(const uint8_t *p, struct nsl_wire_hdr *h)
+{
+	h->version = p[0];
+	h->type = p[1];
+	h->flags = get16(p + 2);
+	h->session = get32(p + 4);
+	h->src = get16(p + 8);
+	h->dst = get16(p + 10);
+	h->stage = get16(p + 12);
+	h->micro = get16(p + 14);
+	h->round = get32(p + 16);
+	h->step = get32(p + 20);
+	h->msg_id = get32(p + 24);
+	h->msg_crc = get32(p + 28);
+	h->total_len = get64(p + 32);
+	h->offset = get64(p + 40);
+	h->frag = get16(p + 48);
+	h->len = get16(p + 50);
+}
+
+/* The offset/length rules of a data frame (see wire.h). */
+static bool data_frame_ok(const struct nsl_wire_hdr *h)
+{
+	uint64_t left;
+
+	if (h->total_len == 0 || h->total_len > NSL_WIRE_MAX_MSG || h->frag == 0 || h->offset >= h->total_len ||
+	    h->offset % h->frag != 0)
+		return false;
+	left = h->total_len - h->offset;
+	return h->len == (left < h->frag ? left : h->frag);
+}
+
+enum nsl_drop nsl_wire_parse(const uint8_t *f, uint32_t len, uint16_t udp_port, struct nsl_wire_frame *out)
+{
+	const uint8_t *ip = f + NSL_WIRE_ETH_LEN;
+	const uint8_t *udp = ip + NSL_WIRE_IP_LEN;
+	const uint8_t *nh = udp + NSL_WIRE_UDP_LEN;
+	uint32_t ip_len, udp_len;
+	struct nsl_wire_hdr *h = &out->hdr;
+
+	if (len < NSL_WIRE_ETH_LEN)
+		return NSL_DROP_TRUNCATED;
+	if (get16(f + 12) != ETHERTYPE_IPV4)
+		return NSL_DROP_NOT_IPV4;
+	if (len < NSL_WIRE_ETH_LEN + NSL_WIRE_IP_LEN)
+		return NSL_DROP_TRUNCATED;
+	if (ip[0] != 0x45)
+		return NSL_DROP_NOT_IPV4;
+	if (ip[9] != IPPROTO_UDP_NUM || (get16(ip + 6) & IP_MF_OFF_MASK & ~IP_DF) != 0)
+		return NSL_DROP_NOT_UDP;
+	ip_len = get16(ip + 2);
+	if (ip_len < NSL_WIRE_IP_LEN + NSL_WIRE_UDP_LEN || NSL_WIRE_ETH_LEN + ip_len > len)
+		return NSL_DROP_TRUNCATED;
+	if (ip_checksum(ip) != 0)
+		return NSL_DROP_BAD_CHECKSUM;
+	if (get16(udp + 2) != udp_port)
+		return NSL_DROP_NOT_UDP;
+	udp_len = get16(udp + 4);
+	if (udp_len != ip_len - NSL_WIRE_IP_LEN || udp_len < NSL_WIRE_UDP_LEN + NSL_WIRE_HDR_LEN)
+		return NSL_DROP_TRUNCATED;
+	if (nsl_crc32c(0, nh, 52) != get32(nh + 52))
+		return NSL_DROP_BAD_CHECKSUM;
+	hdr_decode(nh, h);
+	if (h->version != NSL_WIRE_VERSION)
+		return NSL_DROP_BAD_VERSION;
+	if (h->type == 0 || h->type > NSL_MSG_TYPE_MAX)
+		return NSL_DROP_BAD_TYPE;
+	out->payload_off = NSL_WIRE_FRAME_HDR;
+	out->payload_len = udp_len - NSL_WIRE_UDP_LEN - NSL_WIRE_HDR_LEN;
+	if (out->payload_len != h->len)
+		return NSL_DROP_TRUNCATED;
+	if (h->type == NSL_MSG_ACK) {
+		if (h->offset != 0 || h->total_len != h->len || h->len < NSL_WIRE_ACK_LEN)
+			return NSL_DROP_BAD_ACK;
+	} else if (!data_frame_ok(h)) {
+		return NSL_DROP_BAD_OFFSET;
+	}
+	memcpy(out->dst_mac, f, 6);
+	memcpy(out->src_mac, f + 6, 6);
+	out->src_ip = get32(ip + 12);
+	out->dst_ip = get32(ip + 16);
+	return NSL_DROP_NONE;
+}
+
+uint32_t nsl_wire_ack_encode(uint8_t *p, const struct nsl_wire_ack *a)
+{
+	uint16_t n = a->nranges > NSL_WIRE_ACK_MAX_RANGES ? NSL_WIRE_ACK_MAX_RANGES : a->nranges;
+
+	put32(p, a->done_below);
+	put32(p + 4, a->credit);
+	put32(p + 8, a->about);
+	put32(p + 12, a->status);
+	put32(p + 16, a->received);
+	put16(p + 20, n);
+	put16(p + 22, a->flags);
+	for (uint16_t i = 0; i < n; i++) {
+		put32(p + NSL_WIRE_ACK_LEN + 8 * i, a->ranges[i].first);
+		put32(p + NSL_WIRE_ACK_LEN + 8 * i + 4, a->ranges[i].count);
+	}
+	return NSL_WIRE_ACK_LEN + 8u * n;
+}
+
+bool nsl_wire_ack_decode(const uint8_t *p, uint32_t len, struct nsl_wire_ack *a)
+{
+	if (len < NSL_WIRE_ACK_LEN)
+		return false;
+	a->done_below = get32(p);
+	a->credit = get32(p + 4);
+	a->about = get32(p + 8);
+	a->status = get32(p + 12);
+	a->received = get32(p + 16);
+	a->nranges = get16(p + 20);
+	a->flags = get16(p + 22);
+	if (a->nranges > NSL_WIRE_ACK_MAX_RANGES || len != NSL_WIRE_ACK_LEN + 8u * a->nranges)
+		return false;
+	for (uint16_t i = 0; i < a->nranges; i++) {
+		a->ranges[i].first = get32(p + NSL_WIRE_ACK_LEN + 8 * i);
+		a->ranges[i].count = get32(p + NSL_WIRE_ACK_LEN + 8 * i + 4);
+		if (a->ranges[i].count == 0)
+			return false;
+	}
+	return true;
+}

@@ -6,5 +6,6 @@
 int nsl_cmd_train(int argc, char **argv);
 int nsl_cmd_eval(int argc, char **argv);
 int nsl_cmd_shard(int argc, char **argv);
+int nsl_cmd_link(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ static const struct subcommand subcommands[] = {
 	{ "train", nsl_cmd_train, "train a model (single peer, or cut into stages in one process)" },
 	{ "eval", nsl_cmd_eval, "evaluate saved weights on the test set" },
 	{ "shard", nsl_cmd_shard, "convert IDX files into nsplit shard files, cut into N parts" },
+	{ "link", nsl_cmd_link, "move messages between two peers over a DPDK port, checking every byte" },
 };
 
 #define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))

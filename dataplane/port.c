@@ -52,7 +52,7 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
 	struct rte_eth_dev_info info;
 	uint16_t rxd = c->rx_desc ? c->rx_desc : DEFAULT_DESC, txd = c->tx_desc ? c->tx_desc : DEFAULT_DESC;
 	uint16_t mtu = c->mtu ? c->mtu : DEFAULT_MTU;
-	uint32_t n;
+	uint32_t n, rx_room;
 	struct rte_ether_addr mac;
 	int rc;
 
@@ -80,7 +80,11 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
 	n = c->mbufs ? c->mbufs : 2u * (rxd + txd) + 4096;
 	p->hdr_pool = make_pool(p, "hdr", n, RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu));
 	p->ext_pool = make_pool(p, "ext", n, 0);
-	p->rx_pool = make_pool(p, "rx", rxd + 2u * POOL_CACHE + 1024, RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu));
+	/* af_packet wants its whole ring frame (2 KiB by default) to fit one receive mbuf. */
+	rx_room = RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu);
+	if (rx_room < RTE_MBUF_DEFAULT_BUF_SIZE)
+		rx_room = RTE_MBUF_DEFAULT_BUF_SIZE;
+	p->rx_pool = make_pool(p, "rx", rxd + 2u * POOL_CACHE + 1024, rx_room);
 	if (p->hdr_pool == NULL || p->ext_pool == NULL || p->rx_pool == NULL)
 		return -ENOMEM;
 	if ((rc = rte_eth_rx_queue_setup(p->id, 0, rxd, (unsigned)rte_eth_dev_socket_id(p->id), NULL, p->rx_pool)) != 0)

@@ -52,7 +52,7 @@ static int first_allowed_cpu(void)
 
 int nsl_eal_init(const struct nsl_eal_conf *c)
 {
-	static char bufs[4][64];
+	static char bufs[3][64];
 	char *argv[MAX_ARGS];
 	int argc = 0, rc;
 	struct timespec ts;

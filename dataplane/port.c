@@ -69,8 +69,7 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
 	p->multi_seg = ring || (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
 	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
-	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
-		conf.txmode.offloads &= ~(uint64_t)RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE; /* mbufs come from several pools */
+	/* Never RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE: a frame's mbufs come from two pools, one with extbufs. */
 	if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER)
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
 	if ((rc = rte_eth_dev_configure(p->id, 1, 1, &conf)) != 0)

@@ -33,6 +33,9 @@
  *    50    2 len        payload bytes in this frame
  *    52    4 hdr_crc    CRC32C of bytes 0..51 of this header
  *
+ * An ack has msg_id, stage, micro, round and step 0, offset 0 and frag = len = total_len = the
+ * length of its payload. Flag bits not named below are sent as 0 and ignored on receive.
+ *
  * A data frame is valid when offset is a multiple of frag and len == min(frag, total_len - offset).
  * The receiver places the payload at that offset in the slot posted for msg_id, so a frame can
  * never write outside its slot.
@@ -89,7 +92,9 @@ struct nsl_wire_hdr {
 
 /*
  * The payload of an ack frame (big-endian on the wire, 24 bytes), then nranges pairs of u32
- * (first missing frame, number of missing frames) of message `about`.
+ * (first missing frame, number of missing frames) of message `about`, counted in frames
+ * (frame i carries bytes [i * frag, ...)). Without NSL_WIRE_ACK_HAS_ABOUT, about, status,
+ * received and the ranges mean nothing. status is a Linux errno (only EMSGSIZE is sent).
  *
  *   off size field
  *     0    4 done_below  every message id below this one is complete (delivered or failed)

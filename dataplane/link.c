@@ -285,9 +285,6 @@ static int intake(struct nsl_link *l, uint64_t now)
 			p->wait_since = now;
 		t = &p->tx[p->tx_tail & l->mask];
 		memset(t, 0, offsetof(struct tx_msg, rtx));
-		t->nrtx = t->rtx_i = 0;
-		t->rtx_off = 0;
-		t->probe_due = false;
 		t->m = m;
 		m->id = p->tx_tail++;
 		t->frag = (uint16_t)(p->lp->port->mtu - NSL_WIRE_IP_LEN - NSL_WIRE_UDP_LEN - NSL_WIRE_HDR_LEN);
@@ -416,7 +413,7 @@ int nsl_link_poll(struct nsl_link *l)
 		if (p->ack_due && !p->dead) {
 			struct nsl_wire_ack a;
 
-			link_fill_ack(l, p, &a, NULL, p->rx_done);
+			link_fill_ack(p, &a, NULL, p->rx_done);
 			if (link_send_ack(l, p, &a, 0) == 0)
 				p->ack_due = false;
 		}

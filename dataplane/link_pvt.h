@@ -41,11 +41,10 @@ struct tx_msg {
 	uint32_t acked_frames;    /* the receiver's latest count, to spot progress */
 	uint64_t last_tsc;        /* last progress, or last probe */
 	uint32_t backoff;         /* rto multiplier, doubled on each probe without progress */
-	/* Ranges the receiver reported missing, sent again in order. */
-	struct nsl_wire_range rtx[NSL_WIRE_ACK_MAX_RANGES];
+	/* Ranges the receiver reported missing, sent again in order; last, so a reset can skip it. */
 	uint16_t nrtx, rtx_i;
 	uint32_t rtx_off;
-	bool probe_due;
+	struct nsl_wire_range rtx[NSL_WIRE_ACK_MAX_RANGES];
 };
 
 struct rx_slot {
@@ -58,7 +57,9 @@ struct rx_slot {
 	uint32_t nframes, received;
 	uint64_t total;
 	uint16_t frag;
-	uint32_t crc;
+	uint32_t crc;             /* what the sender says the message's CRC32C is */
+	uint32_t crc_run;         /* CRC32C of frames [0, crc_next), taken while they are in cache */
+	uint32_t crc_next;
 	struct nsl_wire_hdr tags; /* type, stage, micro, round, step of the first frame */
 };
 
@@ -123,7 +124,7 @@ void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ac
 
 /* link_rx.c */
 int link_rx_port(struct nsl_link *l, struct link_port *lp, uint64_t now);
-void link_fill_ack(struct nsl_link *l, struct peer *p, struct nsl_wire_ack *a, const struct rx_slot *about,
-		   uint32_t about_id);
+/* The receiver's state for p; about_id == p->rx_done with about NULL: no message in particular. */
+void link_fill_ack(const struct peer *p, struct nsl_wire_ack *a, const struct rx_slot *about, uint32_t about_id);
 
 #endif

@@ -254,7 +254,7 @@ int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now)
 			if (now - p->credit_probe_tsc > l->rto_tsc) {
 				struct nsl_wire_ack a;
 
-				link_fill_ack(l, p, &a, NULL, 0);
+				link_fill_ack(p, &a, NULL, p->rx_done);
 				if (link_send_ack(l, p, &a, NSL_WIRE_F_POLL) == 0)
 					p->credit_probe_tsc = now;
 			}

@@ -220,22 +220,22 @@ static int dead(struct side *s)
 static int run_sender(struct side *s)
 {
 	const struct link_opts *o = s->o;
-	int w = o->window, nfree = w, *freel = calloc((size_t)w, sizeof(int));
+	int w = o->window;
 	uint64_t next = 0;
 	double t0 = now_s(), t_end = t0 + o->deadline_s;
 	unsigned idle = 0;
 	int rc;
 
-	if (freel == NULL || alloc_bufs(s, w, o->size) != 0)
-		return free(freel), fail(s, "%s", s->err[0] ? s->err : "out of memory");
-	for (int i = 0; i < w; i++)
-		freel[i] = i;
+	if (alloc_bufs(s, w, o->size) != 0)
+		return 1;
 	while (s->msgs_done < o->count && !stop && s->rc == 0) {
 		struct nsl_msg *done[BURST];
 		unsigned n;
 
-		while (next < o->count && nfree > 0) {
-			int i = freel[--nfree];
+		/* Messages come back in the order they were sent, so buffer next % w is free again once
+		 * message next - w is back. */
+		while (next < o->count && next - s->msgs_done < (uint64_t)w) {
+			int i = (int)(next % (uint64_t)w);
 			struct nsl_msg *m = &s->msgs[i];
 
 			*m = (struct nsl_msg){ .data = s->bufs[i], .len = msg_len(o, next), .peer = 1,
@@ -256,14 +256,12 @@ static int run_sender(struct side *s)
 						: fail(s, "message %u failed: %s", done[j]->step, strerror(-done[j]->status));
 				s->msgs_done++;
 				s->bytes += done[j]->len;
-				freel[nfree++] = (int)(done[j] - s->msgs);
 			}
 		if (now_s() > t_end)
 			return fail(s, "deadline: %" PRIu64 " of %" PRIu64 " messages sent in %d s", s->msgs_done, o->count,
 				    o->deadline_s);
 	}
 	s->seconds = now_s() - t0;
-	free(freel);
 	return s->rc;
 }
 

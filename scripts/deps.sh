@@ -20,6 +20,7 @@ NSL_DEPS=(
 	clang
 	libclang-rt-14-dev
 	nftables
+	tshark
 	fio
 	iperf3
 	iproute2

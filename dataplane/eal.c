@@ -69,8 +69,14 @@ int nsl_eal_init(const struct nsl_eal_conf *c)
 	argv[argc++] = "nsplit";
 	argv[argc++] = "--file-prefix";
 	argv[argc++] = prefix;
-	if (!c->huge)
+	if (!c->huge) {
 		argv[argc++] = "--no-huge";
+		/*
+		 * One memfd for the whole heap: memif's zero-copy client shares the heap with its server
+		 * as a region, which needs a file descriptor for it.
+		 */
+		argv[argc++] = "--single-file-segments";
+	}
 	snprintf(bufs[0], sizeof(bufs[0]), "%zu", c->mem_mb ? c->mem_mb : DEFAULT_MEM_MB);
 	argv[argc++] = "-m";
 	argv[argc++] = bufs[0];
@@ -137,10 +143,18 @@ void *nsl_dp_alloc(size_t bytes, size_t align)
 		nsl_error_set(EINVAL, "nsl_dp_alloc before nsl_eal_init");
 		return NULL;
 	}
-	p = rte_zmalloc("nsl_tensor", bytes ? bytes : 1, align ? align : 64);
-	if (p == NULL)
+	p = rte_malloc("nsl_tensor", bytes ? bytes : 1, align ? align : 64);
+	if (p == NULL) {
 		nsl_error_set(ENOMEM, "DPDK heap cannot give %zu bytes for a tensor that travels; start with a "
 			      "larger -m (nsplit --dp-mem MiB)", bytes);
+		return NULL;
+	}
+	/*
+	 * Zeroed here rather than by rte_zmalloc, which skips memory it has never handed out: with
+	 * --no-huge those pages are not mapped yet, and the first frame into each would take a page
+	 * fault in the middle of a transfer.
+	 */
+	memset(p, 0, bytes ? bytes : 1);
 	return p;
 }
 

@@ -332,8 +332,12 @@ static void finish_peer(struct nsl_link *l, struct peer *p)
 		struct tx_msg *t = &p->tx[p->tx_head & l->mask];
 
 		/* Done, and no frame of it left in a port or a ring: its memory is the caller's again. */
-		if (!t->done || rte_mbuf_ext_refcnt_read(&t->shinfo) != 1)
+		if (!t->done)
 			break;
+		if (rte_mbuf_ext_refcnt_read(&t->shinfo) != 1) {
+			p->lp->reclaim = true;
+			break;
+		}
 		t->m->status = t->status;
 		hand_back(l->tx_done, t->m);
 		p->tx_head++;
@@ -419,8 +423,10 @@ int nsl_link_poll(struct nsl_link *l)
 		}
 		check_alive(l, p, now);
 	}
-	for (int i = 0; i < l->nports; i++)
+	for (int i = 0; i < l->nports; i++) {
 		link_tx_flush(l, &l->ports[i]);
+		link_tx_reclaim(&l->ports[i]);
+	}
 	return work;
 }
 

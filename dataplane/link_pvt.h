@@ -68,6 +68,7 @@ struct link_port {
 	struct rte_mbuf *pend[LINK_PEND];
 	uint16_t npend;
 	uint16_t ip_id;
+	bool reclaim;             /* a sent message waits for the port to free its frames */
 };
 
 struct peer {
@@ -118,6 +119,7 @@ static inline struct peer *peer_of(struct nsl_link *l, uint16_t id)
 
 /* link_tx.c */
 int link_tx_flush(struct nsl_link *l, struct link_port *lp);
+void link_tx_reclaim(struct link_port *lp);
 int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now);
 int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint16_t flags);
 void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint64_t now);

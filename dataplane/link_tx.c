@@ -14,13 +14,28 @@
 
 #include "link_pvt.h"
 
+/* Frames the port took of the first `count` of pend, at most tx_max_burst per call. */
+static uint16_t tx_burst(const struct nsl_port *port, struct rte_mbuf **pend, uint16_t count)
+{
+	uint16_t max = port->tx_max_burst, n = 0, want, got;
+
+	if (max == 0)
+		return rte_eth_tx_burst(port->id, 0, pend, count);
+	do {
+		want = count - n < max ? count - n : max;
+		got = rte_eth_tx_burst(port->id, 0, pend + n, want);
+		n += got;
+	} while (got == want && n < count);
+	return n;
+}
+
 int link_tx_flush(struct nsl_link *l, struct link_port *lp)
 {
 	uint16_t n;
 
 	if (lp->npend == 0)
 		return 0;
-	n = rte_eth_tx_burst(lp->port->id, 0, lp->pend, lp->npend);
+	n = tx_burst(lp->port, lp->pend, lp->npend);
 	if (n < lp->npend) {
 		/* l3fwd's way: keep what the port did not take, in order, for the next call. */
 		memmove(lp->pend, lp->pend + n, (size_t)(lp->npend - n) * sizeof(lp->pend[0]));
@@ -28,6 +43,22 @@ int link_tx_flush(struct nsl_link *l, struct link_port *lp)
 	}
 	lp->npend = (uint16_t)(lp->npend - n);
 	return lp->npend == 0 ? 0 : -EAGAIN;
+}
+
+/*
+ * Many PMDs free sent mbufs only inside a later transmit call (NICs past their tx_free_thresh,
+ * memif's zero-copy client once the server has read them); a message whose last frames sit
+ * there would never come back if nothing more is sent. Ask the port to let them go.
+ */
+void link_tx_reclaim(struct link_port *lp)
+{
+	struct rte_mbuf *none[1];
+
+	if (!lp->reclaim || lp->npend != 0)
+		return;
+	lp->reclaim = false;
+	if (rte_eth_tx_done_cleanup(lp->port->id, 0, 0) == -ENOTSUP)
+		rte_eth_tx_burst(lp->port->id, 0, none, 0);
 }
 
 /* Room for one more frame, flushing a full burst first. -EAGAIN when the port is backed up. */

@@ -46,8 +46,10 @@ static struct rte_mempool *make_pool(struct nsl_port *p, const char *kind, uint3
 	return mp;
 }
 
-static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
+/* devargs NULL: one of a net_ring pair, which passes chained mbufs along as they are. */
+static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *devargs)
 {
+	bool ring = devargs == NULL;
 	struct rte_eth_conf conf = { 0 };
 	struct rte_eth_dev_info info;
 	uint16_t rxd = c->rx_desc ? c->rx_desc : DEFAULT_DESC, txd = c->tx_desc ? c->tx_desc : DEFAULT_DESC;
@@ -67,6 +69,14 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, bool ring)
 		mtu = info.max_mtu;
 	}
 	p->multi_seg = ring || (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+	/*
+	 * DPDK 22.11's memif zero-copy transmit unrolls its loop four frames at a time after checking
+	 * for four free descriptors, as if every frame took one; our frames take two, so a longer
+	 * burst into a nearly full ring overwrites descriptors the server has not read yet (garbled
+	 * frames, and mbufs never freed, so a stalled link). Bursts of at most four never unroll.
+	 */
+	if (!ring && strcmp(info.driver_name, "net_memif") == 0 && strstr(devargs, "zero-copy=yes") != NULL)
+		p->tx_max_burst = 4;
 	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	/* Never RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE: a frame's mbufs come from two pools, one with extbufs. */
@@ -142,7 +152,7 @@ struct nsl_port *nsl_port_open(const char *devargs, const struct nsl_port_conf *
 			return NULL;
 		}
 	}
-	if (setup(p, c, false) < 0) {
+	if (setup(p, c, devargs) < 0) {
 		nsl_port_close(p);
 		return NULL;
 	}
@@ -188,7 +198,7 @@ int nsl_port_ring_pair(const char *name, const struct nsl_port_conf *c, struct n
 		p->id = (uint16_t)id;
 		p->vdev = true;
 		out[i] = p;
-		if ((rc = setup(p, c, true)) < 0)
+		if ((rc = setup(p, c, NULL)) < 0)
 			goto fail;
 	}
 	out[0]->rings[0] = r[0];

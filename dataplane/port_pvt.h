@@ -17,6 +17,7 @@ struct nsl_port {
 	bool multi_seg;
 	bool started;
 	bool vdev;                /* probed by us: removed on close */
+	uint16_t tx_max_burst;    /* frames per rte_eth_tx_burst call (0 = any number) */
 	uint8_t mac[6];
 	char name[128];
 	struct rte_mempool *hdr_pool;   /* frame headers (and whole frames when copying) */

@@ -5,8 +5,6 @@
  */
 #include <string.h>
 
-#include <nmmintrin.h>
-
 #include "nsplit/wire.h"
 
 #define ETHERTYPE_IPV4 0x0800
@@ -36,22 +34,6 @@ static const char *const drop_names[NSL_DROP_MAX] = {
 const char *nsl_drop_name(enum nsl_drop d)
 {
 	return (unsigned)d < NSL_DROP_MAX ? drop_names[d] : "unknown";
-}
-
-uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len)
-{
-	const uint8_t *p = data;
-	uint64_t c = ~crc;
-
-	for (; len >= 8; len -= 8, p += 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c = _mm_crc32_u64(c, v);
-	}
-	for (; len > 0; len--, p++)
-		c = _mm_crc32_u8((uint32_t)c, *p);
-	return ~(uint32_t)c;
 }
 
 static void put16(uint8_t *p, uint16_t v)

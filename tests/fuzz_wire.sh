@@ -34,9 +34,9 @@ for c in clang clang-14; do
 	fi
 done
 [[ -n "$cc" ]] || skip "no clang (Debian package clang; scripts/deps.sh installs it)"
-# wire.c computes CRC32C with the SSE4.2 instruction: elsewhere the fuzzer would die of SIGILL.
-[[ "$(uname -m)" == x86_64 ]] || skip "wire.c needs x86-64 with SSE4.2, this is $(uname -m)"
-grep -qw sse4_2 /proc/cpuinfo 2>/dev/null || skip "this CPU has no SSE4.2 (wire.c's CRC32C uses it)"
+# crc32c.c computes CRC32C with the SSE4.2 instruction: elsewhere the fuzzer would die of SIGILL.
+[[ "$(uname -m)" == x86_64 ]] || skip "crc32c.c needs x86-64 with SSE4.2, this is $(uname -m)"
+grep -qw sse4_2 /proc/cpuinfo 2>/dev/null || skip "this CPU has no SSE4.2 (crc32c.c uses it)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-fuzz-wire.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -62,7 +62,7 @@ fi
 
 # The project builds with warnings as errors (meson.build), so the fuzz build does too.
 "$cc" "${flags[@]}" -Wall -Wextra -Werror -o "$tmp/fuzz_wire" \
-	"$root/dataplane/wire.c" "$root/tests/fuzz_wire.c"
+	"$root/dataplane/wire.c" "$root/dataplane/crc32c.c" "$root/tests/fuzz_wire.c"
 
 mkdir "$tmp/corpus"
 start=$(date +%s)

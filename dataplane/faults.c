@@ -199,9 +199,10 @@ struct nsl_fault_injector *nsl_faults_install(struct nsl_port *port, const struc
 		free(fi);
 		return NULL;
 	}
-	fi->cb = rte_eth_add_rx_callback(port->id, 0, on_rx, fi);
+	/* First in the port's list: the faults happen "on the wire", before any other callback (a capture) looks. */
+	fi->cb = rte_eth_add_first_rx_callback(port->id, 0, on_rx, fi);
 	if (fi->cb == NULL) {
-		nsl_error_set(rte_errno ? rte_errno : ENOTSUP, "faults on port %s: rte_eth_add_rx_callback: %s "
+		nsl_error_set(rte_errno ? rte_errno : ENOTSUP, "faults on port %s: rte_eth_add_first_rx_callback: %s "
 			      "(is DPDK built with RTE_ETHDEV_RXTX_CALLBACKS?)", port->name, rte_strerror(rte_errno));
 		rte_mempool_free(fi->pool);
 		free(fi);

@@ -18,6 +18,7 @@
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "link_pvt.h"
+#include "telemetry_pvt.h"
 
 #define DEFAULT_SLOTS 32
 #define DEFAULT_MAX_MSG (256ull << 20)
@@ -90,6 +91,7 @@ struct nsl_link *nsl_link_create(const struct nsl_link_conf *c)
 		nsl_link_free(l);
 		return NULL;
 	}
+	telemetry_link_add(l);
 	return l;
 }
 
@@ -97,6 +99,7 @@ void nsl_link_free(struct nsl_link *l)
 {
 	if (l == NULL)
 		return;
+	telemetry_link_remove(l);
 	for (int i = 0; i < l->nports; i++) {
 		struct link_port *lp = &l->ports[i];
 

@@ -33,8 +33,11 @@ int nsl_faults_parse(const char *spec, struct nsl_faults *f);
 struct nsl_fault_injector;
 
 /*
- * Install f on the receive queue of `port`. NULL with a message. Remove with nsl_faults_remove,
- * only when no thread is polling the port (DPDK's rule for removing receive callbacks).
+ * Install f on the receive queue of `port`, first in its list of receive callbacks
+ * (rte_eth_add_first_rx_callback), so that callbacks added with rte_eth_add_rx_callback, such as
+ * a capture (nsplit/capture.h), see the frames after the faults, whenever they were installed.
+ * NULL with a message. Remove with nsl_faults_remove, only when no thread is polling the port
+ * (DPDK's rule for removing receive callbacks).
  */
 struct nsl_fault_injector *nsl_faults_install(struct nsl_port *port, const struct nsl_faults *f);
 

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Busy and adaptive polling (see nsplit/poll.h for when each is right). */
+#include <errno.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <string.h>
+#include <time.h>
+
+#include <immintrin.h>
+
+#include "nsplit/error.h"
+#include "nsplit/poll.h"
+
+static const char *const names[] = {
+	[NSL_POLL_AUTO] = "auto",
+	[NSL_POLL_BUSY] = "busy",
+	[NSL_POLL_ADAPTIVE] = "adaptive",
+};
+
+int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out)
+{
+	for (unsigned m = 0; m < sizeof(names) / sizeof(names[0]); m++)
+		if (s != NULL && strcmp(s, names[m]) == 0) {
+			*out = (enum nsl_poll_mode)m;
+			return 0;
+		}
+	return nsl_error_set(EINVAL, "polling mode '%s': give auto, busy or adaptive", s ? s : "");
+}
+
+const char *nsl_poll_mode_name(enum nsl_poll_mode m)
+{
+	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "unknown";
+}
+
+enum nsl_poll_mode nsl_poll_mode_resolve(enum nsl_poll_mode m, unsigned threads, unsigned cpus)
+{
+	if (m != NSL_POLL_AUTO)
+		return m;
+	return threads <= cpus ? NSL_POLL_BUSY : NSL_POLL_ADAPTIVE;
+}
+
+unsigned nsl_poll_cpus(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	n = CPU_COUNT(&set);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
+{
+	/* Linux stretches a sleep by the thread's timer slack, 50 us by default: keep naps as asked. */
+	if (m != NSL_POLL_BUSY)
+		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+	*w = (struct nsl_idle){
+		.mode = m == NSL_POLL_BUSY ? NSL_POLL_BUSY : NSL_POLL_ADAPTIVE,
+		.nap_us = NSL_IDLE_NAP_MIN_US,
+	};
+}
+
+void nsl_idle_after(struct nsl_idle *w, int work)
+{
+	struct timespec ts;
+
+	if (work > 0) {
+		w->empty = 0;
+		w->nap_us = NSL_IDLE_NAP_MIN_US;
+		return;
+	}
+	if (w->mode == NSL_POLL_BUSY || ++w->empty <= NSL_IDLE_SPINS) {
+		/* Tells the core a spin loop runs (its SMT sibling gets the pipeline). */
+		_mm_pause();
+		return;
+	}
+	if (w->empty <= NSL_IDLE_SPINS + NSL_IDLE_YIELDS) {
+		w->yields++;
+		sched_yield();
+		return;
+	}
+	/* Still nothing: nap, twice as long each time, so an idle peer costs next to no CPU. */
+	w->naps++;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)w->nap_us * 1000;
+	nanosleep(&ts, NULL);
+	if (w->nap_us < NSL_IDLE_NAP_MAX_US)
+		w->nap_us = w->nap_us * 2 < NSL_IDLE_NAP_MAX_US ? w->nap_us * 2 : NSL_IDLE_NAP_MAX_US;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * What a polling thread does between polls that found nothing to do.
+ *
+ * Busy: spin. Right when every polling thread has a core of its own (a NIC testbed), where any
+ * pause costs latency. Adaptive: spin a little, then yield, then take naps that grow to a cap.
+ * Right when polling threads outnumber cores (four peers on a 2-core machine): a thread that
+ * spins holds the core its neighbour needs, and on this machine spinning peers ran a pipeline
+ * at 0.35-0.68x of the reference against 0.98x with spin-then-yield. Auto picks one of the two
+ * from the number of polling threads and the CPUs the process may use.
+ *
+ *   struct nsl_idle idle;
+ *   nsl_idle_init(&idle, nsl_poll_mode_resolve(NSL_POLL_AUTO, threads, cpus));
+ *   for (;;)
+ *           nsl_idle_after(&idle, nsl_link_poll(link));
+ */
+#ifndef NSPLIT_POLL_H
+#define NSPLIT_POLL_H
+
+#include <stdint.h>
+
+enum nsl_poll_mode {
+	NSL_POLL_AUTO = 0,
+	NSL_POLL_BUSY,
+	NSL_POLL_ADAPTIVE,
+};
+
+/* Adaptive: empty polls spun before yielding, yields before napping, and the naps. */
+#define NSL_IDLE_SPINS 64
+#define NSL_IDLE_YIELDS 64
+#define NSL_IDLE_NAP_MIN_US 5
+#define NSL_IDLE_NAP_MAX_US 200
+
+struct nsl_idle {
+	enum nsl_poll_mode mode;  /* busy or adaptive */
+	uint32_t empty;           /* empty polls in a row */
+	uint32_t nap_us;          /* the next nap */
+	uint64_t yields, naps;    /* counters, for summaries */
+};
+
+/* "auto", "busy" or "adaptive". 0, or -EINVAL with a message listing the modes. */
+int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out);
+const char *nsl_poll_mode_name(enum nsl_poll_mode m);
+
+/* Auto becomes busy when each of `threads` polling threads can have one of `cpus`, else adaptive. */
+enum nsl_poll_mode nsl_poll_mode_resolve(enum nsl_poll_mode m, unsigned threads, unsigned cpus);
+
+/* The CPUs this thread may run on (its affinity set), at least 1. */
+unsigned nsl_poll_cpus(void);
+
+/* By the polling thread: adaptive mode also sets its timer slack to 1 us, so naps last as asked. */
+void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m);
+
+/* After each poll, with what it returned: work > 0 starts over; otherwise spin, yield or nap. */
+void nsl_idle_after(struct nsl_idle *w, int work);
+
+#endif

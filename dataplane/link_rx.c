@@ -162,13 +162,14 @@ static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, cons
 	}
 	s = &p->rx[id & l->mask];
 	if (s->complete) {
-		drop(l, NSL_DROP_DUPLICATE);
+		drop(l, s->status == -EMSGSIZE ? NSL_DROP_TOO_BIG : NSL_DROP_DUPLICATE);
 		if (poll)
 			ack_about(l, p, s, id);
 		return;
 	}
 	if (!s->started) {
 		if (!slot_start(s, h)) {
+			drop(l, NSL_DROP_TOO_BIG);
 			slot_fail(l, p, s, id, -EMSGSIZE);
 			return;
 		}

@@ -29,6 +29,7 @@ static const char *const drop_names[NSL_DROP_MAX] = {
 	[NSL_DROP_NO_SLOT] = "no_slot",
 	[NSL_DROP_STALE] = "stale",
 	[NSL_DROP_MSG_CRC] = "msg_crc",
+	[NSL_DROP_TOO_BIG] = "too_big",
 };
 
 const char *nsl_drop_name(enum nsl_drop d)

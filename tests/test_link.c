@@ -162,10 +162,16 @@ static void test_too_big(void)
 {
 	struct pair pr;
 
+	struct nsl_link_stats st;
+
 	pair_open(&pr, &(struct nsl_link_conf){ 0 }, NULL);
 	send_one(&pr, 10000, 4096, -EMSGSIZE);
 	/* The pair goes on working after the refusal. */
 	send_one(&pr, 5000, 5000, 0);
+	/* Every frame of the refused message that reached the receiver is counted as too big. */
+	nsl_link_stats(pr.link[1], &st);
+	CU_ASSERT(st.drops[NSL_DROP_TOO_BIG] >= 1);
+	CU_ASSERT_EQUAL(st.drops[NSL_DROP_DUPLICATE], 0);
 	pair_close(&pr);
 }
 

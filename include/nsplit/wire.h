@@ -143,6 +143,7 @@ enum nsl_drop {
 	NSL_DROP_NO_SLOT,         /* message id beyond the credit given: no slot for it */
 	NSL_DROP_STALE,           /* message id already completed */
 	NSL_DROP_MSG_CRC,         /* whole message failed its CRC32C: dropped, sent again */
+	NSL_DROP_TOO_BIG,         /* frame of a message longer than its slot (failed: -EMSGSIZE) */
 	NSL_DROP_MAX,
 };
 

@@ -84,6 +84,13 @@ static struct rte_mbuf *frame_head(struct nsl_link *l, struct peer *p, const str
 	nsl_wire_l2l4_encode(d, lp->port->mac, p->mac, l->c.self_ip, p->ip, l->udp_port,
 			     NSL_WIRE_HDR_LEN + (uint32_t)h->len, lp->ip_id++);
 	nsl_wire_hdr_encode(d + NSL_WIRE_FRAME_HDR - NSL_WIRE_HDR_LEN, h);
+	if (lp->port->tx_ip_cksum) {
+		/* The NIC computes it, from a zeroed field. */
+		memset(d + NSL_WIRE_ETH_LEN + 10, 0, 2);
+		m->l2_len = NSL_WIRE_ETH_LEN;
+		m->l3_len = NSL_WIRE_IP_LEN;
+		m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+	}
 	return m;
 }
 

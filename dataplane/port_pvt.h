@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 
 #include "nsplit/port.h"
+#include "nsplit/wire.h"
 
 struct nsl_port {
 	uint16_t id;
@@ -18,6 +19,7 @@ struct nsl_port {
 	bool started;
 	bool vdev;                /* probed by us: removed on close */
 	uint16_t tx_max_burst;    /* frames per rte_eth_tx_burst call (0 = any number) */
+	bool tx_ip_cksum;         /* the port fills in IPv4 header checksums */
 	uint8_t mac[6];
 	char name[128];
 	struct rte_mempool *hdr_pool;   /* frame headers (and whole frames when copying) */
@@ -28,5 +30,7 @@ struct nsl_port {
 
 /* Room in a header mbuf: the whole frame, so a port without multi-segment sends can be served. */
 #define NSL_PORT_HDR_ROOM(mtu) ((uint32_t)(mtu) + 14u + 64u)
+/* With chained frames a header mbuf holds the headers, or a whole ack (up to 64 ranges). */
+#define NSL_PORT_HDR_ROOM_CHAINED ((uint32_t)NSL_WIRE_FRAME_HDR + NSL_WIRE_ACK_LEN + 8u * NSL_WIRE_ACK_MAX_RANGES)
 
 #endif

@@ -22,7 +22,7 @@
 struct nsl_port_conf {
 	uint16_t rx_desc;         /* receive descriptors (0 = 1024) */
 	uint16_t tx_desc;         /* transmit descriptors (0 = 1024) */
-	uint16_t mtu;             /* IP MTU (0 = 1500; larger when the port allows jumbo frames) */
+	uint16_t mtu;             /* IP MTU (0 = 1500, 9000 for a ring pair; up to what the port allows) */
 	uint32_t mbufs;           /* mbufs per pool (0 = from the descriptor counts) */
 };
 

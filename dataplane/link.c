@@ -104,6 +104,7 @@ void nsl_link_free(struct nsl_link *l)
 		struct link_port *lp = &l->ports[i];
 
 		rte_pktmbuf_free_bulk(lp->pend, lp->npend);
+		link_tx_release(lp);
 	}
 	for (int i = 0; i < l->npeers; i++) {
 		struct peer *p = &l->peers[i];

@@ -18,6 +18,8 @@
 #define LINK_BURST 32
 /* Frames waiting for a full port: a few bursts. */
 #define LINK_PEND 128
+/* Header and attach mbufs taken from their pools this many at a time. */
+#define LINK_STASH 32
 /* Peers may send frames this small (a small MTU); a slot's frame bitmap is sized for them. */
 #define LINK_MIN_FRAG 512
 /* An extbuf's reference count is 16 bits: frames of one message in flight at once stay below. */
@@ -41,6 +43,7 @@ struct tx_msg {
 	uint32_t acked_frames;    /* the receiver's latest count, to spot progress */
 	uint64_t last_tsc;        /* last progress, or last probe */
 	uint32_t backoff;         /* rto multiplier, doubled on each probe without progress */
+	uint16_t refs;            /* references taken ahead for frames about to be sent (see link_tx.c) */
 	/* Ranges the receiver reported missing, sent again in order; last, so a reset can skip it. */
 	uint16_t nrtx, rtx_i;
 	uint32_t rtx_off;
@@ -69,6 +72,8 @@ struct link_port {
 	uint16_t npend;
 	uint16_t ip_id;
 	bool reclaim;             /* a sent message waits for the port to free its frames */
+	uint16_t nhdr, next_;     /* mbufs left in the stashes */
+	struct rte_mbuf *hdr_stash[LINK_STASH], *ext_stash[LINK_STASH];
 };
 
 struct peer {
@@ -120,6 +125,7 @@ static inline struct peer *peer_of(struct nsl_link *l, uint16_t id)
 /* link_tx.c */
 int link_tx_flush(struct nsl_link *l, struct link_port *lp);
 void link_tx_reclaim(struct link_port *lp);
+void link_tx_release(struct link_port *lp);
 int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now);
 int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint16_t flags);
 void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint64_t now);

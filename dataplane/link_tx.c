@@ -69,17 +69,42 @@ static int room(struct nsl_link *l, struct link_port *lp)
 	return lp->npend < LINK_PEND ? 0 : -EAGAIN;
 }
 
+/*
+ * An mbuf from a stash, refilled LINK_STASH at a time (one trip to the pool per burst instead
+ * of one per frame); one by one when the pool is nearly empty. NULL when it is empty.
+ */
+static struct rte_mbuf *take(struct nsl_link *l, struct rte_mempool *mp, struct rte_mbuf **stash, uint16_t *n)
+{
+	struct rte_mbuf *m;
+
+	if (*n > 0)
+		return stash[--*n];
+	if (rte_pktmbuf_alloc_bulk(mp, stash, LINK_STASH) == 0) {
+		*n = LINK_STASH - 1;
+		return stash[LINK_STASH - 1];
+	}
+	if ((m = rte_pktmbuf_alloc(mp)) == NULL)
+		l->st.mbuf_exhausted++;
+	return m;
+}
+
+/* Give the stashes back to their pools (the link is going away). */
+void link_tx_release(struct link_port *lp)
+{
+	rte_pktmbuf_free_bulk(lp->hdr_stash, lp->nhdr);
+	rte_pktmbuf_free_bulk(lp->ext_stash, lp->next_);
+	lp->nhdr = lp->next_ = 0;
+}
+
 /* A header mbuf with Ethernet, IPv4, UDP and the nsplit header h; NULL when the pool is empty. */
 static struct rte_mbuf *frame_head(struct nsl_link *l, struct peer *p, const struct nsl_wire_hdr *h)
 {
 	struct link_port *lp = p->lp;
-	struct rte_mbuf *m = rte_pktmbuf_alloc(lp->port->hdr_pool);
+	struct rte_mbuf *m = take(l, lp->port->hdr_pool, lp->hdr_stash, &lp->nhdr);
 	uint8_t *d;
 
-	if (m == NULL) {
-		l->st.mbuf_exhausted++;
+	if (m == NULL)
 		return NULL;
-	}
 	d = (uint8_t *)rte_pktmbuf_append(m, NSL_WIRE_FRAME_HDR);
 	nsl_wire_l2l4_encode(d, lp->port->mac, p->mac, l->c.self_ip, p->ip, l->udp_port,
 			     NSL_WIRE_HDR_LEN + (uint32_t)h->len, lp->ip_id++);
@@ -126,18 +151,15 @@ static int emit_data(struct nsl_link *l, struct peer *p, struct tx_msg *t, uint3
 
 	if (room(l, p->lp) < 0)
 		return -EAGAIN;
-	if (rte_mbuf_ext_refcnt_read(&t->shinfo) >= LINK_MAX_FRAMES_IN_FLIGHT)
-		return -EAGAIN;
 	if ((head = frame_head(l, p, &h)) == NULL)
 		return -ENOBUFS;
 	if (p->lp->port->multi_seg) {
-		if ((seg = rte_pktmbuf_alloc(p->lp->port->ext_pool)) == NULL) {
-			l->st.mbuf_exhausted++;
+		if ((seg = take(l, p->lp->port->ext_pool, p->lp->ext_stash, &p->lp->next_)) == NULL) {
 			rte_pktmbuf_free(head);
 			return -ENOBUFS;
 		}
-		/* One reference per frame; the link holds the first, so the count never reaches 0. */
-		rte_mbuf_ext_refcnt_update(&t->shinfo, 1);
+		/* Each frame holds a reference; tx_msg_frames took them ahead, one atomic add per burst. */
+		t->refs--;
 		rte_pktmbuf_attach_extbuf(seg, src, iova_of(src), h.len, &t->shinfo);
 		seg->data_len = h.len;
 		seg->pkt_len = h.len;
@@ -231,7 +253,7 @@ void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ac
 }
 
 /* Retransmissions first (the receiver waits on them), then first sends, then a probe. */
-static int tx_msg_frames(struct nsl_link *l, struct peer *p, struct tx_msg *t, int *budget, uint64_t now)
+static int send_frames(struct nsl_link *l, struct peer *p, struct tx_msg *t, int *budget, uint64_t now)
 {
 	int rc;
 
@@ -272,6 +294,30 @@ static int tx_msg_frames(struct nsl_link *l, struct peer *p, struct tx_msg *t, i
 			t->backoff *= 2;
 	}
 	return 0;
+}
+
+/*
+ * The message's frames for this poll. Every frame in flight holds a reference on the message's
+ * shinfo (the link holds one more, so the count never reaches 0). Taking them one atomic add
+ * per frame put a contended cache line (the receiver frees frames on a ring) on every frame:
+ * take a burst's worth ahead, and give back what was not used.
+ */
+static int tx_msg_frames(struct nsl_link *l, struct peer *p, struct tx_msg *t, int *budget, uint64_t now)
+{
+	int rc;
+
+	if (!p->lp->port->multi_seg)
+		return send_frames(l, p, t, budget, now);
+	/* An extbuf's count is 16 bits: keep this message's frames in flight below it. */
+	if (rte_mbuf_ext_refcnt_read(&t->shinfo) + (unsigned)*budget >= LINK_MAX_FRAMES_IN_FLIGHT)
+		return -EAGAIN;
+	t->refs = (uint16_t)*budget;
+	rte_mbuf_ext_refcnt_update(&t->shinfo, (int16_t)t->refs);
+	rc = send_frames(l, p, t, budget, now);
+	if (t->refs > 0)
+		rte_mbuf_ext_refcnt_update(&t->shinfo, (int16_t)-t->refs);
+	t->refs = 0;
+	return rc;
 }
 
 int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now)

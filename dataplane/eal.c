@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,21 +39,56 @@ const char *nsl_eal_file_prefix(void)
 	return prefix;
 }
 
-/* The first CPU this process may run on: EAL's default lcore 0 may be outside a taskset. */
-static int first_allowed_cpu(void)
+/*
+ * "0@(2,3,5-7)": lcore 0 may run on every CPU this process may use. Pinned to one CPU, two
+ * nsplit processes on one host (memif peers) would both land on its first CPU; on the whole
+ * set the kernel spreads them, and threads started later inherit the set (OpenMP's too).
+ */
+static void lcore0_on_allowed_cpus(char *out, size_t cap)
 {
 	cpu_set_t set;
+	size_t n;
+	int i = 0;
+	bool first = true;
 
-	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		for (int i = 0; i < CPU_SETSIZE; i++)
-			if (CPU_ISSET(i, &set))
-				return i;
-	return 0;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+		snprintf(out, cap, "0@0");
+		return;
+	}
+	n = (size_t)snprintf(out, cap, "0@(");
+	while (i < CPU_SETSIZE && n < cap) {
+		int j;
+
+		if (!CPU_ISSET(i, &set)) {
+			i++;
+			continue;
+		}
+		for (j = i; j + 1 < CPU_SETSIZE && CPU_ISSET(j + 1, &set); j++)
+			;
+		n += (size_t)snprintf(out + n, cap - n, j > i ? "%s%d-%d" : "%s%d", first ? "" : ",", i, j);
+		first = false;
+		i = j + 1;
+	}
+	if (n < cap)
+		snprintf(out + n, cap - n, ")");
+}
+
+/* Whether the extra EAL arguments choose the lcores themselves (EAL refuses two such options). */
+static bool extra_sets_lcores(const struct nsl_eal_conf *c)
+{
+	for (int i = 0; i < c->extra_argc; i++) {
+		const char *a = c->extra_argv[i];
+
+		if (strcmp(a, "-l") == 0 || strcmp(a, "-c") == 0 || strncmp(a, "--lcores", 8) == 0 ||
+		    (a[0] == '-' && (a[1] == 'l' || a[1] == 'c') && a[2] != '\0' && a[1] != '-'))
+			return true;
+	}
+	return false;
 }
 
 int nsl_eal_init(const struct nsl_eal_conf *c)
 {
-	static char bufs[3][64];
+	static char bufs[3][512];
 	char *argv[MAX_ARGS];
 	int argc = 0, rc;
 	struct timespec ts;
@@ -82,13 +118,14 @@ int nsl_eal_init(const struct nsl_eal_conf *c)
 	argv[argc++] = bufs[0];
 	if (!c->pci)
 		argv[argc++] = "--no-pci";
-	argv[argc++] = "--lcores";
-	if (c->lcores != NULL) {
-		snprintf(bufs[1], sizeof(bufs[1]), "%s", c->lcores);
-	} else {
-		snprintf(bufs[1], sizeof(bufs[1]), "0@%d", first_allowed_cpu());
+	if (!extra_sets_lcores(c)) {
+		argv[argc++] = "--lcores";
+		if (c->lcores != NULL)
+			snprintf(bufs[1], sizeof(bufs[1]), "%s", c->lcores);
+		else
+			lcore0_on_allowed_cpus(bufs[1], sizeof(bufs[1]));
+		argv[argc++] = bufs[1];
 	}
-	argv[argc++] = bufs[1];
 	snprintf(bufs[2], sizeof(bufs[2]), "%s", c->log_level ? c->log_level : "error");
 	argv[argc++] = "--log-level";
 	argv[argc++] = bufs[2];

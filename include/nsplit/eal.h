@@ -21,7 +21,8 @@ struct nsl_eal_conf {
 	size_t mem_mb;            /* memory for DPDK's heap in MiB (0 = 256) */
 	bool huge;                /* use hugepages instead of --no-huge */
 	bool pci;                 /* scan the PCI bus (real NICs); default --no-pci */
-	const char *lcores;       /* EAL --lcores map (NULL = the first core this process may use) */
+	const char *lcores;       /* EAL --lcores map (NULL = lcore 0 on every CPU this process may use;
+				     none at all when the extra arguments give -l, -c or --lcores) */
 	const char *file_prefix;  /* NULL = "nsplit-<pid>-<random>" */
 	const char *log_level;    /* EAL --log-level (NULL = "error", so tests stay quiet) */
 	int extra_argc;           /* passed through after nsplit's own arguments */

@@ -5,7 +5,7 @@
  * A port is named by its devargs, as EAL's --vdev or a PCI address takes them:
  *   "net_memif0,role=server,socket=/run/nsl.sock"    processes on one host
  *   "net_af_packet0,iface=veth0"                     a kernel interface (namespaces, real NICs)
- *   "net_null0", "net_pcap0,rx_pcap=in.pcap,tx_drop" benchmarks, replays
+ *   "net_null0", "net_pcap0,rx_pcap=in.pcap"     benchmarks, replays (no tx_*: sends dropped)
  *   "0000:3b:00.0"                                    a PCI NIC (EAL started with pci = true)
  * or made as a crossed pair of rings in this process (nsl_port_ring_pair), which is how the
  * embedded default runs every peer in one process.

@@ -22,23 +22,23 @@
 #define LANE_LONG 2048
 #define LANE_SHORT 128
 
-/* shift[k][b]: the register after n zero bytes, starting from byte b at position k (others 0). */
-struct shift_op {
-	uint32_t t[4][256];
-};
+/* t[k][b]: the register after n zero bytes, starting from byte b at position k (others 0). */
+#define shift_op nsl_crc32c_shift
 
 static struct shift_op shift_long, shift_short;
 
-static uint32_t zeros(uint32_t reg, size_t n)
+static uint32_t zeros(uint32_t reg, uint64_t n)
 {
 	uint64_t c = reg;
 
-	for (size_t i = 0; i < n / 8; i++)
+	for (uint64_t i = 0; i < n / 8; i++)
 		c = _mm_crc32_u64(c, 0);
+	for (uint64_t i = 0; i < n % 8; i++)
+		c = _mm_crc32_u8((uint32_t)c, 0);
 	return (uint32_t)c;
 }
 
-static void build(struct shift_op *op, size_t n)
+static void build(struct shift_op *op, uint64_t n)
 {
 	uint32_t basis[32];
 
@@ -104,4 +104,24 @@ uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len)
 	for (; len > 0; len--, p++)
 		c = _mm_crc32_u8((uint32_t)c, *p);
 	return ~(uint32_t)c;
+}
+
+void nsl_crc32c_shift_init(struct nsl_crc32c_shift *op, uint64_t len_b)
+{
+	build(op, len_b);
+}
+
+/*
+ * With register arithmetic, crc(A.B) = ~(shift(~crc(A)) ^ reg0(B)) and crc(B) = ~(shift(~0) ^
+ * reg0(B)), where reg0(B) is B's register started from 0; shift being linear, the inversions
+ * cancel: crc(A.B) = shift(crc(A)) ^ crc(B).
+ */
+uint32_t nsl_crc32c_combine_with(const struct nsl_crc32c_shift *op, uint32_t crc_a, uint32_t crc_b)
+{
+	return shift(op, crc_a) ^ crc_b;
+}
+
+uint32_t nsl_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+	return zeros(crc_a, len_b) ^ crc_b;
 }

@@ -210,8 +210,7 @@ int nsl_link_send(struct nsl_link *l, struct nsl_msg *m)
 		return rc;
 	if (m->type == 0 || m->type >= NSL_MSG_ACK)
 		return nsl_error_set(EINVAL, "send: message type %u; use an enum nsl_msg_type other than ack", m->type);
-	/* On the compute thread, so the dataplane thread does not pay for it. */
-	m->crc = nsl_crc32c(0, m->data, m->len);
+	m->crc = 0;	/* taken frame by frame as they first go out */
 	m->status = 0;
 	if (rte_ring_sp_enqueue(l->tx_req, m) != 0)
 		return nsl_error_set(ENOBUFS, "send: the queue to the dataplane is full; take back sent messages");
@@ -293,6 +292,10 @@ static int intake(struct nsl_link *l, uint64_t now)
 		m->id = p->tx_tail++;
 		t->frag = (uint16_t)(p->lp->port->mtu - NSL_WIRE_IP_LEN - NSL_WIRE_UDP_LEN - NSL_WIRE_HDR_LEN);
 		t->nframes = (uint32_t)((m->len + t->frag - 1) / t->frag);
+		if (p->tx_shift_frag != t->frag) {
+			nsl_crc32c_shift_init(&p->tx_shift, t->frag);
+			p->tx_shift_frag = t->frag;
+		}
 		t->backoff = 1;
 		t->last_tsc = now;
 		t->shinfo.free_cb = ext_free_cb;

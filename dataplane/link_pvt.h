@@ -44,6 +44,7 @@ struct tx_msg {
 	uint64_t last_tsc;        /* last progress, or last probe */
 	uint32_t backoff;         /* rto multiplier, doubled on each probe without progress */
 	uint16_t refs;            /* references taken ahead for frames about to be sent (see link_tx.c) */
+	uint32_t crc_run;         /* CRC32C of the frames sent once so far, [0, next) */
 	/* Ranges the receiver reported missing, sent again in order; last, so a reset can skip it. */
 	uint16_t nrtx, rtx_i;
 	uint32_t rtx_off;
@@ -60,7 +61,8 @@ struct rx_slot {
 	uint32_t nframes, received;
 	uint64_t total;
 	uint16_t frag;
-	uint32_t crc;             /* what the sender says the message's CRC32C is */
+	uint32_t crc;             /* what the sender says the message's CRC32C is (in its last frame) */
+	bool has_crc;             /* the last frame is in, so crc is known */
 	uint32_t crc_run;         /* CRC32C of frames [0, crc_next), taken while they are in cache */
 	uint32_t crc_next;
 	struct nsl_wire_hdr tags; /* type, stage, micro, round, step of the first frame */
@@ -84,6 +86,9 @@ struct peer {
 	bool dead;
 	uint64_t last_heard;
 	uint64_t wait_since;      /* when work with this peer began after a quiet spell */
+	/* Join frame CRCs into message CRCs: tables for the frame size used each way. */
+	uint16_t tx_shift_frag, rx_shift_frag;
+	struct nsl_crc32c_shift tx_shift, rx_shift;
 	/* sending to the peer */
 	struct tx_msg *tx;        /* message id i at tx[i & mask] */
 	uint32_t tx_head;         /* oldest message not handed back */

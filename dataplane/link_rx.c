@@ -82,16 +82,22 @@ static void slot_fail(struct nsl_link *l, struct peer *p, struct rx_slot *s, uin
 	ack_about(l, p, s, id);
 }
 
-/* First frame of a message: learn its size, tags and checksum. False when it cannot fit. */
-static bool slot_start(struct rx_slot *s, const struct nsl_wire_hdr *h)
+/* First frame of a message: learn its size and tags. False when it cannot fit. */
+static bool slot_start(struct peer *p, struct rx_slot *s, const struct nsl_wire_hdr *h)
 {
 	uint64_t nframes = (h->total_len + h->frag - 1) / h->frag;
 
 	s->started = true;
 	s->total = h->total_len;
 	s->frag = h->frag;
-	s->crc = h->msg_crc;
+	s->crc = 0;
+	s->has_crc = false;
 	s->tags = *h;
+	if (p->rx_shift_frag != h->frag) {
+		/* The sender's frame size, which its MTU sets: the same for every message, so built once. */
+		nsl_crc32c_shift_init(&p->rx_shift, h->frag);
+		p->rx_shift_frag = h->frag;
+	}
 	s->received = 0;
 	s->crc_run = 0;
 	s->crc_next = 0;
@@ -103,18 +109,25 @@ static bool slot_start(struct rx_slot *s, const struct nsl_wire_hdr *h)
 }
 
 /*
- * Extend the message's CRC32C over the frames now in order from crc_next: in the common in-order
- * case that is the frame just copied, still in cache, so no second pass over the message is needed.
+ * Extend the message's CRC32C over the frames now in order from crc_next, joining their own
+ * CRCs: frame i's was just taken (c); frames that came early are read again from the slot.
  */
-static void crc_advance(struct rx_slot *s)
+static void crc_advance(const struct peer *p, struct rx_slot *s, uint32_t i, uint32_t c)
 {
 	const uint8_t *data = s->m->data;
 
 	while (s->crc_next < s->nframes && bit_get(s->bits, s->crc_next)) {
-		uint64_t off = (uint64_t)s->crc_next * s->frag;
+		uint32_t k = s->crc_next;
+		uint64_t off = (uint64_t)k * s->frag;
 		uint64_t len = s->total - off < s->frag ? s->total - off : s->frag;
+		uint32_t fc = k == i ? c : nsl_crc32c(0, data + off, len);
 
-		s->crc_run = nsl_crc32c(s->crc_run, data + off, len);
+		if (k == 0)
+			s->crc_run = fc;
+		else if (len == s->frag)
+			s->crc_run = nsl_crc32c_combine_with(&p->rx_shift, s->crc_run, fc);
+		else
+			s->crc_run = nsl_crc32c_combine(s->crc_run, fc, len);
 		s->crc_next++;
 	}
 }
@@ -122,7 +135,7 @@ static void crc_advance(struct rx_slot *s)
 /* Every frame is in: deliver it if its CRC32C holds, otherwise ask for all of it again. */
 static void slot_check(struct nsl_link *l, struct peer *p, struct rx_slot *s, uint32_t id)
 {
-	if (s->crc_run == s->crc) {
+	if (s->has_crc && s->crc_run == s->crc) {
 		s->complete = true;
 		s->status = 0;
 		p->st.msgs_rx++;
@@ -135,6 +148,7 @@ static void slot_check(struct nsl_link *l, struct peer *p, struct rx_slot *s, ui
 	s->received = 0;
 	s->crc_run = 0;
 	s->crc_next = 0;
+	s->has_crc = false;
 	memset(s->bits, 0, ((s->nframes + 63) / 64) * sizeof(uint64_t));
 	ack_about(l, p, s, id);
 }
@@ -142,7 +156,7 @@ static void slot_check(struct nsl_link *l, struct peer *p, struct rx_slot *s, ui
 static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, const struct nsl_wire_frame *f)
 {
 	const struct nsl_wire_hdr *h = &f->hdr;
-	uint32_t id = h->msg_id, i;
+	uint32_t id = h->msg_id, i, c;
 	bool poll = h->flags & NSL_WIRE_F_POLL;
 	struct rx_slot *s;
 	uint8_t *dst;
@@ -168,13 +182,12 @@ static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, cons
 		return;
 	}
 	if (!s->started) {
-		if (!slot_start(s, h)) {
+		if (!slot_start(p, s, h)) {
 			drop(l, NSL_DROP_TOO_BIG);
 			slot_fail(l, p, s, id, -EMSGSIZE);
 			return;
 		}
-	} else if (h->total_len != s->total || h->frag != s->frag || h->msg_crc != s->crc ||
-		   h->type != s->tags.type) {
+	} else if (h->total_len != s->total || h->frag != s->frag || h->type != s->tags.type) {
 		drop(l, NSL_DROP_BAD_OFFSET);
 		return;
 	}
@@ -195,10 +208,22 @@ static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, cons
 	if (src != dst)
 		memcpy(dst, src, h->len);
 	l->st.rx_copy_bytes += h->len;
+	/* Checked in the slot, in cache after the copy; a bad frame's bytes get overwritten by its resend. */
+	c = nsl_crc32c(0, dst, h->len);
+	if (c != h->frame_crc) {
+		drop(l, NSL_DROP_FRAME_CRC);
+		if (poll)
+			ack_about(l, p, s, id);
+		return;
+	}
+	if (h->offset + h->len == s->total) {
+		s->crc = h->msg_crc;
+		s->has_crc = true;
+	}
 	s->bits[i >> 6] |= 1ull << (i & 63);
 	s->received++;
 	p->st.frames_rx++;
-	crc_advance(s);
+	crc_advance(p, s, i, c);
 	if (s->received == s->nframes)
 		slot_check(l, p, s, id);
 	else if (poll)
@@ -214,7 +239,7 @@ static void on_ack(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, const
 
 	if (f->payload_len > sizeof(buf) ||
 	    (body = rte_pktmbuf_read(m, f->payload_off, f->payload_len, buf)) == NULL ||
-	    nsl_crc32c(0, body, f->payload_len) != f->hdr.msg_crc || !nsl_wire_ack_decode(body, f->payload_len, &a)) {
+	    nsl_crc32c(0, body, f->payload_len) != f->hdr.frame_crc || !nsl_wire_ack_decode(body, f->payload_len, &a)) {
 		drop(l, NSL_DROP_BAD_ACK);
 		return;
 	}

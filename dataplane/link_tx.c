@@ -96,16 +96,12 @@ void link_tx_release(struct link_port *lp)
 	lp->nhdr = lp->next_ = 0;
 }
 
-/* A header mbuf with Ethernet, IPv4, UDP and the nsplit header h; NULL when the pool is empty. */
-static struct rte_mbuf *frame_head(struct nsl_link *l, struct peer *p, const struct nsl_wire_hdr *h)
+/* Fill header mbuf m (empty, from the header pool) with Ethernet, IPv4, UDP and the nsplit header h. */
+static void frame_head(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, const struct nsl_wire_hdr *h)
 {
 	struct link_port *lp = p->lp;
-	struct rte_mbuf *m = take(l, lp->port->hdr_pool, lp->hdr_stash, &lp->nhdr);
-	uint8_t *d;
+	uint8_t *d = (uint8_t *)rte_pktmbuf_append(m, NSL_WIRE_FRAME_HDR);
 
-	if (m == NULL)
-		return NULL;
-	d = (uint8_t *)rte_pktmbuf_append(m, NSL_WIRE_FRAME_HDR);
 	nsl_wire_l2l4_encode(d, lp->port->mac, p->mac, l->c.self_ip, p->ip, l->udp_port,
 			     NSL_WIRE_HDR_LEN + (uint32_t)h->len, lp->ip_id++);
 	nsl_wire_hdr_encode(d + NSL_WIRE_FRAME_HDR - NSL_WIRE_HDR_LEN, h);
@@ -116,7 +112,6 @@ static struct rte_mbuf *frame_head(struct nsl_link *l, struct peer *p, const str
 		m->l3_len = NSL_WIRE_IP_LEN;
 		m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
 	}
-	return m;
 }
 
 /*
@@ -134,30 +129,58 @@ static rte_iova_t iova_of(const void *v)
 	return ms != NULL ? ms->iova + (rte_iova_t)((const uint8_t *)v - (const uint8_t *)ms->addr) : RTE_BAD_IOVA;
 }
 
+/*
+ * The CRC32C of frame i's payload; on the frame's first send (frames first go out in order) it
+ * also joins the message's running CRC, which is whole once the last frame is reached.
+ */
+static uint32_t frame_crc(struct peer *p, struct tx_msg *t, uint32_t i, const uint8_t *src, uint16_t len)
+{
+	uint32_t c = nsl_crc32c(0, src, len);
+
+	if (i != t->next)
+		return c;
+	if (i == 0)
+		t->crc_run = c;
+	else if (len == t->frag)
+		t->crc_run = nsl_crc32c_combine_with(&p->tx_shift, t->crc_run, c);
+	else
+		t->crc_run = nsl_crc32c_combine(t->crc_run, c, len);
+	if (i + 1 == t->nframes)
+		t->m->crc = t->crc_run;
+	return c;
+}
+
 /* Queue frame `i` of t. 0, or -EAGAIN / -ENOBUFS when it must wait for the next poll. */
 static int emit_data(struct nsl_link *l, struct peer *p, struct tx_msg *t, uint32_t i, uint16_t flags)
 {
+	struct link_port *lp = p->lp;
 	const struct nsl_msg *msg = t->m;
 	uint64_t off = (uint64_t)i * t->frag;
 	uint64_t left = msg->len - off;
 	struct nsl_wire_hdr h = {
 		.version = NSL_WIRE_VERSION, .type = msg->type, .flags = flags, .session = l->c.session,
 		.src = l->c.self, .dst = p->id, .stage = msg->stage, .micro = msg->micro, .round = msg->round,
-		.step = msg->step, .msg_id = msg->id, .msg_crc = msg->crc, .total_len = msg->len, .offset = off,
+		.step = msg->step, .msg_id = msg->id, .total_len = msg->len, .offset = off,
 		.frag = t->frag, .len = (uint16_t)(left < t->frag ? left : t->frag),
 	};
-	struct rte_mbuf *head, *seg;
+	struct rte_mbuf *head, *seg = NULL;
 	uint8_t *src = (uint8_t *)msg->data + off;
 
-	if (room(l, p->lp) < 0)
+	if (room(l, lp) < 0)
 		return -EAGAIN;
-	if ((head = frame_head(l, p, &h)) == NULL)
+	/* Everything that can fail first: frame_crc must run once per frame sent. */
+	if ((head = take(l, lp->port->hdr_pool, lp->hdr_stash, &lp->nhdr)) == NULL)
 		return -ENOBUFS;
-	if (p->lp->port->multi_seg) {
-		if ((seg = take(l, p->lp->port->ext_pool, p->lp->ext_stash, &p->lp->next_)) == NULL) {
-			rte_pktmbuf_free(head);
-			return -ENOBUFS;
-		}
+	if (lp->port->multi_seg && (seg = take(l, lp->port->ext_pool, lp->ext_stash, &lp->next_)) == NULL) {
+		rte_pktmbuf_free(head);
+		return -ENOBUFS;
+	}
+	/* Read while the frame goes out; a NIC or memif reads the same bytes soon after, from cache. */
+	h.frame_crc = frame_crc(p, t, i, src, h.len);
+	if (i + 1 == t->nframes)
+		h.msg_crc = msg->crc;
+	frame_head(l, p, head, &h);
+	if (seg != NULL) {
 		/* Each frame holds a reference; tx_msg_frames took them ahead, one atomic add per burst. */
 		t->refs--;
 		rte_pktmbuf_attach_extbuf(seg, src, iova_of(src), h.len, &t->shinfo);
@@ -168,7 +191,7 @@ static int emit_data(struct nsl_link *l, struct peer *p, struct tx_msg *t, uint3
 		memcpy(rte_pktmbuf_append(head, h.len), src, h.len);
 		l->st.tx_copy_bytes += h.len;
 	}
-	p->lp->pend[p->lp->npend++] = head;
+	lp->pend[lp->npend++] = head;
 	p->st.frames_tx++;
 	return 0;
 }
@@ -179,15 +202,16 @@ int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack 
 	uint32_t n = nsl_wire_ack_encode(body, a);
 	struct nsl_wire_hdr h = {
 		.version = NSL_WIRE_VERSION, .type = NSL_MSG_ACK, .flags = flags, .session = l->c.session,
-		.src = l->c.self, .dst = p->id, .msg_crc = nsl_crc32c(0, body, n), .total_len = n, .frag = (uint16_t)n,
-		.len = (uint16_t)n,
+		.src = l->c.self, .dst = p->id, .total_len = n, .frag = (uint16_t)n, .len = (uint16_t)n,
+		.frame_crc = nsl_crc32c(0, body, n),
 	};
 	struct rte_mbuf *m;
 
 	if (room(l, p->lp) < 0)
 		return -EAGAIN;
-	if ((m = frame_head(l, p, &h)) == NULL)
+	if ((m = take(l, p->lp->port->hdr_pool, p->lp->hdr_stash, &p->lp->nhdr)) == NULL)
 		return -ENOBUFS;
+	frame_head(l, p, m, &h);
 	memcpy(rte_pktmbuf_append(m, (uint16_t)n), body, n);
 	p->lp->pend[p->lp->npend++] = m;
 	p->st.acks_tx++;

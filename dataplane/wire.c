@@ -30,6 +30,7 @@ static const char *const drop_names[NSL_DROP_MAX] = {
 	[NSL_DROP_STALE] = "stale",
 	[NSL_DROP_MSG_CRC] = "msg_crc",
 	[NSL_DROP_TOO_BIG] = "too_big",
+	[NSL_DROP_FRAME_CRC] = "frame_crc",
 };
 
 const char *nsl_drop_name(enum nsl_drop d)
@@ -100,7 +101,8 @@ void nsl_wire_hdr_encode(uint8_t *p, const struct nsl_wire_hdr *h)
 	put64(p + 40, h->offset);
 	put16(p + 48, h->frag);
 	put16(p + 50, h->len);
-	put32(p + 52, nsl_crc32c(0, p, 52));
+	put32(p + 52, h->frame_crc);
+	put32(p + 56, nsl_crc32c(0, p, 56));
 }
 
 void nsl_wire_l2l4_encode(uint8_t *p, const uint8_t src_mac[6], const uint8_t dst_mac[6], uint32_t src_ip,
@@ -147,6 +149,7 @@ static void hdr_decode(const uint8_t *p, struct nsl_wire_hdr *h)
 	h->offset = get64(p + 40);
 	h->frag = get16(p + 48);
 	h->len = get16(p + 50);
+	h->frame_crc = get32(p + 52);
 }
 
 /* The offset/length rules of a data frame (see wire.h). */
@@ -189,7 +192,7 @@ enum nsl_drop nsl_wire_parse(const uint8_t *f, uint32_t len, uint16_t udp_port, 
 	udp_len = get16(udp + 4);
 	if (udp_len != ip_len - NSL_WIRE_IP_LEN || udp_len < NSL_WIRE_UDP_LEN + NSL_WIRE_HDR_LEN)
 		return NSL_DROP_TRUNCATED;
-	if (nsl_crc32c(0, nh, 52) != get32(nh + 52))
+	if (nsl_crc32c(0, nh, 56) != get32(nh + 56))
 		return NSL_DROP_BAD_CHECKSUM;
 	hdr_decode(nh, h);
 	if (h->version != NSL_WIRE_VERSION)

@@ -11,7 +11,8 @@
  * link does not expect: another session or peer, message ids outside the credit. Three slots are
  * posted: slot CRC_ID takes, again and again, a one-frame message whose CRC32C never holds
  * (msg_crc); slot DUP_ID is started by one valid "lead" frame, then hit by copies of that frame
- * (duplicate) and by frames that contradict its message's shape (bad_offset, from the link);
+ * (duplicate), by frames that contradict its message's shape (bad_offset, from the link) and by
+ * later frames of its message whose payload fails their own CRC (frame_crc);
  * slot BIG_ID is too small for every message that comes for it (too_big). Slot CRC_ID never
  * completes, so BIG_ID's failed slot is never handed back: nothing at all is delivered.
  */
@@ -192,12 +193,21 @@ static void data_hdr(struct nsl_rng *r, struct nsl_wire_hdr *h)
 	h->len = frame_len_of(h);
 }
 
-/* A frame of h with `payload` random bytes (h->len may say otherwise, on purpose). */
+/* Encode h into f with the CRC32C of the payload f now holds (`payload` bytes). */
+static void seal(struct frame *f, const struct nsl_wire_hdr *h, uint32_t payload)
+{
+	struct nsl_wire_hdr c = *h;
+
+	c.frame_crc = nsl_crc32c(0, f->b + NSL_WIRE_FRAME_HDR, payload);
+	nsl_wire_hdr_encode(nh_of(f), &c);
+}
+
+/* A frame of h with `payload` random bytes (h->len may say otherwise, on purpose), its own CRC right. */
 static void emit_data(struct nsl_rng *r, struct frame *f, const struct nsl_wire_hdr *h, uint32_t payload)
 {
 	l2l4(r, f, NSL_WIRE_HDR_LEN + payload);
-	nsl_wire_hdr_encode(nh_of(f), h);
 	fill(r, f->b + NSL_WIRE_FRAME_HDR, payload);
+	seal(f, h, payload);
 }
 
 /* A well-formed ack payload with `nranges` ranges; range `zero_at` (if < nranges) counts 0. */
@@ -227,7 +237,8 @@ static void ack_hdr(struct nsl_rng *r, struct nsl_wire_hdr *h, const uint8_t *bo
 	h->offset = 0;
 	h->total_len = len;
 	h->frag = h->len = (uint16_t)len;
-	h->msg_crc = nsl_crc32c(0, body, len);
+	h->msg_crc = 0;
+	h->frame_crc = nsl_crc32c(0, body, len);
 }
 
 static void emit_ack(struct nsl_rng *r, struct frame *f, const struct nsl_wire_hdr *h, const uint8_t *body,
@@ -404,7 +415,7 @@ static void make_unknown_peer(struct nsl_rng *r, struct frame *f)
 	f->past_parser = true;
 }
 
-/* A frame for slot DUP_ID, well-formed on its own, whose total, frag, CRC or type is not the lead's. */
+/* A frame for slot DUP_ID, well-formed on its own, whose total, frag or type is not the lead's. */
 static void contradict_lead(struct nsl_rng *r, struct nsl_wire_hdr *h)
 {
 	base_hdr(r, h, dup_shape.type);
@@ -412,15 +423,12 @@ static void contradict_lead(struct nsl_rng *r, struct nsl_wire_hdr *h)
 	h->total_len = dup_shape.total;
 	h->frag = dup_shape.frag;
 	h->msg_crc = dup_shape.crc;
-	switch (nsl_rng_below(r, 4)) {
+	switch (nsl_rng_below(r, 3)) {
 	case 0:
 		h->total_len = pick_not(r, 1, nsl_rng_below(r, 2) ? SLOT_CAP : NSL_WIRE_MAX_MSG, dup_shape.total);
 		break;
 	case 1:
 		h->frag = (uint16_t)pick_not(r, 1, FRAG_MAX, dup_shape.frag);
-		break;
-	case 2:
-		h->msg_crc = (uint32_t)pick_not(r, 0, UINT32_MAX, dup_shape.crc);
 		break;
 	default:
 		h->type = (uint8_t)pick_not(r, NSL_MSG_ACTIVATION, NSL_MSG_CONTROL, dup_shape.type);
@@ -494,7 +502,7 @@ static void make_bad_ack(struct nsl_rng *r, struct frame *f)
 	case 3:
 		len = ack_body(r, body, (uint16_t)nsl_rng_below(r, NSL_WIRE_ACK_MAX_RANGES + 1), UINT32_MAX);
 		ack_hdr(r, &h, body, len);
-		h.msg_crc ^= (uint32_t)pick(r, 1, UINT32_MAX);
+		h.frame_crc ^= (uint32_t)pick(r, 1, UINT32_MAX);
 		f->past_parser = true;
 		break;
 	case 4:
@@ -567,9 +575,26 @@ static void make_msg_crc(struct nsl_rng *r, struct frame *f)
 
 	shape_hdr(r, &h, &crc_shape, CRC_ID);
 	emit_data(r, f, &h, h.len);
-	/* A payload that happened to match would be delivered. */
+	/* A payload that happened to match would be delivered. Its own frame CRC holds: the message's does not. */
 	while (nsl_crc32c(0, payload, h.len) == crc_shape.crc)
 		fill(r, payload, h.len);
+	seal(f, &h, h.len);
+	f->past_parser = true;
+}
+
+/* A later frame of slot DUP_ID's message whose payload fails its frame CRC (so none is ever taken). */
+static void make_frame_crc(struct nsl_rng *r, struct frame *f)
+{
+	struct nsl_wire_hdr h;
+	uint64_t nframes = (dup_shape.total + dup_shape.frag - 1) / dup_shape.frag;
+
+	shape_hdr(r, &h, &dup_shape, DUP_ID);
+	h.offset = pick(r, 1, nframes - 1) * dup_shape.frag;
+	h.len = frame_len_of(&h);
+	l2l4(r, f, NSL_WIRE_HDR_LEN + h.len);
+	fill(r, f->b + NSL_WIRE_FRAME_HDR, h.len);
+	h.frame_crc = nsl_crc32c(0, f->b + NSL_WIRE_FRAME_HDR, h.len) ^ (uint32_t)pick(r, 1, UINT32_MAX);
+	nsl_wire_hdr_encode(nh_of(f), &h);
 	f->past_parser = true;
 }
 
@@ -615,6 +640,7 @@ static const struct group {
 	{ NSL_DROP_STALE, make_stale },
 	{ NSL_DROP_MSG_CRC, make_msg_crc },
 	{ NSL_DROP_TOO_BIG, make_too_big },
+	{ NSL_DROP_FRAME_CRC, make_frame_crc },
 };
 
 _Static_assert(1 + sizeof(groups) / sizeof(groups[0]) * GROUP_MAX <= CORPUS_MAX, "room for every group and the lead");

@@ -8,14 +8,14 @@
  *   IPv4        (20 B, no options, DF set, protocol 17, header checksum filled)
  *   UDP         (8 B, source and destination port = the session's port, default 7311,
  *                checksum 0: the nsplit header has its own CRC and each message a CRC32C)
- *   nsplit      (56 B, below; every multi-byte field big-endian, network order)
+ *   nsplit      (60 B, below; every multi-byte field big-endian, network order)
  *   payload     (data frames: bytes [offset, offset + len) of the message;
  *                ack frames: a struct nsl_wire_ack, then its missing ranges)
  *
  * The nsplit header (struct nsl_wire_hdr):
  *
  *   off size field      meaning
- *     0    1 version    NSL_WIRE_VERSION (1); anything else is dropped
+ *     0    1 version    NSL_WIRE_VERSION (2); anything else is dropped
  *     1    1 type       enum nsl_msg_type
  *     2    2 flags      NSL_WIRE_F_* (poll: answer with an ack now; retransmit)
  *     4    4 session    the run's session id; frames of other runs are dropped
@@ -26,15 +26,22 @@
  *    16    4 round      round (pass over one shard)
  *    20    4 step       optimizer step within the round
  *    24    4 msg_id     sequence number of the message on this (src, dst) pair, from 0
- *    28    4 msg_crc    CRC32C of the whole message payload (acks: of the ack payload)
+ *    28    4 msg_crc    CRC32C of the whole message, in the frame that carries its last byte
+ *                       (0 in the others, and in acks)
  *    32    8 total_len  message length in bytes (acks: length of the ack payload)
  *    40    8 offset     where this frame's payload starts in the message
  *    48    2 frag       payload bytes of every frame of this message but the last
  *    50    2 len        payload bytes in this frame
- *    52    4 hdr_crc    CRC32C of bytes 0..51 of this header
+ *    52    4 frame_crc  CRC32C of this frame's payload (data or ack)
+ *    56    4 hdr_crc    CRC32C of bytes 0..55 of this header
  *
- * An ack has msg_id, stage, micro, round and step 0, offset 0 and frag = len = total_len = the
- * length of its payload. Flag bits not named below are sent as 0 and ignored on receive.
+ * An ack has msg_id, stage, micro, round, step and msg_crc 0, offset 0 and frag = len =
+ * total_len = the length of its payload. Flag bits not named below are sent as 0 and ignored on
+ * receive.
+ *
+ * Two checks guard the payload: each frame's own CRC (a corrupted frame is dropped and sent
+ * again alone, so a long message survives a lossy wire) and the message's, which the receiver
+ * builds from the frames' CRCs as they arrive and checks when the last byte is in.
  *
  * A data frame is valid when offset is a multiple of frag and len == min(frag, total_len - offset).
  * The receiver places the payload at that offset in the slot posted for msg_id, so a frame can
@@ -46,12 +53,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NSL_WIRE_VERSION 1
+#define NSL_WIRE_VERSION 2
 #define NSL_WIRE_UDP_PORT 7311
 #define NSL_WIRE_ETH_LEN 14
 #define NSL_WIRE_IP_LEN 20
 #define NSL_WIRE_UDP_LEN 8
-#define NSL_WIRE_HDR_LEN 56
+#define NSL_WIRE_HDR_LEN 60
 /* Ethernet + IPv4 + UDP + nsplit: every frame starts with this many header bytes. */
 #define NSL_WIRE_FRAME_HDR (NSL_WIRE_ETH_LEN + NSL_WIRE_IP_LEN + NSL_WIRE_UDP_LEN + NSL_WIRE_HDR_LEN)
 /* Messages are at most 2^40 bytes (1 TiB): offsets and lengths above are impossible. */
@@ -88,6 +95,7 @@ struct nsl_wire_hdr {
 	uint64_t offset;
 	uint16_t frag;
 	uint16_t len;
+	uint32_t frame_crc;
 };
 
 /*
@@ -144,6 +152,7 @@ enum nsl_drop {
 	NSL_DROP_STALE,           /* message id already completed */
 	NSL_DROP_MSG_CRC,         /* whole message failed its CRC32C: dropped, sent again */
 	NSL_DROP_TOO_BIG,         /* frame of a message longer than its slot (failed: -EMSGSIZE) */
+	NSL_DROP_FRAME_CRC,       /* data frame's payload failed its CRC32C: dropped, sent again */
 	NSL_DROP_MAX,
 };
 
@@ -169,7 +178,7 @@ struct nsl_wire_frame {
  */
 enum nsl_drop nsl_wire_parse(const uint8_t *frame, uint32_t len, uint16_t udp_port, struct nsl_wire_frame *out);
 
-/* Encode h into 56 bytes at p (big-endian), with its hdr_crc. */
+/* Encode h into NSL_WIRE_HDR_LEN bytes at p (big-endian), with its hdr_crc. */
 void nsl_wire_hdr_encode(uint8_t *p, const struct nsl_wire_hdr *h);
 
 /*
@@ -186,5 +195,20 @@ bool nsl_wire_ack_decode(const uint8_t *p, uint32_t len, struct nsl_wire_ack *a)
 
 /* CRC32C (Castagnoli), as the header and message checksums use it; crc = 0 to start. */
 uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len);
+
+/*
+ * The CRC32C of A followed by B, from the CRC32C of each and B's length, without the bytes:
+ * how a message's CRC is built from its frames' as they pass. The generic form costs len_b / 8
+ * instructions; for a length used again and again (a message's frame size), build a table once
+ * (4 KiB) and combine with four lookups.
+ */
+uint32_t nsl_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
+struct nsl_crc32c_shift {
+	uint32_t t[4][256];
+};
+
+void nsl_crc32c_shift_init(struct nsl_crc32c_shift *op, uint64_t len_b);
+uint32_t nsl_crc32c_combine_with(const struct nsl_crc32c_shift *op, uint32_t crc_a, uint32_t crc_b);
 
 #endif

@@ -125,3 +125,42 @@ uint32_t nsl_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 {
 	return zeros(crc_a, len_b) ^ crc_b;
 }
+
+static inline void store64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
+{
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+	uint64_t c = ~crc;
+
+	for (; len >= 3 * LANE_SHORT; len -= 3 * LANE_SHORT, d += 3 * LANE_SHORT, s += 3 * LANE_SHORT) {
+		uint64_t c1 = 0, c2 = 0;
+
+		for (size_t i = 0; i < LANE_SHORT; i += 8) {
+			uint64_t v0 = load64(s + i), v1 = load64(s + LANE_SHORT + i), v2 = load64(s + 2 * LANE_SHORT + i);
+
+			c = _mm_crc32_u64(c, v0);
+			c1 = _mm_crc32_u64(c1, v1);
+			c2 = _mm_crc32_u64(c2, v2);
+			store64(d + i, v0);
+			store64(d + LANE_SHORT + i, v1);
+			store64(d + 2 * LANE_SHORT + i, v2);
+		}
+		c = shift(&shift_short, shift(&shift_short, (uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
+	}
+	for (; len >= 8; len -= 8, d += 8, s += 8) {
+		uint64_t v = load64(s);
+
+		c = _mm_crc32_u64(c, v);
+		store64(d, v);
+	}
+	for (; len > 0; len--, d++, s++) {
+		*d = *s;
+		c = _mm_crc32_u8((uint32_t)c, *s);
+	}
+	return ~(uint32_t)c;
+}

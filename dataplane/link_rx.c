@@ -198,7 +198,10 @@ static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, cons
 			ack_about(l, p, s, id);
 		return;
 	}
-	/* The one copy: into the slot, at the frame's offset (wire.c checked offset + len <= total). */
+	/*
+	 * The one copy: into the slot, at the frame's offset (wire.c checked offset + len <= total),
+	 * taking the frame's CRC32C on the way. A bad frame's bytes are overwritten by its resend.
+	 */
 	dst = (uint8_t *)s->m->data + h->offset;
 	src = rte_pktmbuf_read(m, f->payload_off, h->len, dst);
 	if (src == NULL) {
@@ -206,10 +209,10 @@ static void on_data(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, cons
 		return;
 	}
 	if (src != dst)
-		memcpy(dst, src, h->len);
+		c = nsl_crc32c_copy(0, dst, src, h->len);
+	else
+		c = nsl_crc32c(0, dst, h->len);	/* scattered frame: rte_pktmbuf_read copied it */
 	l->st.rx_copy_bytes += h->len;
-	/* Checked in the slot, in cache after the copy; a bad frame's bytes get overwritten by its resend. */
-	c = nsl_crc32c(0, dst, h->len);
 	if (c != h->frame_crc) {
 		drop(l, NSL_DROP_FRAME_CRC);
 		if (poll)

@@ -196,6 +196,9 @@ bool nsl_wire_ack_decode(const uint8_t *p, uint32_t len, struct nsl_wire_ack *a)
 /* CRC32C (Castagnoli), as the header and message checksums use it; crc = 0 to start. */
 uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len);
 
+/* Copy len bytes from src to dst and return their CRC32C (continuing crc), reading src once. */
+uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len);
+
 /*
  * The CRC32C of A followed by B, from the CRC32C of each and B's length, without the bytes:
  * how a message's CRC is built from its frames' as they pass. The generic form costs len_b / 8

@@ -1,9 +1,10 @@
 -- SPDX-License-Identifier: BSD-3-Clause
 --
 -- Wireshark dissector for nsplit frames (the layout is in include/nsplit/wire.h):
--- Ethernet + IPv4 + UDP (port 7311 by default) + a 56-byte big-endian nsplit header, then the
--- payload: bytes [offset, offset + len) of a message, or, in ack frames, a 24-byte ack record
--- and its (first, count) missing frame ranges.
+-- Ethernet + IPv4 + UDP (port 7311 by default) + a 60-byte big-endian nsplit header (version 2),
+-- then the payload: bytes [offset, offset + len) of a message, or, in ack frames, a 24-byte ack
+-- record and its (first, count) missing frame ranges. Other versions (version 1 had a 56-byte
+-- header) are shown as unsupported and not decoded.
 --
 -- Use it with
 --   wireshark -X lua_script:scripts/wireshark/nsplit.lua cap.pcap
@@ -15,17 +16,22 @@
 --
 -- Filter fields: nsplit.version, nsplit.type, nsplit.flags(.poll, .retransmit), nsplit.session,
 -- nsplit.src, nsplit.dst, nsplit.stage, nsplit.micro, nsplit.round, nsplit.step, nsplit.msg_id,
--- nsplit.msg_crc, nsplit.total_len, nsplit.offset, nsplit.frag, nsplit.len, nsplit.hdr_crc,
--- nsplit.hdr_crc.status (0 bad, 1 good), nsplit.frag_no, nsplit.nfrags, nsplit.data(.start, .end),
--- nsplit.ack.* (done_below, credit, about, status, received, nranges, flags(.complete,
--- .has_about), range.first, range.count, missing). Problems are expert infos, e.g.
--- `nsplit.hdr_crc.bad`, `nsplit.bad_offset`, `nsplit.bad_ack`.
+-- nsplit.msg_crc (only in the frame that carries a message's last byte: elsewhere the header has
+-- 0 there, shown as text), nsplit.msg_crc.status (single-frame messages, the only ones whose CRC
+-- one frame can check), nsplit.total_len, nsplit.offset, nsplit.frag, nsplit.len,
+-- nsplit.frame_crc, nsplit.frame_crc.status, nsplit.hdr_crc, nsplit.hdr_crc.status (statuses: 0
+-- bad, 1 good), nsplit.frag_no, nsplit.nfrags, nsplit.data(.start, .end), nsplit.ack.*
+-- (done_below, credit, about, status, received, nranges, flags(.complete, .has_about),
+-- range.first, range.count, missing). Problems are expert infos, e.g. `nsplit.hdr_crc.bad`,
+-- `nsplit.frame_crc.bad`, `nsplit.bad_offset`, `nsplit.bad_ack`.
 --
 -- Written for Lua 5.2 (Wireshark 4.0 in Debian 12, where it is tested by check.sh) and later: no
 -- bit library; the CRC32C is plain arithmetic on non-negative integers below 2^32, exact in 5.2
 -- doubles as in 5.3/5.4 numbers (the CRC code gives the same results under lua5.3 and lua5.4).
 
-local HDR_LEN = 56
+local VERSION = 2
+local HDR_LEN = 60
+local HDR_CRC_AT = 56 -- hdr_crc covers bytes [0, HDR_CRC_AT)
 local ACK_LEN = 24
 local ACK_MAX_RANGES = 64
 local DEFAULT_PORT = 7311
@@ -64,12 +70,18 @@ local F = {
 	round = ProtoField.uint32("nsplit.round", "Round", base.DEC),
 	step = ProtoField.uint32("nsplit.step", "Step", base.DEC),
 	msg_id = ProtoField.uint32("nsplit.msg_id", "Message id", base.DEC),
-	msg_crc = ProtoField.uint32("nsplit.msg_crc", "Message CRC32C", base.HEX),
+	msg_crc = ProtoField.uint32("nsplit.msg_crc", "Message CRC32C", base.HEX, nil, nil,
+		"CRC32C of the whole message, carried by the frame with its last byte"),
+	msg_crc_status = ProtoField.uint8("nsplit.msg_crc.status", "Message CRC32C status", base.DEC, crc_status),
 	total_len = ProtoField.uint64("nsplit.total_len", "Message length", base.DEC),
 	offset = ProtoField.uint64("nsplit.offset", "Offset", base.DEC),
 	frag = ProtoField.uint16("nsplit.frag", "Fragment size", base.DEC),
 	len = ProtoField.uint16("nsplit.len", "Payload length", base.DEC),
-	hdr_crc = ProtoField.uint32("nsplit.hdr_crc", "Header CRC32C", base.HEX),
+	frame_crc = ProtoField.uint32("nsplit.frame_crc", "Frame CRC32C", base.HEX, nil, nil,
+		"CRC32C of this frame's payload (data or ack)"),
+	frame_crc_status = ProtoField.uint8("nsplit.frame_crc.status", "Frame CRC32C status", base.DEC, crc_status),
+	hdr_crc = ProtoField.uint32("nsplit.hdr_crc", "Header CRC32C", base.HEX, nil, nil,
+		"CRC32C of header bytes 0..55"),
 	hdr_crc_status = ProtoField.uint8("nsplit.hdr_crc.status", "Header CRC32C status", base.DEC, crc_status),
 	frag_no = ProtoField.uint32("nsplit.frag_no", "Frame of message", base.DEC, nil, nil,
 		"offset / frag: the frame number ack ranges count in"),
@@ -104,11 +116,13 @@ nsplit.fields = field_list
 local E = {
 	hdr_crc = ProtoExpert.new("nsplit.hdr_crc.bad", "Bad nsplit header CRC32C",
 		expert.group.CHECKSUM, expert.severity.ERROR),
-	msg_crc = ProtoExpert.new("nsplit.msg_crc.bad", "Bad ack payload CRC32C",
+	frame_crc = ProtoExpert.new("nsplit.frame_crc.bad", "Bad nsplit frame CRC32C (receivers drop the frame)",
+		expert.group.CHECKSUM, expert.severity.ERROR),
+	msg_crc = ProtoExpert.new("nsplit.msg_crc.bad", "Bad message CRC32C (receivers drop the message)",
 		expert.group.CHECKSUM, expert.severity.ERROR),
 	truncated = ProtoExpert.new("nsplit.truncated", "nsplit frame truncated",
 		expert.group.MALFORMED, expert.severity.ERROR),
-	version = ProtoExpert.new("nsplit.bad_version", "Unknown nsplit version (receivers drop it)",
+	version = ProtoExpert.new("nsplit.bad_version", "Unsupported nsplit version, not decoded (receivers drop it)",
 		expert.group.PROTOCOL, expert.severity.WARN),
 	type = ProtoExpert.new("nsplit.bad_type", "Unknown nsplit message type (receivers drop it)",
 		expert.group.PROTOCOL, expert.severity.WARN),
@@ -125,16 +139,18 @@ local E = {
 	rtx = ProtoExpert.new("nsplit.retransmit", "Retransmitted frame",
 		expert.group.SEQUENCE, expert.severity.NOTE),
 }
-nsplit.experts = { E.hdr_crc, E.msg_crc, E.truncated, E.version, E.type, E.len, E.offset, E.ack, E.failed,
-	E.poll, E.rtx }
+nsplit.experts = { E.hdr_crc, E.frame_crc, E.msg_crc, E.truncated, E.version, E.type, E.len, E.offset, E.ack,
+	E.failed, E.poll, E.rtx }
 
 nsplit.prefs.udp_port = Pref.uint("UDP port", DEFAULT_PORT, "UDP port of the nsplit session (both ends use it)")
 nsplit.prefs.check_crc = Pref.bool("Verify CRC32C", true,
-	"Check the header CRC32C (and the CRC32C of ack payloads)")
+	"Check the header CRC32C, the frame (payload) CRC32C and, in single-frame messages, the message CRC32C")
 
 ------------------------------------------------------------------------------------------------
 -- CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table driven, with xor done in
--- arithmetic: 4 bits at a time through a 16x16 table. Values stay integers in [0, 2^32).
+-- arithmetic: 4 bits at a time through a 16x16 table to build the tables, then a byte at a time
+-- through a 256x256 one in the loop (every frame's payload is checked, so the loop must be
+-- quick). Values stay integers in [0, 2^32).
 
 local XOR4 = {}
 for x = 0, 15 do
@@ -174,14 +190,38 @@ for n = 0, 255 do
 	CRC_TABLE[n] = c
 end
 
--- CRC32C of a Lua string, starting from 0 (as nsl_crc32c(0, p, len) does).
-local function crc32c(s)
-	local c = 0xFFFFFFFF
-	for i = 1, #s do
-		local low = c % 256
-		c = bxor(CRC_TABLE[bxor(low, s:byte(i))], (c - low) / 256)
+-- XOR8[x * 256 + y] = x xor y, for bytes.
+local XOR8 = {}
+for x = 0, 255 do
+	local xh, xl = (x - x % 16) / 16, x % 16
+	for y = 0, 255 do
+		local yh, yl = (y - y % 16) / 16, y % 16
+		XOR8[x * 256 + y] = XOR4[xh * 16 + yh] * 16 + XOR4[xl * 16 + yl]
 	end
-	return 0xFFFFFFFF - c
+end
+
+-- CRC_TABLE[n] split into its bytes, lowest first; T0..T2 times 256, ready to index XOR8.
+local T0, T1, T2, T3 = {}, {}, {}, {}
+for n = 0, 255 do
+	local v = CRC_TABLE[n]
+	local v0 = v % 256
+	v = (v - v0) / 256
+	local v1 = v % 256
+	v = (v - v1) / 256
+	local v2 = v % 256
+	T0[n], T1[n], T2[n], T3[n] = v0 * 256, v1 * 256, v2 * 256, (v - v2) / 256
+end
+
+-- CRC32C of a Lua string, starting from 0 (as nsl_crc32c(0, p, len) does). The running value is
+-- kept as four bytes b0 (lowest) .. b3: c = TABLE[(c xor byte) % 256] xor (c >> 8).
+local byte = string.byte
+local function crc32c(s)
+	local b0, b1, b2, b3 = 255, 255, 255, 255
+	for i = 1, #s do
+		local n = XOR8[b0 * 256 + byte(s, i)]
+		b0, b1, b2, b3 = XOR8[T0[n] + b1], XOR8[T1[n] + b2], XOR8[T2[n] + b3], T3[n]
+	end
+	return ((255 - b3) * 256 + 255 - b2) * 65536 + (255 - b1) * 256 + 255 - b0
 end
 
 -- Self-check at load time: the standard CRC32C check value.
@@ -260,17 +300,6 @@ local function dissect_ack(tvb, pinfo, tree, h)
 	if h.offset ~= 0 or h.total_len ~= h.len or h.len < ACK_LEN then
 		tree:add_proto_expert_info(E.ack, "ack header wants offset 0 and total_len == len >= 24")
 	end
-	local crc_bad = false
-	if nsplit.prefs.check_crc and avail == h.len then
-		local c = crc32c(r:raw())
-		crc_bad = c ~= h.msg_crc
-		if crc_bad then
-			h.msg_crc_item:append_text(string.format(" [bad, computed %s]", hex32(c)))
-			h.msg_crc_item:add_proto_expert_info(E.msg_crc)
-		else
-			h.msg_crc_item:append_text(" [correct]")
-		end
-	end
 
 	local info = string.format("ACK %d->%d done<%d credit %d", h.src, h.dst, done_below, credit)
 	if has_about then
@@ -285,9 +314,6 @@ local function dissect_ack(tvb, pinfo, tree, h)
 		end
 	end
 	at:append_text(": " .. info:sub(5))
-	if crc_bad then
-		info = info .. " [bad msg_crc]"
-	end
 	return info
 end
 
@@ -323,9 +349,64 @@ local function dissect_data(tvb, pinfo, tree, h)
 		type_short[h.type] or string.format("TYPE%d", h.type), h.src, h.dst, h.msg_id, first, last, h.total_len, h.stage, h.step)
 end
 
+-- The msg_crc field (offset 28): the whole message's CRC32C in the frame that carries its last
+-- byte, 0 in every other frame and in acks (shown as text there, so that nsplit.msg_crc only
+-- matches frames that carry a message CRC). A single-frame message is its own payload: its CRC
+-- is checked against pc, the payload's CRC32C (nil when not computed). True when it is bad.
+local function add_msg_crc(ht, tvb, h, pc)
+	local r = tvb(28, 4)
+	if h.type == TYPE_ACK or h.offset + h.len ~= h.total_len then
+		local why = h.type == TYPE_ACK and "acks carry none" or "not the last frame"
+		if h.msg_crc == 0 then
+			ht:add(r, string.format("Message CRC32C: 0 (%s)", why))
+		else
+			ht:add(r, string.format("Message CRC32C: %s (%s: should be 0, receivers ignore it)",
+				hex32(h.msg_crc), why))
+		end
+		return false
+	end
+	local mi = ht:add(F.msg_crc, r)
+	if h.offset ~= 0 then
+		mi:append_text(string.format(" (of the whole message, %.0f bytes)", h.total_len))
+		return false
+	end
+	if pc == nil then
+		return false
+	end
+	local bad = pc ~= h.msg_crc
+	if bad then
+		mi:append_text(string.format(" [bad, computed %s]", hex32(pc)))
+		mi:add_proto_expert_info(E.msg_crc, string.format("Bad message CRC32C: %s, computed %s",
+			hex32(h.msg_crc), hex32(pc)))
+	else
+		mi:append_text(" [correct]")
+	end
+	ht:add(F.msg_crc_status, r, bad and 0 or 1):set_generated()
+	return bad
+end
+
 function nsplit.dissector(tvb, pinfo, tree)
 	pinfo.cols.protocol = "nsplit"
 	local t = tree:add(nsplit, tvb())
+	if tvb:len() < 1 then
+		t:add_proto_expert_info(E.truncated, "no nsplit header at all")
+		pinfo.cols.info = "nsplit (truncated)"
+		return tvb:len()
+	end
+	local version = tvb(0, 1):uint()
+	if version ~= VERSION then
+		local vi = t:add(F.version, tvb(0, 1))
+		vi:add_proto_expert_info(E.version, string.format(
+			"Unsupported nsplit version %d: this dissector decodes version %d%s (receivers drop it)",
+			version, VERSION, version == 1 and ", version 1 had a 56-byte header" or ""))
+		if tvb:len() > 1 then
+			t:add(tvb(1, tvb:len() - 1), string.format("Not decoded (%d bytes)", tvb:len() - 1))
+		end
+		local info = string.format("nsplit version %d (unsupported)", version)
+		pinfo.cols.info = info
+		t:append_text(", " .. info)
+		return tvb:len()
+	end
 	if tvb:len() < HDR_LEN then
 		t:add_proto_expert_info(E.truncated, string.format("%d bytes, the header alone is %d", tvb:len(), HDR_LEN))
 		pinfo.cols.info = "nsplit (truncated)"
@@ -333,7 +414,7 @@ function nsplit.dissector(tvb, pinfo, tree)
 	end
 
 	local h = {
-		version = tvb(0, 1):uint(),
+		version = version,
 		type = tvb(1, 1):uint(),
 		flags = tvb(2, 2):uint(),
 		session = tvb(4, 4):uint(),
@@ -350,14 +431,21 @@ function nsplit.dissector(tvb, pinfo, tree)
 		offset = tvb(40, 8):uint64():tonumber(),
 		frag = tvb(48, 2):uint(),
 		len = tvb(50, 2):uint(),
-		hdr_crc = tvb(52, 4):uint(),
+		frame_crc = tvb(52, 4):uint(),
+		hdr_crc = tvb(HDR_CRC_AT, 4):uint(),
 	}
 
-	local ht = t:add(tvb(0, HDR_LEN), "Header")
-	local vi = ht:add(F.version, tvb(0, 1))
-	if h.version ~= 1 then
-		vi:add_proto_expert_info(E.version)
+	-- The payload's CRC32C, once, for frame_crc (and msg_crc in a single-frame message): only
+	-- when the datagram carries len bytes and all of them were captured.
+	local payload = tvb:reported_len() - HDR_LEN
+	local avail = tvb:len() - HDR_LEN
+	local pc
+	if nsplit.prefs.check_crc and payload == h.len and avail == h.len then
+		pc = avail > 0 and crc32c(tvb(HDR_LEN, avail):raw()) or 0
 	end
+
+	local ht = t:add(tvb(0, HDR_LEN), "Header")
+	ht:add(F.version, tvb(0, 1))
 	local ti = ht:add(F.type, tvb(1, 1))
 	if h.type == 0 or h.type > TYPE_ACK then
 		ti:add_proto_expert_info(E.type)
@@ -380,28 +468,44 @@ function nsplit.dissector(tvb, pinfo, tree)
 	ht:add(F.round, tvb(16, 4))
 	ht:add(F.step, tvb(20, 4))
 	ht:add(F.msg_id, tvb(24, 4))
-	h.msg_crc_item = ht:add(F.msg_crc, tvb(28, 4))
+	local msg_bad = add_msg_crc(ht, tvb, h, pc)
 	ht:add(F.total_len, tvb(32, 8))
 	ht:add(F.offset, tvb(40, 8))
 	ht:add(F.frag, tvb(48, 2))
 	local li = ht:add(F.len, tvb(50, 2))
-	local ci = ht:add(F.hdr_crc, tvb(52, 4))
 
-	local crc_bad = false
+	local fci = ht:add(F.frame_crc, tvb(52, 4))
+	local frame_bad = false
+	if pc ~= nil then
+		frame_bad = pc ~= h.frame_crc
+		if frame_bad then
+			fci:append_text(string.format(" [bad, computed %s]", hex32(pc)))
+			fci:add_proto_expert_info(E.frame_crc, string.format("Bad nsplit frame CRC32C: %s, computed %s",
+				hex32(h.frame_crc), hex32(pc)))
+		else
+			fci:append_text(" [correct]")
+		end
+		ht:add(F.frame_crc_status, tvb(52, 4), frame_bad and 0 or 1):set_generated()
+	elseif nsplit.prefs.check_crc then
+		fci:append_text(payload ~= h.len and " [not checked: len differs from the payload]"
+			or " [not checked: payload not captured whole]")
+	end
+
+	local ci = ht:add(F.hdr_crc, tvb(HDR_CRC_AT, 4))
+	local hdr_bad = false
 	if nsplit.prefs.check_crc then
-		local c = crc32c(tvb(0, 52):raw())
-		crc_bad = c ~= h.hdr_crc
-		if crc_bad then
+		local c = crc32c(tvb(0, HDR_CRC_AT):raw())
+		hdr_bad = c ~= h.hdr_crc
+		if hdr_bad then
 			ci:append_text(string.format(" [bad, computed %s]", hex32(c)))
 			ci:add_proto_expert_info(E.hdr_crc, string.format("Bad nsplit header CRC32C: %s, computed %s",
 				hex32(h.hdr_crc), hex32(c)))
 		else
 			ci:append_text(" [correct]")
 		end
-		ht:add(F.hdr_crc_status, tvb(52, 4), crc_bad and 0 or 1):set_generated()
+		ht:add(F.hdr_crc_status, tvb(HDR_CRC_AT, 4), hdr_bad and 0 or 1):set_generated()
 	end
 
-	local payload = tvb:reported_len() - HDR_LEN
 	if payload ~= h.len then
 		li:add_proto_expert_info(E.len, string.format("len %d, the datagram carries %d payload bytes",
 			h.len, payload))
@@ -415,7 +519,9 @@ function nsplit.dissector(tvb, pinfo, tree)
 	end
 	if poll then info = info .. " poll" end
 	if rtx then info = info .. " rtx" end
-	if crc_bad then info = info .. " [bad hdr_crc]" end
+	if frame_bad then info = info .. " [bad frame_crc]" end
+	if msg_bad then info = info .. " [bad msg_crc]" end
+	if hdr_bad then info = info .. " [bad hdr_crc]" end
 	pinfo.cols.info = info
 	t:append_text(", " .. info)
 	return tvb:len()

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_dev.h>
 #include <rte_errno.h>
@@ -17,6 +18,7 @@
 
 #include "nsplit/error.h"
 #include "nsplit/wire.h"
+#include "eal_pvt.h"
 #include "port_pvt.h"
 
 #define DEFAULT_DESC 1024
@@ -26,6 +28,8 @@
 /* Frames smaller than this leave too little room for payload after 98 bytes of headers. */
 #define MIN_MTU 576
 #define POOL_CACHE 256
+/* How long a memif client waits for its server to hang up first when closing. */
+#define MEMIF_HANGUP_WAIT_MS 2000
 
 static int dpdk_error(int rc, const char *dev, const char *what)
 {
@@ -79,6 +83,7 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 	 */
 	if (!ring && strcmp(info.driver_name, "net_memif") == 0 && strstr(devargs, "zero-copy=yes") != NULL)
 		p->tx_max_burst = 4;
+	p->memif_client = !ring && strcmp(info.driver_name, "net_memif") == 0 && strstr(devargs, "role=client") != NULL;
 	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	/* Never RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE: a frame's mbufs come from two pools, one with extbufs. */
@@ -230,8 +235,29 @@ void nsl_port_close(struct nsl_port *p)
 {
 	if (p == NULL)
 		return;
+	/*
+	 * DPDK 22.11's memif is not safe against a hang-up racing its own thread: the peer's
+	 * hang-up is handled on the interrupt thread, which unmaps the rings while this thread may
+	 * still be polling them or hanging up too (both crashed, about one run in twenty). So one
+	 * side hangs up and the other waits for it without polling: the client waits, for at most
+	 * MEMIF_HANGUP_WAIT_MS, for the server (usually the side that lingers to answer the last
+	 * probes) to go first; and the interrupt thread is let finish before the device is freed.
+	 */
+	if (p->started && p->memif_client) {
+		struct rte_eth_link link;
+
+		for (int i = 0; i < MEMIF_HANGUP_WAIT_MS; i++) {
+			if (rte_eth_link_get_nowait(p->id, &link) != 0 || link.link_status == RTE_ETH_LINK_DOWN)
+				break;
+			usleep(1000);
+		}
+		/* The link goes down at the start of the hang-up; the handler goes on after. */
+		nsl_eal_quiesce_interrupts();
+	}
 	if (p->started)
 		rte_eth_dev_stop(p->id);
+	if (p->started && p->vdev)
+		nsl_eal_quiesce_interrupts();
 	if (p->vdev) {
 		struct rte_eth_dev_info info;
 		struct rte_device *dev = rte_eth_dev_info_get(p->id, &info) == 0 ? info.device : NULL;

@@ -20,6 +20,7 @@ struct nsl_port {
 	bool vdev;                /* probed by us: removed on close */
 	uint16_t tx_max_burst;    /* frames per rte_eth_tx_burst call (0 = any number) */
 	bool tx_ip_cksum;         /* the port fills in IPv4 header checksums */
+	bool memif_client;        /* closes after its server hangs up (see nsl_port_close) */
 	uint8_t mac[6];
 	char name[128];
 	struct rte_mempool *hdr_pool;   /* frame headers (and whole frames when copying) */

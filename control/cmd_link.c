@@ -3,7 +3,8 @@
  * nsplit link: move messages between two peers over any DPDK port and check every byte. The
  * tests run it over memif (two processes) and af_packet (network namespaces); the dataplane
  * benchmark times it. Peer 0 sends, peer 1 receives; --ring runs both in this process over a
- * net_ring pair, one thread each.
+ * net_ring pair, one thread each. With --pingpong, peer 1 sends each message back as soon as it
+ * has it whole, and peer 0 times the round trips.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,12 +17,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_cycles.h>
 #include <rte_lcore.h>
 
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
+#include "nsplit/capture.h"
 #include "nsplit/faults.h"
 #include "nsplit/link.h"
+#include "nsplit/poll.h"
 #include "nsplit/port.h"
 #include "nsplit/rng.h"
 #include "cli.h"
@@ -29,6 +33,8 @@
 
 #define BURST 32
 #define QUIET_S 0.5
+/* Untimed round trips before --pingpong's --count timed ones: first frames, mbuf caches, credits. */
+#define WARMUP 100
 
 static void usage(FILE *f)
 {
@@ -41,7 +47,7 @@ static void usage(FILE *f)
 "  --port DEVARGS     the port, e.g. net_memif0,role=server,socket=/tmp/n.sock or\n"
 "                     net_af_packet0,iface=veth0 (see README: Ports)\n"
 "  --peer-mac MAC     the other peer's MAC (default broadcast; fine point to point)\n"
-"  --mtu N            IP MTU (default 1500)\n"
+"  --mtu N            IP MTU, 576 to 9000 (default: 9000 on --ring, else 1500)\n"
 "  --count N          messages (default 64)\n"
 "  --size BYTES       bytes per message, K/M/G suffixes (default 1M)\n"
 "  --random-sizes     message k has 1..--size bytes, the same on both peers for a --seed\n"
@@ -53,13 +59,19 @@ static void usage(FILE *f)
 "  --session ID       session id, the same on both peers (default 1)\n"
 "  --seed S           message sizes and contents (default 1)\n"
 "  --dp-mem MIB       DPDK heap in MiB (default: enough for the window)\n"
+"  --pingpong         round trips instead: peer 1 sends each message back, peer 0 times\n"
+"                     --count of them after 100 untimed ones (median, p99)\n"
+"  --poll MODE        busy, adaptive (spin, yield, then short naps when idle) or auto:\n"
+"                     busy when each polling thread has a CPU of its own (default auto)\n"
+"  --capture FILE     record every frame this peer sends and receives as pcap (with --ring:\n"
+"                     peer 0's port, which sees both directions); nsplit.lua decodes it\n"
 "  --json             one JSON line per peer at the end\n"
 "  -h, --help         this text\n",
 		f);
 }
 
 enum { O_RING = 256, O_SELF, O_PORT, O_MAC, O_MTU, O_COUNT, O_SIZE, O_RANDOM, O_WINDOW, O_NOVERIFY, O_FAULTS,
-       O_TIMEOUT, O_DEADLINE, O_SESSION, O_SEED, O_MEM, O_JSON };
+       O_TIMEOUT, O_DEADLINE, O_SESSION, O_SEED, O_MEM, O_PINGPONG, O_POLL, O_CAPTURE, O_JSON };
 
 static const struct option long_opts[] = {
 	{ "ring", no_argument, NULL, O_RING },
@@ -78,15 +90,19 @@ static const struct option long_opts[] = {
 	{ "session", required_argument, NULL, O_SESSION },
 	{ "seed", required_argument, NULL, O_SEED },
 	{ "dp-mem", required_argument, NULL, O_MEM },
+	{ "pingpong", no_argument, NULL, O_PINGPONG },
+	{ "poll", required_argument, NULL, O_POLL },
+	{ "capture", required_argument, NULL, O_CAPTURE },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct link_opts {
-	bool ring, random_sizes, verify, json, has_mac;
+	bool ring, random_sizes, verify, json, has_mac, pingpong;
 	int self, window, mtu, timeout_ms, deadline_s, mem_mb;
-	const char *port, *faults;
+	enum nsl_poll_mode poll;  /* resolved before the peers start: busy or adaptive */
+	const char *port, *faults, *capture;
 	uint8_t mac[6];
 	uint64_t count, size, seed, session;
 };
@@ -98,10 +114,13 @@ struct side {
 	struct nsl_port *port;
 	struct nsl_link *link;
 	struct nsl_fault_injector *fi;
+	struct nsl_capture *cap;
 	uint8_t **bufs;
 	struct nsl_msg *msgs;
+	int nbufs;
 	uint64_t msgs_done, bytes;
 	double seconds;
+	double *rtt_us;           /* --pingpong, peer 0: one per timed round trip */
 	int rc;
 	char err[512];
 };
@@ -110,19 +129,6 @@ static volatile sig_atomic_t stop;
 /* The CPUs this process could use before EAL pinned the main thread to one of them. */
 static cpu_set_t cpus_before_eal;
 
-/*
- * Spin while there is work; once idle for a while, yield, so that two peers' threads sharing a
- * core (as on a 2-core machine running more lcores than cores) let each other run.
- */
-static void idle_backoff(int work, unsigned *idle)
-{
-	if (work > 0) {
-		*idle = 0;
-		return;
-	}
-	if (++*idle > 256)
-		sched_yield();
-}
 
 static void on_signal(int sig)
 {
@@ -136,6 +142,15 @@ static double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/*
+ * When --deadline runs out, in TSC cycles: the loops check it every poll, and reading the clock
+ * (a vDSO call) there took 2-5% of a peer's time.
+ */
+static uint64_t deadline_tsc(int seconds)
+{
+	return rte_get_tsc_cycles() + (uint64_t)seconds * rte_get_tsc_hz();
 }
 
 static uint64_t msg_len(const struct link_opts *o, uint64_t k)
@@ -197,15 +212,16 @@ static int alloc_bufs(struct side *s, int n, uint64_t bytes)
 	s->msgs = calloc((size_t)n, sizeof(*s->msgs));
 	if (s->bufs == NULL || s->msgs == NULL)
 		return fail(s, "out of memory");
+	s->nbufs = n;
 	for (int i = 0; i < n; i++)
 		if ((s->bufs[i] = nsl_dp_alloc(bytes, 4096)) == NULL)
 			return fail(s, "%s", nsl_error_last());
 	return 0;
 }
 
-static void free_bufs(struct side *s, int n)
+static void free_bufs(struct side *s)
 {
-	for (int i = 0; s->bufs != NULL && i < n; i++)
+	for (int i = 0; s->bufs != NULL && i < s->nbufs; i++)
 		nsl_dp_free(s->bufs[i]);
 	free(s->bufs);
 	free(s->msgs);
@@ -217,14 +233,69 @@ static int dead(struct side *s)
 		    nsl_error_last());
 }
 
+/* One poll of the link, then spin, yield or nap (--poll). Frames handled, or -1 with s->rc set. */
+static int poll_once(struct side *s, struct nsl_idle *idle)
+{
+	int rc = nsl_link_poll(s->link);
+
+	if (rc < 0)
+		return -fail(s, "%s", nsl_error_last());
+	nsl_idle_after(idle, rc);
+	return rc;
+}
+
+/* Give data, a buffer of --size bytes, as the slot for the other peer's next message. */
+static int post(struct side *s, struct nsl_msg *m, void *data)
+{
+	*m = (struct nsl_msg){ .data = data, .len = s->o->size, .peer = (uint16_t)(1 - s->self) };
+	if (nsl_link_post(s->link, m) < 0)
+		return fail(s, "%s", nsl_error_last());
+	return 0;
+}
+
+/* A message nsl_link_sent gave back: 0 when it arrived whole, else 1 with the reason. */
+static int check_sent(struct side *s, const struct nsl_msg *m)
+{
+	if (m->status == 0)
+		return 0;
+	return m->status == -EHOSTDOWN ? dead(s) : fail(s, "message %u failed: %s", m->step, strerror(-m->status));
+}
+
+/* The k-th message received: 0 when it is the one expected (and, with verify, intact), else 1. */
+static int check_received(struct side *s, const struct nsl_msg *m, uint64_t k)
+{
+	const struct link_opts *o = s->o;
+	uint64_t want = msg_len(o, k);
+	int64_t bad;
+
+	if (m->status != 0)
+		return m->status == -EHOSTDOWN ? dead(s) : fail(s, "message %" PRIu64 ": %s", k, strerror(-m->status));
+	if (m->len != want || m->step != (uint32_t)k)
+		return fail(s, "message %" PRIu64 ": %" PRIu64 " bytes, step %u; expected %" PRIu64 " bytes, step %u", k,
+			    m->len, m->step, want, (uint32_t)k);
+	if (o->verify && (bad = check(o, k, m->data, m->len)) >= 0)
+		return fail(s, "message %" PRIu64 " of %" PRIu64 " bytes differs at byte %" PRId64, k, m->len, bad);
+	return 0;
+}
+
+/* Stay a little, so the other peer hears the last acks (or the answers to its probes). */
+static void linger(struct side *s)
+{
+	for (double quiet = now_s(); !stop && now_s() - quiet < QUIET_S;)
+		if (nsl_link_poll(s->link) > 0)
+			quiet = now_s();
+}
+
 static int run_sender(struct side *s)
 {
 	const struct link_opts *o = s->o;
 	int w = o->window;
 	uint64_t next = 0;
-	double t0 = now_s(), t_end = t0 + o->deadline_s;
-	unsigned idle = 0;
-	int rc;
+	double t0 = now_s();
+	uint64_t t_end = deadline_tsc(o->deadline_s);
+	struct nsl_idle idle;
+
+	nsl_idle_init(&idle, s->o->poll);
 
 	if (alloc_bufs(s, w, o->size) != 0)
 		return 1;
@@ -246,18 +317,16 @@ static int run_sender(struct side *s)
 				return fail(s, "%s", nsl_error_last());
 			next++;
 		}
-		if ((rc = nsl_link_poll(s->link)) < 0)
-			return fail(s, "%s", nsl_error_last());
-		idle_backoff(rc, &idle);
+		if (poll_once(s, &idle) < 0)
+			return 1;
 		while ((n = nsl_link_sent(s->link, done, BURST)) > 0)
 			for (unsigned j = 0; j < n; j++) {
-				if (done[j]->status != 0)
-					return done[j]->status == -EHOSTDOWN ? dead(s)
-						: fail(s, "message %u failed: %s", done[j]->step, strerror(-done[j]->status));
+				if (check_sent(s, done[j]) != 0)
+					return 1;
 				s->msgs_done++;
 				s->bytes += done[j]->len;
 			}
-		if (now_s() > t_end)
+		if (rte_get_tsc_cycles() > t_end)
 			return fail(s, "deadline: %" PRIu64 " of %" PRIu64 " messages sent in %d s", s->msgs_done, o->count,
 				    o->deadline_s);
 	}
@@ -270,59 +339,182 @@ static int run_receiver(struct side *s)
 	const struct link_opts *o = s->o;
 	int w = o->window;
 	uint64_t posted = 0;
-	double t0 = 0, t_end = now_s() + o->deadline_s, quiet;
-	unsigned idle = 0;
+	double t0 = 0;
+	uint64_t t_end = deadline_tsc(o->deadline_s);
+	struct nsl_idle idle;
+
+	nsl_idle_init(&idle, s->o->poll);
 
 	if (alloc_bufs(s, w, o->size) != 0)
 		return 1;
-	for (int i = 0; i < w && posted < o->count; i++, posted++) {
-		s->msgs[i] = (struct nsl_msg){ .data = s->bufs[i], .len = o->size, .peer = 0 };
-		if (nsl_link_post(s->link, &s->msgs[i]) < 0)
-			return fail(s, "%s", nsl_error_last());
-	}
+	for (int i = 0; i < w && posted < o->count; i++, posted++)
+		if (post(s, &s->msgs[i], s->bufs[i]) != 0)
+			return 1;
 	while (s->msgs_done < o->count && !stop) {
 		struct nsl_msg *got[BURST];
 		unsigned n;
-		int rc = nsl_link_poll(s->link);
+		int rc = poll_once(s, &idle);
 
 		if (rc < 0)
-			return fail(s, "%s", nsl_error_last());
-		idle_backoff(rc, &idle);
+			return 1;
 		if (rc > 0 && t0 == 0)
 			t0 = now_s();
 		while ((n = nsl_link_recv(s->link, got, BURST)) > 0)
 			for (unsigned j = 0; j < n; j++) {
 				struct nsl_msg *m = got[j];
-				uint64_t k = s->msgs_done, want = msg_len(o, k);
-				int64_t bad;
 
-				if (m->status != 0)
-					return m->status == -EHOSTDOWN ? dead(s)
-						: fail(s, "message %" PRIu64 ": %s", k, strerror(-m->status));
-				if (m->len != want || m->step != (uint32_t)k)
-					return fail(s, "message %" PRIu64 ": %" PRIu64 " bytes, step %u; expected %" PRIu64
-						    " bytes, step %u", k, m->len, m->step, want, (uint32_t)k);
-				if (o->verify && (bad = check(o, k, m->data, m->len)) >= 0)
-					return fail(s, "message %" PRIu64 " of %" PRIu64 " bytes differs at byte %" PRId64, k,
-						    m->len, bad);
+				if (check_received(s, m, s->msgs_done) != 0)
+					return 1;
 				s->msgs_done++;
 				s->bytes += m->len;
 				if (posted < o->count) {
-					m->len = o->size;
-					if (nsl_link_post(s->link, m) < 0)
-						return fail(s, "%s", nsl_error_last());
+					if (post(s, m, m->data) != 0)
+						return 1;
 					posted++;
 				}
 			}
-		if (now_s() > t_end)
+		if (rte_get_tsc_cycles() > t_end)
 			return fail(s, "deadline: %" PRIu64 " of %" PRIu64 " messages received in %d s", s->msgs_done,
 				    o->count, o->deadline_s);
 	}
 	s->seconds = t0 ? now_s() - t0 : 0;
-	/* Stay a little, so the sender hears the last acks (or the answers to its probes). */
-	for (quiet = now_s(); !stop && now_s() - quiet < QUIET_S;)
-		if (nsl_link_poll(s->link) > 0)
-			quiet = now_s();
+	linger(s);
+	return s->rc;
+}
+
+/*
+ * --pingpong, peer 0: send message k, wait until it comes back (and until its own send is
+ * acknowledged, so that its buffer is free again), WARMUP + count times; the last count round
+ * trips are timed, from just before nsl_link_send to the moment nsl_link_recv hands the echo
+ * over. One message is in flight at a time; --window slots stay posted for the echoes, so credit
+ * for the next echo is always out before it is needed.
+ */
+static int run_ping(struct side *s)
+{
+	const struct link_opts *o = s->o;
+	int w = o->window;
+	uint64_t total = o->count + WARMUP, posted = 0;
+	double t_first = 0;
+	uint64_t t_end = deadline_tsc(o->deadline_s);
+	struct nsl_idle idle;
+	struct nsl_msg *out;
+
+	nsl_idle_init(&idle, s->o->poll);
+
+	/* w slots for the echoes, then one buffer to send from. */
+	if (alloc_bufs(s, w + 1, o->size) != 0)
+		return 1;
+	if ((s->rtt_us = malloc(o->count * sizeof(*s->rtt_us))) == NULL)
+		return fail(s, "out of memory for %" PRIu64 " round-trip times", o->count);
+	for (; posted < (uint64_t)w && posted < total; posted++)
+		if (post(s, &s->msgs[posted], s->bufs[posted]) != 0)
+			return 1;
+	out = &s->msgs[w];
+	for (uint64_t k = 0; k < total && !stop; k++) {
+		bool sent = false, back = false;
+		double t0, rtt = 0;
+
+		*out = (struct nsl_msg){ .data = s->bufs[w], .len = msg_len(o, k), .peer = 1,
+					 .type = NSL_MSG_ACTIVATION, .step = (uint32_t)k };
+		if (o->verify)
+			fill(o, k, out->data, out->len);
+		if (k == WARMUP)
+			t_first = now_s();
+		t0 = now_s();
+		if (nsl_link_send(s->link, out) < 0)
+			return fail(s, "%s", nsl_error_last());
+		while (!(sent && back) && !stop) {
+			struct nsl_msg *m;
+
+			if (poll_once(s, &idle) < 0)
+				return 1;
+			if (!back && nsl_link_recv(s->link, &m, 1) == 1) {
+				rtt = now_s() - t0;
+				if (check_received(s, m, k) != 0)
+					return 1;
+				back = true;
+				if (posted < total) {
+					if (post(s, m, m->data) != 0)
+						return 1;
+					posted++;
+				}
+			}
+			if (!sent && nsl_link_sent(s->link, &m, 1) == 1) {
+				if (check_sent(s, m) != 0)
+					return 1;
+				sent = true;
+			}
+			if (rte_get_tsc_cycles() > t_end)
+				return fail(s, "deadline: %" PRIu64 " of %" PRIu64 " round trips in %d s", k, total,
+					    o->deadline_s);
+		}
+		if (sent && back && k >= WARMUP) {
+			s->rtt_us[s->msgs_done++] = rtt * 1e6;
+			s->bytes += out->len;
+		}
+	}
+	s->seconds = t_first ? now_s() - t_first : 0;
+	linger(s);
+	return s->rc;
+}
+
+/*
+ * --pingpong, peer 1: send every message back from the slot it arrived in, as soon as it is
+ * whole; the slot is posted again once the echo is acknowledged.
+ */
+static int run_echo(struct side *s)
+{
+	const struct link_opts *o = s->o;
+	int w = o->window;
+	uint64_t total = o->count + WARMUP, posted = 0, got = 0, echoed = 0;
+	double t0 = 0;
+	uint64_t t_end = deadline_tsc(o->deadline_s);
+	struct nsl_idle idle;
+
+	nsl_idle_init(&idle, s->o->poll);
+
+	if (alloc_bufs(s, w, o->size) != 0)
+		return 1;
+	for (; posted < (uint64_t)w && posted < total; posted++)
+		if (post(s, &s->msgs[posted], s->bufs[posted]) != 0)
+			return 1;
+	while (echoed < total && !stop) {
+		struct nsl_msg *ms[BURST];
+		unsigned n;
+
+		if (poll_once(s, &idle) < 0)
+			return 1;
+		while ((n = nsl_link_recv(s->link, ms, BURST)) > 0)
+			for (unsigned j = 0; j < n; j++) {
+				if (check_received(s, ms[j], got) != 0)
+					return 1;
+				if (got++ == WARMUP)
+					t0 = now_s();
+				ms[j]->peer = (uint16_t)(1 - s->self);
+				ms[j]->type = NSL_MSG_GRADIENT;
+				if (nsl_link_send(s->link, ms[j]) < 0)
+					return fail(s, "%s", nsl_error_last());
+			}
+		while ((n = nsl_link_sent(s->link, ms, BURST)) > 0)
+			for (unsigned j = 0; j < n; j++) {
+				if (check_sent(s, ms[j]) != 0)
+					return 1;
+				if (echoed++ >= WARMUP) {
+					s->msgs_done++;
+					s->bytes += ms[j]->len;
+				}
+				if (posted < total) {
+					if (post(s, ms[j], ms[j]->data) != 0)
+						return 1;
+					posted++;
+				}
+			}
+		if (rte_get_tsc_cycles() > t_end)
+			return fail(s, "deadline: %" PRIu64 " of %" PRIu64 " messages echoed in %d s", echoed, total,
+				    o->deadline_s);
+	}
+	s->seconds = t0 ? now_s() - t0 : 0;
+	linger(s);
 	return s->rc;
 }
 
@@ -346,13 +538,36 @@ static int side_setup(struct side *s, const struct link_opts *o, int self, struc
 		if ((s->fi = nsl_faults_install(port, &f)) == NULL)
 			return fail(s, "%s", nsl_error_last());
 	}
+	if (o->capture != NULL && (!o->ring || self == 0) && (s->cap = nsl_capture_open(port, o->capture)) == NULL)
+		return fail(s, "%s", nsl_error_last());
 	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* --pingpong, peer 0: median, 99th percentile (nearest rank) and least round trip in µs; none: untouched. */
+static void rtt_summary(struct side *s, double *med, double *p99, double *min)
+{
+	uint64_t n = s->msgs_done, r99 = (n * 99 + 99) / 100;
+
+	if (n == 0)
+		return;
+	qsort(s->rtt_us, n, sizeof(*s->rtt_us), cmp_double);
+	*med = n % 2 ? s->rtt_us[n / 2] : (s->rtt_us[n / 2 - 1] + s->rtt_us[n / 2]) / 2;
+	*p99 = s->rtt_us[r99 - 1];
+	*min = s->rtt_us[0];
 }
 
 static void side_report(struct side *s)
 {
+	static const char *const roles[2][2] = { { "send", "receive" }, { "ping", "echo" } };
 	const struct link_opts *o = s->o;
-	double gbit = s->seconds > 0 ? (double)s->bytes * 8 / s->seconds / 1e9 : 0;
+	double gbit = s->seconds > 0 ? (double)s->bytes * 8 / s->seconds / 1e9 : 0, med = 0, p99 = 0, min = 0;
 	struct nsl_link_peer_stats ps = { 0 };
 	struct nsl_link_stats st = { 0 };
 
@@ -373,28 +588,58 @@ static void side_report(struct side *s)
 		fprintf(stderr, "nsplit link: peer %d: %s\n", s->self, s->err);
 		return;
 	}
-	printf("peer %d %s %" PRIu64 " messages, %" PRIu64 " bytes in %.3f s: %.2f Gbit/s, %" PRIu64
-	       " retransmissions, %" PRIu64 " payload bytes copied on send, %" PRIu64 " on receive%s\n",
-	       s->self, s->self == 0 ? "sent" : "received", s->msgs_done, s->bytes, s->seconds, gbit, ps.retransmits,
-	       st.tx_copy_bytes, st.rx_copy_bytes, o->verify ? ", every byte checked" : "");
-	if (o->json)
+	if (!o->pingpong)
+		printf("peer %d %s %" PRIu64 " messages, %" PRIu64 " bytes in %.3f s: %.2f Gbit/s, %" PRIu64
+		       " retransmissions, %" PRIu64 " payload bytes copied on send, %" PRIu64 " on receive%s\n",
+		       s->self, s->self == 0 ? "sent" : "received", s->msgs_done, s->bytes, s->seconds, gbit,
+		       ps.retransmits, st.tx_copy_bytes, st.rx_copy_bytes, o->verify ? ", every byte checked" : "");
+	else if (s->self == 0) {
+		rtt_summary(s, &med, &p99, &min);
+		printf("peer 0 timed %" PRIu64 " round trips of %s%" PRIu64 " bytes in %.3f s after %d untimed: median "
+		       "%.2f us, p99 %.2f us, min %.2f us, %" PRIu64 " retransmissions%s\n",
+		       s->msgs_done, o->random_sizes ? "up to " : "", o->size, s->seconds, WARMUP, med, p99, min,
+		       ps.retransmits, o->verify ? ", every byte checked" : "");
+	} else
+		printf("peer 1 echoed %" PRIu64 " messages, %" PRIu64 " bytes in %.3f s after %d untimed, %" PRIu64
+		       " retransmissions%s\n", s->msgs_done, s->bytes, s->seconds, WARMUP, ps.retransmits,
+		       o->verify ? ", every byte checked" : "");
+	if (o->json) {
 		printf("{\"peer\":%d,\"role\":\"%s\",\"port\":\"%s\",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64
-		       ",\"seconds\":%.6f,\"gbit_s\":%.4f,\"retransmits\":%" PRIu64 ",\"tx_copy_bytes\":%" PRIu64
-		       ",\"rx_copy_bytes\":%" PRIu64 ",\"verified\":%s}\n",
-		       s->self, s->self == 0 ? "send" : "receive", nsl_port_name(s->port), s->msgs_done, s->bytes,
-		       s->seconds, gbit, ps.retransmits, st.tx_copy_bytes, st.rx_copy_bytes, o->verify ? "true" : "false");
+		       ",\"seconds\":%.6f,", s->self, roles[o->pingpong][s->self], nsl_port_name(s->port), s->msgs_done,
+		       s->bytes, s->seconds);
+		if (!o->pingpong)
+			printf("\"gbit_s\":%.4f,", gbit);
+		else if (s->self == 0)
+			printf("\"rtt_us\":%.3f,\"rtt_p99_us\":%.3f,\"rtt_min_us\":%.3f,", med, p99, min);
+		printf("\"retransmits\":%" PRIu64 ",\"tx_copy_bytes\":%" PRIu64 ",\"rx_copy_bytes\":%" PRIu64
+		       ",\"verified\":%s}\n", ps.retransmits, st.tx_copy_bytes, st.rx_copy_bytes,
+		       o->verify ? "true" : "false");
+	}
 	fflush(stdout);
 }
 
 static void side_free(struct side *s)
 {
-	free_bufs(s, s->o->window);
+	struct nsl_capture_stats cs;
+
+	if (s->cap != NULL) {
+		nsl_capture_get_stats(s->cap, &cs);
+		if (nsl_capture_close(s->cap) < 0)
+			s->rc = fail(s, "%s", nsl_error_last());
+		else
+			printf("peer %d: captured %" PRIu64 " frames (%" PRIu64 " bytes) to %s\n", s->self, cs.frames,
+			       cs.bytes, s->o->capture);
+	}
+	free_bufs(s);
+	free(s->rtt_us);
 	nsl_faults_remove(s->fi);
 	nsl_link_free(s->link);
 }
 
 static int run_side(struct side *s)
 {
+	if (s->o->pingpong)
+		return s->self == 0 ? run_ping(s) : run_echo(s);
 	return s->self == 0 ? run_sender(s) : run_receiver(s);
 }
 
@@ -404,7 +649,7 @@ static void *ring_thread(void *arg)
 
 	int n = CPU_COUNT(&cpus_before_eal), k = 0;
 
-	/* A core of its own when there are enough, else share (idle_backoff yields). */
+	/* A core of its own when there are enough, else share (--poll adaptive yields and naps). */
 	for (int cpu = 0; cpu < CPU_SETSIZE && n > 1; cpu++)
 		if (CPU_ISSET(cpu, &cpus_before_eal) && k++ == s->self % n) {
 			cpu_set_t one;
@@ -511,6 +756,8 @@ static int parse(int argc, char **argv, struct link_opts *o)
 		case O_PORT: o->port = optarg; break;
 		case O_MAC: rc = parse_mac(optarg, o->mac); o->has_mac = true; break;
 		case O_MTU: rc = nsl_cli_int("mtu", optarg, 576, 9000, &o->mtu); break;
+		case O_POLL: rc = nsl_poll_mode_parse(optarg, &o->poll); break;
+		case O_CAPTURE: o->capture = optarg; break;
 		case O_COUNT: rc = nsl_cli_u64("count", optarg, &o->count); break;
 		case O_SIZE: rc = parse_size(optarg, &o->size); break;
 		case O_RANDOM: o->random_sizes = true; break;
@@ -522,6 +769,7 @@ static int parse(int argc, char **argv, struct link_opts *o)
 		case O_SESSION: rc = nsl_cli_u64("session", optarg, &o->session); break;
 		case O_SEED: rc = nsl_cli_u64("seed", optarg, &o->seed); break;
 		case O_MEM: rc = nsl_cli_int("dp-mem", optarg, 64, 1 << 20, &o->mem_mb); break;
+		case O_PINGPONG: o->pingpong = true; break;
 		case O_JSON: o->json = true; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
@@ -547,7 +795,7 @@ static int parse(int argc, char **argv, struct link_opts *o)
 
 int nsl_cmd_link(int argc, char **argv)
 {
-	struct link_opts o = { .self = -1, .window = 16, .mtu = 1500, .timeout_ms = 5000, .deadline_s = 600,
+	struct link_opts o = { .self = -1, .window = 16, .mtu = 0, .timeout_ms = 5000, .deadline_s = 600,
 			       .count = 64, .size = 1u << 20, .seed = 1, .session = 1, .verify = true };
 	int rc, dashdash = argc;
 	uint64_t need_mb;
@@ -563,6 +811,7 @@ int nsl_cmd_link(int argc, char **argv)
 	/* Both peers' windows when in one process, plus pools and slack. */
 	need_mb = (o.size * (uint64_t)o.window * (o.ring ? 4 : 2) >> 20) + 256;
 	sched_getaffinity(0, sizeof(cpus_before_eal), &cpus_before_eal);
+	o.poll = nsl_poll_mode_resolve(o.poll, o.ring ? 2 : 1, (unsigned)CPU_COUNT(&cpus_before_eal));
 	if (o.mem_mb == 0)
 		o.mem_mb = (int)(need_mb < (1u << 20) ? need_mb : (1u << 20));
 	if (nsl_eal_init(&(struct nsl_eal_conf){ .mem_mb = (size_t)o.mem_mb, .extra_argc = argc - dashdash - (dashdash < argc),

@@ -28,15 +28,16 @@ run_pair() {
 	local common=(--count "$count" --size 16M --deadline 300 --peer-timeout 20000)
 	bytes=$((count * 16 * 1024 * 1024))
 	rm -f "$sock"
-	"$NSPLIT" link --self 1 --port "net_memif0,role=server,socket=$sock" "${common[@]}" -- \
+	"$NSPLIT" link --self 1 --port "net_memif0,role=server,socket=$sock,socket-abstract=no" "${common[@]}" -- \
 		--file-prefix "$prefix-$name-server" >"$tmp/server.log" 2>&1 &
 	server_pid=$!
-	# The server makes the socket; the client would otherwise wait for it in its own retries.
+	# The server makes the socket (a file: socket-abstract=no, DPDK 22.11 defaults to an abstract
+	# one, which -S cannot see); the client would otherwise wait for it in its own retries.
 	for _ in $(seq 100); do
 		[[ -S "$sock" ]] && break
 		sleep 0.1
 	done
-	"$NSPLIT" link --self 0 --port "net_memif0,role=client,socket=$sock,zero-copy=$zc" "${common[@]}" -- \
+	"$NSPLIT" link --self 0 --port "net_memif0,role=client,socket=$sock,socket-abstract=no,zero-copy=$zc" "${common[@]}" -- \
 		--file-prefix "$prefix-$name-client" || rc=$?
 	wait "$server_pid" || rc=$?
 	server_pid=""

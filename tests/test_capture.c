@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cunit_main.h"
+#include "link_pair.h"
 #include "nsplit/capture.h"
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
@@ -33,11 +34,6 @@
 #define DEADLINE_S 60
 #define MAX_MSGS 8
 
-struct pair {
-	struct nsl_port *port[2];
-	struct nsl_link *link[2];
-};
-
 /* Messages sent by each side, in order: message k of side s has id k on the wire. */
 struct traffic {
 	unsigned int n;
@@ -45,42 +41,12 @@ struct traffic {
 	uint8_t *src[2][MAX_MSGS];
 };
 
-static int pair_seq;
 static char tmpdir[] = "/tmp/nsl_capture_XXXXXX";
 
 static void pair_open(struct pair *pr, uint16_t rx_desc)
 {
-	char name[32];
-
-	memset(pr, 0, sizeof(*pr));
-	snprintf(name, sizeof(name), "cap%d", pair_seq++);
-	CU_ASSERT_FATAL(nsl_port_ring_pair(name, &(struct nsl_port_conf){ .mtu = MTU, .rx_desc = rx_desc,
-									   .tx_desc = rx_desc }, pr->port) == 0);
-	for (int i = 0; i < 2; i++) {
-		struct nsl_link_conf c = { .session = SESSION, .self = (uint16_t)i, .rto_us = 1000 };
-		uint8_t mac[6];
-
-		pr->link[i] = nsl_link_create(&c);
-		CU_ASSERT_FATAL(pr->link[i] != NULL);
-		nsl_port_mac(pr->port[1 - i], mac);
-		CU_ASSERT_FATAL(nsl_link_add_peer(pr->link[i], (uint16_t)(1 - i), pr->port[i], mac, 0) == 0);
-	}
-}
-
-static void pair_close(struct pair *pr)
-{
-	for (int i = 0; i < 2; i++)
-		nsl_link_free(pr->link[i]);
-	nsl_port_close(pr->port[1]);
-	nsl_port_close(pr->port[0]);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+	pair_open_with(pr, "cap", &(struct nsl_port_conf){ .mtu = MTU, .rx_desc = rx_desc, .tx_desc = rx_desc },
+		       &(struct nsl_link_conf){ .session = SESSION, .rto_us = 1000 }, (const uint16_t[2]){ 0, 1 }, NULL);
 }
 
 static uint64_t wall_ns(void)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cunit_main.h"
+#include "link_pair.h"
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/faults.h"
@@ -28,59 +29,12 @@
 /* Generous: a 64 MiB message over a ring on a loaded 2-core machine, or 1,000 under faults. */
 #define DEADLINE_S 120
 
-struct pair {
-	struct nsl_port *port[2];
-	struct nsl_link *link[2];
-	struct nsl_fault_injector *faults[2];
-};
-
-static int pair_seq;
-
 static void pair_open(struct pair *pr, const struct nsl_link_conf *base, const char *faults)
 {
-	char name[32];
+	struct nsl_link_conf c = *base;
 
-	memset(pr, 0, sizeof(*pr));
-	snprintf(name, sizeof(name), "lt%d", pair_seq++);
-	CU_ASSERT_FATAL(nsl_port_ring_pair(name, &(struct nsl_port_conf){ .mtu = MTU }, pr->port) == 0);
-	for (int i = 0; i < 2; i++) {
-		struct nsl_link_conf c = *base;
-		uint8_t mac[6];
-
-		c.session = SESSION;
-		c.self = (uint16_t)i;
-		pr->link[i] = nsl_link_create(&c);
-		CU_ASSERT_FATAL(pr->link[i] != NULL);
-		nsl_port_mac(pr->port[1 - i], mac);
-		CU_ASSERT_FATAL(nsl_link_add_peer(pr->link[i], (uint16_t)(1 - i), pr->port[i], mac, 0) == 0);
-		if (faults != NULL) {
-			struct nsl_faults f;
-
-			CU_ASSERT_FATAL(nsl_faults_parse(faults, &f) == 0);
-			f.seed += (uint64_t)i;
-			pr->faults[i] = nsl_faults_install(pr->port[i], &f);
-			CU_ASSERT_FATAL(pr->faults[i] != NULL);
-		}
-	}
-}
-
-static void pair_close(struct pair *pr)
-{
-	for (int i = 0; i < 2; i++) {
-		nsl_faults_remove(pr->faults[i]);
-		nsl_link_free(pr->link[i]);
-	}
-	/* Port 0 owns the rings of the pair: close it last. */
-	nsl_port_close(pr->port[1]);
-	nsl_port_close(pr->port[0]);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+	c.session = SESSION;
+	pair_open_with(pr, "lt", &(struct nsl_port_conf){ .mtu = MTU }, &c, (const uint16_t[2]){ 0, 1 }, faults);
 }
 
 static void fill(uint8_t *p, uint64_t n, uint64_t seed)

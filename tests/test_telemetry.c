@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cunit_main.h"
+#include "link_pair.h"
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/link.h"
@@ -32,13 +33,7 @@
 #define DEADLINE_S 30
 #define REPLY_MAX 16384
 
-struct pair {
-	struct nsl_port *port[2];
-	struct nsl_link *link[2];
-};
-
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-static int pair_seq;
 
 static int tel_connect(char *greeting, size_t cap)
 {
@@ -100,37 +95,8 @@ static void squeeze(char *s)
 
 static void pair_open(struct pair *pr, uint16_t self0, uint16_t self1)
 {
-	char name[32];
-	uint16_t self[2] = { self0, self1 };
-
-	memset(pr, 0, sizeof(*pr));
-	snprintf(name, sizeof(name), "tel%d", pair_seq++);
-	CU_ASSERT_FATAL(nsl_port_ring_pair(name, &(struct nsl_port_conf){ .mtu = MTU }, pr->port) == 0);
-	for (int i = 0; i < 2; i++) {
-		struct nsl_link_conf c = { .session = SESSION, .self = self[i] };
-		uint8_t mac[6];
-
-		pr->link[i] = nsl_link_create(&c);
-		CU_ASSERT_FATAL(pr->link[i] != NULL);
-		nsl_port_mac(pr->port[1 - i], mac);
-		CU_ASSERT_FATAL(nsl_link_add_peer(pr->link[i], self[1 - i], pr->port[i], mac, 0) == 0);
-	}
-}
-
-static void pair_close(struct pair *pr)
-{
-	for (int i = 0; i < 2; i++)
-		nsl_link_free(pr->link[i]);
-	nsl_port_close(pr->port[1]);
-	nsl_port_close(pr->port[0]);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+	pair_open_with(pr, "tel", &(struct nsl_port_conf){ .mtu = MTU }, &(struct nsl_link_conf){ .session = SESSION },
+		       (const uint16_t[2]){ self0, self1 }, NULL);
 }
 
 /* One message from link 0 to link 1, both polled here until both sides are done. */

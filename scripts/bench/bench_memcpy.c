@@ -22,35 +22,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
+
 static double now_s(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int parse_size(const char *v, uint64_t *out)
-{
-	char *end;
-	uint64_t n, mul = 1;
-
-	errno = 0;
-	n = strtoull(v, &end, 10);
-	if (errno != 0 || end == v)
-		return -1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1u << 10;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1u << 20;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1u << 30;
-	if (mul > 1)
-		end++;
-	if (*end != '\0' || n == 0 || n > UINT64_MAX / mul)
-		return -1;
-	*out = n * mul;
-	return 0;
 }
 
 static int usage(void)

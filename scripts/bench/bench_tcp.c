@@ -35,6 +35,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "bench_args.h"
+
 #define WARMUP 100
 
 struct opts {
@@ -252,29 +254,6 @@ static int client(struct end *e, const struct sockaddr_in *addr)
 	if ((o->pingpong && nodelay(e) != 0) || read_all(e, &go, 1) != 0)
 		return -1;
 	return run_client(e);
-}
-
-static int parse_size(const char *v, uint64_t *out)
-{
-	char *end;
-	uint64_t n, mul = 1;
-
-	errno = 0;
-	n = strtoull(v, &end, 10);
-	if (errno != 0 || end == v)
-		return -1;
-	if (*end == 'K' || *end == 'k')
-		mul = 1u << 10;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1u << 20;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1u << 30;
-	if (mul > 1)
-		end++;
-	if (*end != '\0' || n == 0 || n > UINT64_MAX / mul)
-		return -1;
-	*out = n * mul;
-	return 0;
 }
 
 static int usage(void)

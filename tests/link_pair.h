@@ -61,6 +61,25 @@ static inline void pair_open_with(struct pair *pr, const char *prefix, const str
 	}
 }
 
+/* Post slot on side 1, send out from side 0, poll both until both come back (or deadline_s passes). */
+static inline void pair_exchange(struct pair *pr, struct nsl_msg *out, struct nsl_msg *slot, double deadline_s)
+{
+	struct nsl_msg *got = NULL, *sent = NULL;
+	double t0 = now_s();
+
+	CU_ASSERT_FATAL(nsl_link_post(pr->link[1], slot) == 0);
+	CU_ASSERT_FATAL(nsl_link_send(pr->link[0], out) == 0);
+	while ((got == NULL || sent == NULL) && now_s() - t0 < deadline_s) {
+		CU_ASSERT_FATAL(nsl_link_poll(pr->link[0]) >= 0);
+		CU_ASSERT_FATAL(nsl_link_poll(pr->link[1]) >= 0);
+		if (got == NULL)
+			nsl_link_recv(pr->link[1], &got, 1);
+		if (sent == NULL)
+			nsl_link_sent(pr->link[0], &sent, 1);
+	}
+	CU_ASSERT_FATAL(got == slot && sent == out);
+}
+
 static inline void pair_close(struct pair *pr)
 {
 	for (int i = 0; i < 2; i++) {

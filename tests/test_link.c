@@ -59,22 +59,10 @@ static void send_one(struct pair *pr, uint64_t len, uint64_t cap, int want_statu
 	struct nsl_msg out = { .data = src, .len = len, .peer = 1, .type = NSL_MSG_ACTIVATION, .stage = 3,
 			       .micro = 2, .round = 7, .step = 11 };
 	struct nsl_msg slot = { .data = dst, .len = cap, .peer = 0 };
-	struct nsl_msg *got = NULL, *sent = NULL;
-	double t0 = now_s();
 
 	CU_ASSERT_FATAL(src != NULL && dst != NULL);
 	fill(src, len, len);
-	CU_ASSERT_FATAL(nsl_link_post(pr->link[1], &slot) == 0);
-	CU_ASSERT_FATAL(nsl_link_send(pr->link[0], &out) == 0);
-	while ((got == NULL || sent == NULL) && now_s() - t0 < DEADLINE_S) {
-		CU_ASSERT_FATAL(nsl_link_poll(pr->link[0]) >= 0);
-		CU_ASSERT_FATAL(nsl_link_poll(pr->link[1]) >= 0);
-		if (got == NULL)
-			nsl_link_recv(pr->link[1], &got, 1);
-		if (sent == NULL)
-			nsl_link_sent(pr->link[0], &sent, 1);
-	}
-	CU_ASSERT_FATAL(got == &slot && sent == &out);
+	pair_exchange(pr, &out, &slot, DEADLINE_S);
 	CU_ASSERT_EQUAL(out.status, want_status);
 	CU_ASSERT_EQUAL(slot.status, want_status);
 	if (want_status == 0) {

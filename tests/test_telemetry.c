@@ -105,22 +105,10 @@ static void move_one(struct pair *pr, uint16_t to, uint16_t from)
 	uint8_t *src = nsl_dp_alloc(MSG_LEN, 0), *dst = nsl_dp_alloc(MSG_LEN, 0);
 	struct nsl_msg out = { .data = src, .len = MSG_LEN, .peer = to, .type = NSL_MSG_GRADIENT };
 	struct nsl_msg slot = { .data = dst, .len = MSG_LEN, .peer = from };
-	struct nsl_msg *got = NULL, *sent = NULL;
-	double t0 = now_s();
 
 	CU_ASSERT_FATAL(src != NULL && dst != NULL);
 	memset(src, 0x5a, MSG_LEN);
-	CU_ASSERT_FATAL(nsl_link_post(pr->link[1], &slot) == 0);
-	CU_ASSERT_FATAL(nsl_link_send(pr->link[0], &out) == 0);
-	while ((got == NULL || sent == NULL) && now_s() - t0 < DEADLINE_S) {
-		CU_ASSERT_FATAL(nsl_link_poll(pr->link[0]) >= 0);
-		CU_ASSERT_FATAL(nsl_link_poll(pr->link[1]) >= 0);
-		if (got == NULL)
-			nsl_link_recv(pr->link[1], &got, 1);
-		if (sent == NULL)
-			nsl_link_sent(pr->link[0], &sent, 1);
-	}
-	CU_ASSERT_FATAL(got == &slot && sent == &out);
+	pair_exchange(pr, &out, &slot, DEADLINE_S);
 	CU_ASSERT(out.status == 0 && slot.status == 0);
 	nsl_dp_free(src);
 	nsl_dp_free(dst);

@@ -25,7 +25,8 @@
 #
 # Environment: NSPLIT_BUILD (or NSPLIT_BUILD_DIR; default build), BENCH_SIZES ("4K 64K 1M 16M"),
 # BENCH_REPEAT (3), BENCH_SECONDS (2), BENCH_RTT_COUNT (20000), BENCH_MEMIF_ZC (no: copy mode;
-# auto: probe zero-copy as above), BENCH_NO_BUILD (set: use the build folder as it is).
+# auto: probe zero-copy as above), BENCH_MEMIF_MTU (1500; up to 9000, with memif buffers to
+# match), BENCH_NO_BUILD (set: use the build folder as it is).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -36,6 +37,7 @@ REPEAT=${BENCH_REPEAT:-3}
 SECS=${BENCH_SECONDS:-2}
 RTT_COUNT=${BENCH_RTT_COUNT:-20000}
 MEMIF_ZC=${BENCH_MEMIF_ZC:-no}
+MEMIF_MTU=${BENCH_MEMIF_MTU:-1500}
 RTT_SIZE=4K
 PY=/usr/bin/python3
 
@@ -48,6 +50,13 @@ esac
 	echo "dataplane.sh: BENCH_REPEAT, BENCH_SECONDS and BENCH_RTT_COUNT take whole numbers from 1" >&2
 	exit 2
 }
+[[ "$MEMIF_MTU" =~ ^[0-9]+$ ]] && ((MEMIF_MTU >= 576 && MEMIF_MTU <= 9000)) || {
+	echo "dataplane.sh: BENCH_MEMIF_MTU is an IP MTU from 576 to 9000" >&2
+	exit 2
+}
+# memif's buffers are 2 KiB unless told: a bigger MTU needs buffers that hold a whole frame.
+MEMIF_PORT_ARGS=""
+((MEMIF_MTU <= 1500)) || MEMIF_PORT_ARGS=",bsize=$(((MEMIF_MTU + 14 + 1023) / 1024 * 1024))"
 [[ "$MEMIF_ZC" == auto || "$MEMIF_ZC" == no ]] || {
 	echo "dataplane.sh: BENCH_MEMIF_ZC is auto or no" >&2
 	exit 2
@@ -135,10 +144,10 @@ memif_attempt() { # size count [nsplit link options]
 	local size=$1 count=$2 id=$BASHPID-$RANDOM slog="$tmp/memif-server.log" clog="$tmp/memif-client.log"
 	local sock="$tmp/memif-$id.sock"
 	shift 2
-	local common=(--size "$size" --count "$count" --deadline 300 --peer-timeout 20000 --json "$@")
+	local common=(--size "$size" --count "$count" --mtu "$MEMIF_MTU" --deadline 300 --peer-timeout 20000 --json "$@")
 	crc=0 src=0 server_pid=""
 	trap 'kill "${server_pid:-}" 2>/dev/null || true' EXIT
-	"${PIN_B[@]}" "$NSPLIT" link --self 1 --port "net_memif0,role=server,socket=$sock,socket-abstract=no" \
+	"${PIN_B[@]}" "$NSPLIT" link --self 1 --port "net_memif0,role=server,socket=$sock,socket-abstract=no$MEMIF_PORT_ARGS" \
 		"${common[@]}" -- --file-prefix "$PFX-memif-$id-s" >"$slog" 2>&1 &
 	server_pid=$!
 	# The server makes the socket file; the client would otherwise retry on its own schedule.
@@ -149,7 +158,7 @@ memif_attempt() { # size count [nsplit link options]
 	done
 	[[ -S "$sock" ]] || run_failed "the memif server made no socket $sock in 10 s" "$slog"
 	"${PIN_A[@]}" "$NSPLIT" link --self 0 \
-		--port "net_memif0,role=client,socket=$sock,socket-abstract=no$MEMIF_CLIENT_ARGS" "${common[@]}" -- \
+		--port "net_memif0,role=client,socket=$sock,socket-abstract=no$MEMIF_PORT_ARGS$MEMIF_CLIENT_ARGS" "${common[@]}" -- \
 		--file-prefix "$PFX-memif-$id-c" "${MEMIF_CLIENT_EAL[@]}" >"$clog" 2>&1 || crc=$?
 	# A failed client leaves the server waiting for messages that will never come.
 	((crc == 0)) || kill "$server_pid" 2>/dev/null || true
@@ -276,7 +285,7 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - t_start))
 
-$PY - "$results" "$memif_mode mode ($memif_why)" "$model_name" "$(nproc)" "${CPU_A},${CPU_B}" "$load_before" "$load_after" \
+$PY - "$results" "$memif_mode mode ($memif_why), MTU $MEMIF_MTU" "$model_name" "$(nproc)" "${CPU_A},${CPU_B}" "$load_before" "$load_after" \
 	"$elapsed" "$REPEAT" <<'PYEOF'
 import json
 import sys
@@ -323,6 +332,7 @@ for size in sizes:
                "runs_gbit_s": [round(v[0], 3) for v in runs[(t, "stream", size)]]}
         if t == "memif":
             row["memif_mode"] = memif_mode.split()[0]
+            row["memif_mtu"] = int(memif_mode.rsplit("MTU ", 1)[1])
         rows.append(row)
 rtt_rows = []
 rtt_sizes = sorted({k[2] for k in runs if k[1] == "rtt"})
@@ -338,6 +348,7 @@ for size in rtt_sizes:
                "runs_rtt_us": [round(v[0], 3) for v in runs[(t, "rtt", size)]]}
         if t == "memif":
             row["memif_mode"] = memif_mode.split()[0]
+            row["memif_mtu"] = int(memif_mode.rsplit("MTU ", 1)[1])
         rtt_rows.append(row)
 
 print(f"CPU: {model}, {ncpu} cores; peers on CPUs {cpus}; best of {repeat} runs per case; memif in "

@@ -13,7 +13,6 @@
 #include <rte_cycles.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
-#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_spinlock.h>
@@ -250,8 +249,7 @@ struct nsl_capture *nsl_capture_open(struct nsl_port *port, const char *path)
 		nsl_error_set(rte_errno ? rte_errno : ENOTSUP, "capture %s on port %s: cannot add a %s callback: %s "
 			      "(is DPDK built with RTE_ETHDEV_RXTX_CALLBACKS?)", path, port->name,
 			      c->rx_cb == NULL ? "receive" : "transmit", rte_strerror(rte_errno));
-		if (c->rx_cb != NULL && rte_eth_remove_rx_callback(port->id, 0, c->rx_cb) == 0)
-			rte_free((void *)(uintptr_t)c->rx_cb);
+		nsl_port_drop_rx_callback(port->id, c->rx_cb);
 		free_capture(c);
 		return NULL;
 	}
@@ -265,10 +263,8 @@ int nsl_capture_close(struct nsl_capture *c)
 	if (c == NULL)
 		return 0;
 	/* No thread runs them now (the caller's promise), so their memory can go back at once. */
-	if (rte_eth_remove_rx_callback(c->port_id, 0, c->rx_cb) == 0)
-		rte_free((void *)(uintptr_t)c->rx_cb);
-	if (rte_eth_remove_tx_callback(c->port_id, 0, c->tx_cb) == 0)
-		rte_free((void *)(uintptr_t)c->tx_cb);
+	nsl_port_drop_rx_callback(c->port_id, c->rx_cb);
+	nsl_port_drop_tx_callback(c->port_id, c->tx_cb);
 	flush(c);
 	if (close(c->fd) != 0 && c->err == 0) {
 		c->err = -errno;

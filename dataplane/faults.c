@@ -215,7 +215,7 @@ void nsl_faults_remove(struct nsl_fault_injector *fi)
 {
 	if (fi == NULL)
 		return;
-	rte_eth_remove_rx_callback(fi->port_id, 0, fi->cb);
+	nsl_port_drop_rx_callback(fi->port_id, fi->cb);
 	for (uint32_t i = 0; i < fi->nheld; i++)
 		rte_pktmbuf_free(fi->held[i].m);
 	rte_mempool_free(fi->pool);

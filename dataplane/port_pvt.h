@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <rte_ethdev.h>
+#include <rte_malloc.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
@@ -33,5 +35,21 @@ struct nsl_port {
 #define NSL_PORT_HDR_ROOM(mtu) ((uint32_t)(mtu) + 14u + 64u)
 /* With chained frames a header mbuf holds the headers, or a whole ack (up to 64 ranges). */
 #define NSL_PORT_HDR_ROOM_CHAINED ((uint32_t)NSL_WIRE_FRAME_HDR + NSL_WIRE_ACK_LEN + 8u * NSL_WIRE_ACK_MAX_RANGES)
+
+/*
+ * Take a callback off queue 0 of port `id` and free it. Only while no thread polls the port:
+ * DPDK frees nothing itself, since a poller could still be running the callback.
+ */
+static inline void nsl_port_drop_rx_callback(uint16_t id, const struct rte_eth_rxtx_callback *cb)
+{
+	if (cb != NULL && rte_eth_remove_rx_callback(id, 0, cb) == 0)
+		rte_free((void *)(uintptr_t)cb);
+}
+
+static inline void nsl_port_drop_tx_callback(uint16_t id, const struct rte_eth_rxtx_callback *cb)
+{
+	if (cb != NULL && rte_eth_remove_tx_callback(id, 0, cb) == 0)
+		rte_free((void *)(uintptr_t)cb);
+}
 
 #endif

@@ -126,11 +126,6 @@ uint32_t nsl_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 	return zeros(crc_a, len_b) ^ crc_b;
 }
 
-static inline void store64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
 uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
 {
 	uint8_t *d = dst;
@@ -146,9 +141,9 @@ uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
 			c = _mm_crc32_u64(c, v0);
 			c1 = _mm_crc32_u64(c1, v1);
 			c2 = _mm_crc32_u64(c2, v2);
-			store64(d + i, v0);
-			store64(d + LANE_SHORT + i, v1);
-			store64(d + 2 * LANE_SHORT + i, v2);
+			memcpy(d + i, &v0, 8);
+			memcpy(d + LANE_SHORT + i, &v1, 8);
+			memcpy(d + 2 * LANE_SHORT + i, &v2, 8);
 		}
 		c = shift(&shift_short, shift(&shift_short, (uint32_t)c) ^ (uint32_t)c1) ^ (uint32_t)c2;
 	}
@@ -156,7 +151,7 @@ uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
 		uint64_t v = load64(s);
 
 		c = _mm_crc32_u64(c, v);
-		store64(d, v);
+		memcpy(d, &v, 8);
 	}
 	for (; len > 0; len--, d++, s++) {
 		*d = *s;

@@ -74,7 +74,7 @@ struct link_port {
 	uint16_t npend;
 	uint16_t ip_id;
 	bool reclaim;             /* a sent message waits for the port to free its frames */
-	uint16_t nhdr, next_;     /* mbufs left in the stashes */
+	uint16_t n_hdr, n_ext;    /* mbufs left in the stashes */
 	struct rte_mbuf *hdr_stash[LINK_STASH], *ext_stash[LINK_STASH];
 };
 

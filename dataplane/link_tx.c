@@ -91,9 +91,9 @@ static struct rte_mbuf *take(struct nsl_link *l, struct rte_mempool *mp, struct 
 /* Give the stashes back to their pools (the link is going away). */
 void link_tx_release(struct link_port *lp)
 {
-	rte_pktmbuf_free_bulk(lp->hdr_stash, lp->nhdr);
-	rte_pktmbuf_free_bulk(lp->ext_stash, lp->next_);
-	lp->nhdr = lp->next_ = 0;
+	rte_pktmbuf_free_bulk(lp->hdr_stash, lp->n_hdr);
+	rte_pktmbuf_free_bulk(lp->ext_stash, lp->n_ext);
+	lp->n_hdr = lp->n_ext = 0;
 }
 
 /* Fill header mbuf m (empty, from the header pool) with Ethernet, IPv4, UDP and the nsplit header h. */
@@ -169,9 +169,9 @@ static int emit_data(struct nsl_link *l, struct peer *p, struct tx_msg *t, uint3
 	if (room(l, lp) < 0)
 		return -EAGAIN;
 	/* Everything that can fail first: frame_crc must run once per frame sent. */
-	if ((head = take(l, lp->port->hdr_pool, lp->hdr_stash, &lp->nhdr)) == NULL)
+	if ((head = take(l, lp->port->hdr_pool, lp->hdr_stash, &lp->n_hdr)) == NULL)
 		return -ENOBUFS;
-	if (lp->port->multi_seg && (seg = take(l, lp->port->ext_pool, lp->ext_stash, &lp->next_)) == NULL) {
+	if (lp->port->multi_seg && (seg = take(l, lp->port->ext_pool, lp->ext_stash, &lp->n_ext)) == NULL) {
 		rte_pktmbuf_free(head);
 		return -ENOBUFS;
 	}
@@ -209,7 +209,7 @@ int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack 
 
 	if (room(l, p->lp) < 0)
 		return -EAGAIN;
-	if ((m = take(l, p->lp->port->hdr_pool, p->lp->hdr_stash, &p->lp->nhdr)) == NULL)
+	if ((m = take(l, p->lp->port->hdr_pool, p->lp->hdr_stash, &p->lp->n_hdr)) == NULL)
 		return -ENOBUFS;
 	frame_head(l, p, m, &h);
 	memcpy(rte_pktmbuf_append(m, (uint16_t)n), body, n);

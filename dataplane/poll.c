@@ -39,17 +39,6 @@ enum nsl_poll_mode nsl_poll_mode_resolve(enum nsl_poll_mode m, unsigned threads,
 	return threads <= cpus ? NSL_POLL_BUSY : NSL_POLL_ADAPTIVE;
 }
 
-unsigned nsl_poll_cpus(void)
-{
-	cpu_set_t set;
-	int n;
-
-	if (sched_getaffinity(0, sizeof(set), &set) != 0)
-		return 1;
-	n = CPU_COUNT(&set);
-	return n > 0 ? (unsigned)n : 1;
-}
-
 void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
 {
 	/* Linux stretches a sleep by the thread's timer slack, 50 us by default: keep naps as asked. */

@@ -45,9 +45,6 @@ const char *nsl_poll_mode_name(enum nsl_poll_mode m);
 /* Auto becomes busy when each of `threads` polling threads can have one of `cpus`, else adaptive. */
 enum nsl_poll_mode nsl_poll_mode_resolve(enum nsl_poll_mode m, unsigned threads, unsigned cpus);
 
-/* The CPUs this thread may run on (its affinity set), at least 1. */
-unsigned nsl_poll_cpus(void);
-
 /* By the polling thread: adaptive mode also sets its timer slack to 1 us, so naps last as asked. */
 void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m);
 

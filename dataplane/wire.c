@@ -3,6 +3,7 @@
  * Encoding and checking of nsplit frames. Plain C on byte arrays, with no DPDK in it, so that the
  * fuzz target and the Wireshark dissector's tests can use it as it is.
  */
+#include <endian.h>
 #include <string.h>
 
 #include "nsplit/wire.h"
@@ -38,22 +39,24 @@ const char *nsl_drop_name(enum nsl_drop d)
 	return (unsigned)d < NSL_DROP_MAX ? drop_names[d] : "unknown";
 }
 
+/* Whole-word stores: the header CRC reads the words back at once, and a load that spans several
+ * smaller stores still in flight cannot be forwarded from them (it waits for them to retire). */
 static void put16(uint8_t *p, uint16_t v)
 {
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
+	v = htobe16(v);
+	memcpy(p, &v, 2);
 }
 
 static void put32(uint8_t *p, uint32_t v)
 {
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
+	v = htobe32(v);
+	memcpy(p, &v, 4);
 }
 
 static void put64(uint8_t *p, uint64_t v)
 {
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
+	v = htobe64(v);
+	memcpy(p, &v, 8);
 }
 
 static uint16_t get16(const uint8_t *p)
@@ -71,6 +74,13 @@ static uint64_t get64(const uint8_t *p)
 	return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
 
+static uint16_t fold16(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
 /* The IPv4 header checksum: ones' complement of the ones' complement sum of 16-bit words. */
 static uint16_t ip_checksum(const uint8_t *p)
 {
@@ -78,30 +88,18 @@ static uint16_t ip_checksum(const uint8_t *p)
 
 	for (int i = 0; i < NSL_WIRE_IP_LEN; i += 2)
 		sum += get16(p + i);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
+	return (uint16_t)~fold16(sum);
 }
 
 void nsl_wire_hdr_encode(uint8_t *p, const struct nsl_wire_hdr *h)
 {
-	p[0] = h->version;
-	p[1] = h->type;
-	put16(p + 2, h->flags);
-	put32(p + 4, h->session);
-	put16(p + 8, h->src);
-	put16(p + 10, h->dst);
-	put16(p + 12, h->stage);
-	put16(p + 14, h->micro);
-	put32(p + 16, h->round);
-	put32(p + 20, h->step);
-	put32(p + 24, h->msg_id);
-	put32(p + 28, h->msg_crc);
+	put64(p, (uint64_t)h->version << 56 | (uint64_t)h->type << 48 | (uint64_t)h->flags << 32 | h->session);
+	put64(p + 8, (uint64_t)h->src << 48 | (uint64_t)h->dst << 32 | (uint64_t)h->stage << 16 | h->micro);
+	put64(p + 16, (uint64_t)h->round << 32 | h->step);
+	put64(p + 24, (uint64_t)h->msg_id << 32 | h->msg_crc);
 	put64(p + 32, h->total_len);
 	put64(p + 40, h->offset);
-	put16(p + 48, h->frag);
-	put16(p + 50, h->len);
-	put32(p + 52, h->frame_crc);
+	put64(p + 48, (uint64_t)h->frag << 48 | (uint64_t)h->len << 32 | h->frame_crc);
 	put32(p + 56, nsl_crc32c(0, p, 56));
 }
 
@@ -110,25 +108,19 @@ void nsl_wire_l2l4_encode(uint8_t *p, const uint8_t src_mac[6], const uint8_t ds
 {
 	uint8_t *ip = p + NSL_WIRE_ETH_LEN;
 	uint8_t *udp = ip + NSL_WIRE_IP_LEN;
+	uint16_t ip_len = (uint16_t)(NSL_WIRE_IP_LEN + NSL_WIRE_UDP_LEN + udp_payload);
+	/* Summed from the fields, not read back from the frame: the checksum of the words below. */
+	uint32_t sum = 0x4500u + ip_len + ip_id + IP_DF + (IP_TTL << 8 | IPPROTO_UDP_NUM) + (src_ip >> 16) +
+		       (src_ip & 0xffff) + (dst_ip >> 16) + (dst_ip & 0xffff);
 
 	memcpy(p, dst_mac, 6);
 	memcpy(p + 6, src_mac, 6);
 	put16(p + 12, ETHERTYPE_IPV4);
-	ip[0] = 0x45;
-	ip[1] = 0;
-	put16(ip + 2, (uint16_t)(NSL_WIRE_IP_LEN + NSL_WIRE_UDP_LEN + udp_payload));
-	put16(ip + 4, ip_id);
-	put16(ip + 6, IP_DF);
-	ip[8] = IP_TTL;
-	ip[9] = IPPROTO_UDP_NUM;
-	put16(ip + 10, 0);
+	put64(ip, 0x4500ull << 48 | (uint64_t)ip_len << 32 | (uint64_t)ip_id << 16 | IP_DF);
+	put32(ip + 8, (uint32_t)IP_TTL << 24 | (uint32_t)IPPROTO_UDP_NUM << 16 | (uint16_t)~fold16(sum));
 	put32(ip + 12, src_ip);
 	put32(ip + 16, dst_ip);
-	put16(ip + 10, ip_checksum(ip));
-	put16(udp, udp_port);
-	put16(udp + 2, udp_port);
-	put16(udp + 4, (uint16_t)(NSL_WIRE_UDP_LEN + udp_payload));
-	put16(udp + 6, 0);
+	put64(udp, (uint64_t)udp_port << 48 | (uint64_t)udp_port << 32 | (uint64_t)(uint16_t)(NSL_WIRE_UDP_LEN + udp_payload) << 16);
 }
 
 static void hdr_decode(const uint8_t *p, struct nsl_wire_hdr *h)

@@ -14,7 +14,6 @@
  * are folded instead, 64 bytes per multiply, which leaves the three-lane code only short pieces
  * and tails; see fold.
  */
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -138,14 +137,11 @@ static inline __m512i fold_by(__m512i acc, uint32_t j, __m512i data)
 					 data, 0x96);
 }
 
-/* Streaming stores go round the caches: dst must then be 64-byte aligned. */
-static inline __m512i take(uint8_t *dst, bool stream, const uint8_t *p, uint64_t off)
+static inline __m512i take(uint8_t *dst, const uint8_t *p, uint64_t off)
 {
 	__m512i v = _mm512_loadu_si512(p + off);
 
-	if (dst != NULL && stream)
-		_mm512_stream_si512((void *)(dst + off), v);
-	else if (dst != NULL)
+	if (dst != NULL)
 		_mm512_storeu_si512(dst + off, v);
 	return v;
 }
@@ -154,23 +150,23 @@ static inline __m512i take(uint8_t *dst, bool stream, const uint8_t *p, uint64_t
  * The register after the first len - len % 64 bytes at p (len >= FOLD_MIN), copied to dst unless
  * it is NULL.
  */
-static inline uint32_t fold(uint32_t reg, uint8_t *dst, bool stream, const uint8_t *p, uint64_t len)
+static inline uint32_t fold(uint32_t reg, uint8_t *dst, const uint8_t *p, uint64_t len)
 {
-	__m512i a0 = take(dst, stream, p, 0), a1 = take(dst, stream, p, 64);
-	__m512i a2 = take(dst, stream, p, 128), a3 = take(dst, stream, p, 192);
+	__m512i a0 = take(dst, p, 0), a1 = take(dst, p, 64);
+	__m512i a2 = take(dst, p, 128), a3 = take(dst, p, 192);
 	uint64_t off = 256, q[8], c = 0;
 
 	/* The register stands for reg * x^(8 len): the same as xoring it into the first four bytes. */
 	a0 = _mm512_xor_si512(a0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)reg)));
 	for (; off + 256 <= len; off += 256) {
-		a0 = fold_by(a0, 3, take(dst, stream, p, off));
-		a1 = fold_by(a1, 3, take(dst, stream, p, off + 64));
-		a2 = fold_by(a2, 3, take(dst, stream, p, off + 128));
-		a3 = fold_by(a3, 3, take(dst, stream, p, off + 192));
+		a0 = fold_by(a0, 3, take(dst, p, off));
+		a1 = fold_by(a1, 3, take(dst, p, off + 64));
+		a2 = fold_by(a2, 3, take(dst, p, off + 128));
+		a3 = fold_by(a3, 3, take(dst, p, off + 192));
 	}
 	a3 = fold_by(a0, 2, fold_by(a1, 1, fold_by(a2, 0, a3)));
 	for (; off + 64 <= len; off += 64)
-		a3 = fold_by(a3, 0, take(dst, stream, p, off));
+		a3 = fold_by(a3, 0, take(dst, p, off));
 	_mm512_storeu_si512(q, a3);
 	for (int i = 0; i < 8; i++)
 		c = _mm_crc32_u64(c, q[i]);
@@ -186,7 +182,7 @@ uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len)
 
 #if HAVE_FOLD
 	if (len >= FOLD_MIN) {
-		reg = fold(reg, NULL, false, p, len);
+		reg = fold(reg, NULL, p, len);
 		p += len - len % 64;
 		len %= 64;
 	}
@@ -240,25 +236,23 @@ static uint64_t copy_words(uint64_t c, uint8_t *d, const uint8_t *s, uint64_t le
 	return c;
 }
 
-static uint32_t crc_copy(uint32_t crc, uint8_t *d, const uint8_t *s, uint64_t len, bool stream)
+uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
 {
+	uint8_t *d = dst;
+	const uint8_t *s = src;
 	uint64_t c = ~crc;
 
 #if HAVE_FOLD
 	if (len >= FOLD_MIN + 64) {
-		/* Whole-line stores: a store across two cache lines costs two, and streaming needs them. */
+		/* Whole-line stores: a store across two cache lines costs two. */
 		uint64_t head = -(uintptr_t)d % 64;
 
 		c = copy_words(c, d, s, head);
 		d += head, s += head, len -= head;
-		c = fold((uint32_t)c, d, stream, s, len);
-		if (stream)
-			_mm_sfence();	/* streamed stores are weakly ordered: done before the caller hands dst on */
+		c = fold((uint32_t)c, d, s, len);
 		d += len - len % 64, s += len - len % 64;
 		len %= 64;
 	}
-#else
-	(void)stream;
 #endif
 	for (; len >= 3 * LANE_SHORT; len -= 3 * LANE_SHORT, d += 3 * LANE_SHORT, s += 3 * LANE_SHORT) {
 		uint64_t c1 = 0, c2 = 0;
@@ -278,12 +272,3 @@ static uint32_t crc_copy(uint32_t crc, uint8_t *d, const uint8_t *s, uint64_t le
 	return ~(uint32_t)copy_words(c, d, s, len);
 }
 
-uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
-{
-	return crc_copy(crc, dst, src, len, false);
-}
-
-uint32_t nsl_crc32c_copy_stream(uint32_t crc, void *dst, const void *src, uint64_t len)
-{
-	return crc_copy(crc, dst, src, len, true);
-}

@@ -200,12 +200,6 @@ uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len);
 uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len);
 
 /*
- * The same, with stores that bypass the caches where the core has them (AVX-512): for
- * destinations too big to stay in cache anyway, it saves reading each line before writing it.
- */
-uint32_t nsl_crc32c_copy_stream(uint32_t crc, void *dst, const void *src, uint64_t len);
-
-/*
  * The CRC32C of A followed by B, from the CRC32C of each and B's length, without the bytes:
  * how a message's CRC is built from its frames' as they pass. The generic form costs len_b / 8
  * instructions; for a length used again and again (a message's frame size), build a table once

@@ -18,7 +18,8 @@
 # every probe run is clean.
 # Each case first runs once to find its rate, then BENCH_REPEAT times with a count of messages
 # that moves at least 1 GiB and lasts about BENCH_SECONDS (at most 2 x BENCH_SECONDS when 1 GiB
-# would take longer); the figure is the best of those runs (load only ever slows a run down).
+# would take longer), in BENCH_REPEAT rounds over all cases, so one case's runs are far apart in
+# time; the figure is the best of those runs (load only ever slows a run down).
 # Round trips: BENCH_RTT_COUNT timed ones after 100 untimed, median and p99; the best median.
 # Prints a table, the targets met or missed, then one JSON object per line and case. Fails only
 # when a run fails, never for a missed target. Takes about 3 minutes on 2 cores.
@@ -243,26 +244,33 @@ run_one() { # transport size count -> the run's JSON line
 	esac
 }
 TRANSPORTS="memcpy tcp ring memif"
-# Transports take turns, so that a change in the machine's load meets them alike.
-declare -A count=() rate=() # per transport, for the size at hand: messages per run, best Gbit/s
+# Transports take turns, so that a change in the machine's load meets them alike, and the runs of
+# one case are spread over the whole sweep (round r runs every case once): this machine goes
+# through phases of tens of seconds in which memif runs at a third of its rate (two runs a few
+# seconds apart measured 66 and 25 Gbit/s), and back-to-back runs all landed in one.
+declare -A count=() rate=() # per transport and size: messages per run, best Gbit/s
 for size in $SIZES; do
 	sb=$(bytes_of "$size")
 	for t in $TRANSPORTS; do
 		pilot=$(((128 << 20) / sb < 8 ? 8 : (128 << 20) / sb))
 		line=$(run_one "$t" "$size" "$pilot")
-		rate[$t]=$(json_field gbit_s "$line")
+		rate[$t/$size]=$(json_field gbit_s "$line")
 	done
-	for ((r = 1; r <= REPEAT; r++)); do
+done
+for ((r = 1; r <= REPEAT; r++)); do
+	for size in $SIZES; do
+		sb=$(bytes_of "$size")
 		for t in $TRANSPORTS; do
+			k=$t/$size
 			# Sized from the best rate so far: the pilot's start-up weighs on it more than on a full run.
-			count[$t]=$(count_for "$sb" "${rate[$t]}")
-			line=$(run_one "$t" "$size" "${count[$t]}")
+			count[$k]=$(count_for "$sb" "${rate[$k]}")
+			line=$(run_one "$t" "$size" "${count[$k]}")
 			g=$(json_field gbit_s "$line")
 			s=$(json_field seconds "$line")
-			rate[$t]=$(awk -v a="${rate[$t]}" -v b="$g" 'BEGIN { print (a > b ? a : b) }')
-			printf '%s\tstream\t%s\t%s\t%s\t\n' "$t" "$sb" "${count[$t]}" "$g" >>"$results"
+			rate[$k]=$(awk -v a="${rate[$k]}" -v b="$g" 'BEGIN { print (a > b ? a : b) }')
+			printf '%s\tstream\t%s\t%s\t%s\t\n' "$t" "$sb" "${count[$k]}" "$g" >>"$results"
 			printf 'run %d/%d %-6s %4s: %8.2f Gbit/s, %s messages in %.2f s\n' "$r" "$REPEAT" "$t" "$size" "$g" \
-				"${count[$t]}" "$s" >&2
+				"${count[$k]}" "$s" >&2
 		done
 	done
 done

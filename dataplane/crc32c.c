@@ -187,7 +187,6 @@ uint32_t nsl_crc32c(uint32_t crc, const void *data, uint64_t len)
 		len %= 64;
 	}
 #endif
-
 	for (; len >= 3 * LANE_LONG; len -= 3 * LANE_LONG, p += 3 * LANE_LONG)
 		reg = three_lanes(reg, p, LANE_LONG, &shift_long);
 	for (; len >= 3 * LANE_SHORT; len -= 3 * LANE_SHORT, p += 3 * LANE_SHORT)
@@ -271,4 +270,3 @@ uint32_t nsl_crc32c_copy(uint32_t crc, void *dst, const void *src, uint64_t len)
 	}
 	return ~(uint32_t)copy_words(c, d, s, len);
 }
-

@@ -39,8 +39,10 @@ const char *nsl_drop_name(enum nsl_drop d)
 	return (unsigned)d < NSL_DROP_MAX ? drop_names[d] : "unknown";
 }
 
-/* Whole-word stores: the header CRC reads the words back at once, and a load that spans several
- * smaller stores still in flight cannot be forwarded from them (it waits for them to retire). */
+/*
+ * Whole-word stores: the header CRC reads the words back at once, and a load that spans several
+ * smaller stores still in flight cannot be forwarded from them (it waits for them to retire).
+ */
 static void put16(uint8_t *p, uint16_t v)
 {
 	v = htobe16(v);

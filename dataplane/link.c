@@ -292,10 +292,7 @@ static int intake(struct nsl_link *l, uint64_t now)
 		m->id = p->tx_tail++;
 		t->frag = (uint16_t)(p->lp->port->mtu - NSL_WIRE_IP_LEN - NSL_WIRE_UDP_LEN - NSL_WIRE_HDR_LEN);
 		t->nframes = (uint32_t)((m->len + t->frag - 1) / t->frag);
-		if (p->tx_shift_frag != t->frag) {
-			nsl_crc32c_shift_init(&p->tx_shift, t->frag);
-			p->tx_shift_frag = t->frag;
-		}
+		crc_chain_use(&p->tx_crc, t->frag);
 		t->backoff = 1;
 		t->last_tsc = now;
 		t->shinfo.free_cb = ext_free_cb;

@@ -78,6 +78,32 @@ struct link_port {
 	struct rte_mbuf *hdr_stash[LINK_STASH], *ext_stash[LINK_STASH];
 };
 
+/*
+ * A message's CRC32C built from its frames' as they pass in order. Frames of the usual size are
+ * joined with a table built for that size, once per peer and direction (the sender's MTU sets
+ * it); any other length (a short last frame) with the generic combine.
+ */
+struct crc_chain {
+	uint16_t frag;            /* the frame size op is for (0: none yet) */
+	struct nsl_crc32c_shift op;
+};
+
+static inline void crc_chain_use(struct crc_chain *cc, uint16_t frag)
+{
+	if (cc->frag != frag) {
+		nsl_crc32c_shift_init(&cc->op, frag);
+		cc->frag = frag;
+	}
+}
+
+/* The CRC32C of frames [0, k] from that of frames [0, k) and frame k's own (c, over len bytes). */
+static inline uint32_t crc_chain_join(const struct crc_chain *cc, uint32_t run, uint32_t k, uint32_t c, uint64_t len)
+{
+	if (k == 0)
+		return c;
+	return len == cc->frag ? nsl_crc32c_combine_with(&cc->op, run, c) : nsl_crc32c_combine(run, c, len);
+}
+
 struct peer {
 	uint16_t id;
 	struct link_port *lp;
@@ -86,9 +112,7 @@ struct peer {
 	bool dead;
 	uint64_t last_heard;
 	uint64_t wait_since;      /* when work with this peer began after a quiet spell */
-	/* Join frame CRCs into message CRCs: tables for the frame size used each way. */
-	uint16_t tx_shift_frag, rx_shift_frag;
-	struct nsl_crc32c_shift tx_shift, rx_shift;
+	struct crc_chain tx_crc, rx_crc;   /* frame size used each way */
 	/* sending to the peer */
 	struct tx_msg *tx;        /* message id i at tx[i & mask] */
 	uint32_t tx_head;         /* oldest message not handed back */

@@ -93,11 +93,7 @@ static bool slot_start(struct peer *p, struct rx_slot *s, const struct nsl_wire_
 	s->crc = 0;
 	s->has_crc = false;
 	s->tags = *h;
-	if (p->rx_shift_frag != h->frag) {
-		/* The sender's frame size, which its MTU sets: the same for every message, so built once. */
-		nsl_crc32c_shift_init(&p->rx_shift, h->frag);
-		p->rx_shift_frag = h->frag;
-	}
+	crc_chain_use(&p->rx_crc, h->frag);
 	s->received = 0;
 	s->crc_run = 0;
 	s->crc_next = 0;
@@ -122,12 +118,7 @@ static void crc_advance(const struct peer *p, struct rx_slot *s, uint32_t i, uin
 		uint64_t len = s->total - off < s->frag ? s->total - off : s->frag;
 		uint32_t fc = k == i ? c : nsl_crc32c(0, data + off, len);
 
-		if (k == 0)
-			s->crc_run = fc;
-		else if (len == s->frag)
-			s->crc_run = nsl_crc32c_combine_with(&p->rx_shift, s->crc_run, fc);
-		else
-			s->crc_run = nsl_crc32c_combine(s->crc_run, fc, len);
+		s->crc_run = crc_chain_join(&p->rx_crc, s->crc_run, k, fc, len);
 		s->crc_next++;
 	}
 }

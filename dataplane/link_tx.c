@@ -149,12 +149,7 @@ static uint32_t frame_crc(struct peer *p, struct tx_msg *t, uint32_t i, const ui
 	c = nsl_crc32c(0, src, len);
 	if (i != t->next)
 		return c;
-	if (i == 0)
-		t->crc_run = c;
-	else if (len == t->frag)
-		t->crc_run = nsl_crc32c_combine_with(&p->tx_shift, t->crc_run, c);
-	else
-		t->crc_run = nsl_crc32c_combine(t->crc_run, c, len);
+	t->crc_run = crc_chain_join(&p->tx_crc, t->crc_run, i, c, len);
 	if (i + 1 == t->nframes)
 		t->m->crc = t->crc_run;
 	return c;

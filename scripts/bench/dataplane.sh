@@ -326,6 +326,7 @@ def size_name(b):
 
 
 order = ["memcpy", "tcp", "ring", "memif"]
+memif_fields = {"memif_mode": memif_mode.split()[0], "memif_mtu": int(memif_mode.rsplit("MTU ", 1)[1])}
 sizes = sorted({k[2] for k in runs if k[1] == "stream"})
 rows = []
 for size in sizes:
@@ -339,8 +340,7 @@ for size in sizes:
                "vs_tcp": ratio(b[0], tcp and tcp[0]), "messages": b[2],
                "runs_gbit_s": [round(v[0], 3) for v in runs[(t, "stream", size)]]}
         if t == "memif":
-            row["memif_mode"] = memif_mode.split()[0]
-            row["memif_mtu"] = int(memif_mode.rsplit("MTU ", 1)[1])
+            row.update(memif_fields)
         rows.append(row)
 rtt_rows = []
 rtt_sizes = sorted({k[2] for k in runs if k[1] == "rtt"})
@@ -355,8 +355,7 @@ for size in rtt_sizes:
                "vs_tcp": ratio(b[0], tcp and tcp[0]), "round_trips": b[2],
                "runs_rtt_us": [round(v[0], 3) for v in runs[(t, "rtt", size)]]}
         if t == "memif":
-            row["memif_mode"] = memif_mode.split()[0]
-            row["memif_mtu"] = int(memif_mode.rsplit("MTU ", 1)[1])
+            row.update(memif_fields)
         rtt_rows.append(row)
 
 print(f"CPU: {model}, {ncpu} cores; peers on CPUs {cpus}; best of {repeat} runs per case; memif in "

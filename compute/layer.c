@@ -63,6 +63,15 @@ struct nsl_layer *nsl_layer_create(const struct nsl_layer_spec *spec, int index,
 		nsl_layer_free(l);
 		return NULL;
 	}
+	if (l->saved_bytes > 0) {
+		l->own_saved = nsl_alloc_zeroed(&nsl_allocator_libc, l->saved_bytes, "saved state");
+		if (l->own_saved == NULL) {
+			nsl_error_prefix(ENOMEM, "layer %d (%s)", index, ops->name);
+			nsl_layer_free(l);
+			return NULL;
+		}
+		l->saved = l->own_saved;
+	}
 	return l;
 }
 
@@ -71,6 +80,7 @@ void nsl_layer_free(struct nsl_layer *l)
 	if (l == NULL)
 		return;
 	l->ops->fini(l);
+	nsl_alloc_free(&nsl_allocator_libc, l->own_saved);
 	for (int q = 0; q < l->nparams; q++) {
 		nsl_alloc_free(l->ctx->alloc, l->params[q].data);
 		nsl_alloc_free(l->ctx->alloc, l->params[q].grad);

@@ -18,7 +18,6 @@
 #include "layer_pvt.h"
 
 struct dropout {
-	uint8_t *mask;                /* 1 = kept; max_batch x C*H*W, from the last training forward */
 	uint32_t threshold;           /* keep when the top 24 bits of the hash are >= this */
 	float scale;                  /* 1 / (1 - p), 0 when everything is dropped */
 };
@@ -41,10 +40,8 @@ static int dropout_init(struct nsl_layer *l)
 	/* 24 bits, as nsl_rng_uniform: u = h >> 40 in [0, 2^24), kept when u >= p * 2^24. */
 	d->threshold = (uint32_t)((double)p * (double)(1u << 24) + 0.5);
 	d->scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-	d->mask = nsl_alloc_zeroed(&nsl_allocator_libc, n, "dropout mask");
-	if (d->mask == NULL)
-		return nsl_error_prefix(ENOMEM, "layer %d (dropout)", l->index);
-	l->scratch_bytes = n;
+	/* The mask, 1 = kept: max_batch x C*H*W bytes, from the training forward. */
+	l->saved_bytes = n;
 	return 0;
 }
 
@@ -70,7 +67,7 @@ static int dropout_forward(struct nsl_layer *l, int batch, const float *x, float
 #pragma omp parallel for schedule(static)
 	for (int r = 0; r < batch; r++) {
 		const uint64_t row = nsl_hash2(base, (uint64_t)r);
-		uint8_t *m = d->mask + (size_t)r * (size_t)n;
+		uint8_t *m = (uint8_t *)l->saved + (size_t)r * (size_t)n;
 		const float *xr = x + (size_t)r * (size_t)n;
 		float *yr = y + (size_t)r * (size_t)n;
 
@@ -86,6 +83,7 @@ static int dropout_backward(struct nsl_layer *l, int batch, const float *x, cons
 			    float *dx, bool accumulate)
 {
 	struct dropout *d = l->priv;
+	const uint8_t *mask = l->saved;
 	const size_t n = (size_t)batch * (size_t)nsl_shape_size(l->in);
 
 	(void)x;
@@ -94,7 +92,7 @@ static int dropout_backward(struct nsl_layer *l, int batch, const float *x, cons
 	if (dx == NULL)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		dx[i] = d->mask[i] ? dy[i] * d->scale : 0.0f;
+		dx[i] = mask[i] ? dy[i] * d->scale : 0.0f;
 	return 0;
 }
 
@@ -104,7 +102,6 @@ static void dropout_fini(struct nsl_layer *l)
 
 	if (d == NULL)
 		return;
-	nsl_alloc_free(&nsl_allocator_libc, d->mask);
 	nsl_alloc_free(&nsl_allocator_libc, d);
 	l->priv = NULL;
 }

@@ -2,7 +2,7 @@
 /*
  * Max and average pooling on oneDNN: K x K windows, stride K, no padding, so the output is
  * floor((H - K) / K) + 1 (PyTorch's nn.MaxPool2d(K) / nn.AvgPool2d(K)). Max pooling keeps the
- * forward's workspace (where each maximum came from) for its backward.
+ * forward's workspace (where each maximum came from) for its backward, in l->saved.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -16,7 +16,7 @@
 
 struct pool {
 	dnnl_alg_kind_t alg;
-	void *ws;                     /* max pooling's workspace, sized for max_batch; else NULL */
+	bool max;                     /* has a workspace (l->saved) */
 	struct nsl_prim_table prims;
 };
 
@@ -54,8 +54,8 @@ static int slot_build(struct nsl_layer *l, struct nsl_prim_slot *s, int batch)
 	rc = fwd_desc(l, batch, &xmd, &ymd, &desc);
 	if (rc == 0)
 		rc = nsl_layer_prim(l, &desc, NULL, NULL, &fwd_pd, &s->fwd, "forward primitive");
-	if (rc == 0 && p->ws != NULL)
-		rc = nsl_layer_mem(l, &s->ws, dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_workspace_md, 0), p->ws);
+	if (rc == 0 && p->max)
+		rc = nsl_layer_mem(l, &s->ws, dnnl_primitive_desc_query_md(fwd_pd, dnnl_query_workspace_md, 0), NULL);
 	if (rc == 0)
 		rc = nsl_dnnl_check(dnnl_pooling_backward_desc_init(&desc, p->alg, &xmd, &ymd, k, k, pool_pad,
 								    pool_pad),
@@ -97,6 +97,7 @@ static int pool_init(struct nsl_layer *l, dnnl_alg_kind_t alg)
 	l->out = (struct nsl_shape){ l->in.c, (l->in.h - k) / k + 1, (l->in.w - k) / k + 1 };
 	if (alg != dnnl_pooling_max)
 		return 0;
+	p->max = true;
 	rc = fwd_desc(l, l->ctx->max_batch, &xmd, &ymd, &desc);
 	if (rc == 0)
 		rc = nsl_dnnl_check(dnnl_primitive_desc_create(&pd, &desc, NULL, l->ctx->cc->engine, NULL),
@@ -105,10 +106,7 @@ static int pool_init(struct nsl_layer *l, dnnl_alg_kind_t alg)
 		return nsl_error_prefix(rc, "layer %d (%s)", l->index, l->ops->name);
 	bytes = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_workspace_md, 0));
 	dnnl_primitive_desc_destroy(pd);
-	p->ws = nsl_alloc_zeroed(&nsl_allocator_libc, bytes, "max pooling workspace");
-	if (p->ws == NULL)
-		return nsl_error_prefix(ENOMEM, "layer %d (%s)", l->index, l->ops->name);
-	l->scratch_bytes = bytes;
+	l->saved_bytes = bytes;
 	return 0;
 }
 
@@ -131,6 +129,8 @@ static int pool_forward(struct nsl_layer *l, int batch, const float *x, float *y
 	(void)train;
 	(void)key;
 	rc = nsl_prim_get(l, &p->prims, batch, &s);
+	if (rc == 0 && s->ws != NULL)
+		rc = nsl_layer_bind(s->ws, l->saved);
 	/* Always training (max pooling fills its workspace): it costs little, and backward may follow any forward. */
 	if (rc == 0)
 		rc = nsl_prim_exec_fwd(l->ctx->cc, s, x, y, NULL, 0, "pooling forward");
@@ -152,6 +152,8 @@ static int pool_backward(struct nsl_layer *l, int batch, const float *x, const f
 		return rc;
 	if (dx == NULL)
 		return 0;
+	if (s->ws != NULL && (rc = nsl_layer_bind(s->ws, l->saved)) < 0)
+		return rc;
 	return nsl_prim_exec_bwd(l->ctx->cc, s, dy, dx, NULL, 0, "pooling backward");
 }
 
@@ -162,7 +164,6 @@ static void pool_fini(struct nsl_layer *l)
 	if (p == NULL)
 		return;
 	nsl_prim_table_free(&p->prims);
-	nsl_alloc_free(&nsl_allocator_libc, p->ws);
 	free(p);
 	l->priv = NULL;
 }

@@ -96,7 +96,16 @@ struct nsl_layer {
 	int nparams;
 	struct nsl_param params[NSL_LAYER_MAX_PARAMS];
 	const struct nsl_layer_ctx *ctx;
-	size_t scratch_bytes;      /* private scratch held (workspace, masks, fused-act gradient) */
+	size_t scratch_bytes;      /* private scratch held (fused-act gradient, ...) */
+	/*
+	 * What a training forward leaves for its backward besides x and y (max pooling's workspace,
+	 * dropout's mask), sized for max_batch. forward writes and backward reads `saved`, which a
+	 * stage points at one buffer per micro-batch in flight; it starts at `own_saved`, allocated
+	 * with the layer, so a lone layer works as it is.
+	 */
+	size_t saved_bytes;
+	void *saved;
+	void *own_saved;
 	size_t scratchpad_bytes;   /* largest oneDNN scratchpad of its primitives */
 	void *priv;
 };
@@ -125,6 +134,9 @@ void nsl_layer_free(struct nsl_layer *l);
 /* Copy a parameter between its internal layout and the plain PyTorch layout (numel floats). */
 int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain);
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
+/* The same for any buffer in the parameter's internal layout (its optimizer state). */
+int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *internal, float *plain);
+int nsl_param_from_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *plain, float *internal);
 
 /*
  * Helpers for the layer kinds (layer.c). Messages name the layer: "layer 3 (dense): <what>".

@@ -41,26 +41,36 @@ static int reorder(const struct nsl_compute *cc, const dnnl_memory_desc_t *src_m
 	return rc;
 }
 
-int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain)
+int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *internal, float *plain)
 {
 	char what[96];
 
 	if (dnnl_memory_desc_equal(&p->md, &p->plain_md)) {
-		memcpy(plain, p->data, (size_t)p->numel * sizeof(float));
+		memcpy(plain, internal, (size_t)p->numel * sizeof(float));
 		return 0;
 	}
 	snprintf(what, sizeof(what), "%s: reorder to the plain layout", p->name);
-	return reorder(cc, &p->md, p->data, &p->plain_md, plain, what);
+	return reorder(cc, &p->md, internal, &p->plain_md, plain, what);
+}
+
+int nsl_param_from_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *plain, float *internal)
+{
+	char what[96];
+
+	if (dnnl_memory_desc_equal(&p->md, &p->plain_md)) {
+		memcpy(internal, plain, (size_t)p->numel * sizeof(float));
+		return 0;
+	}
+	snprintf(what, sizeof(what), "%s: reorder from the plain layout", p->name);
+	return reorder(cc, &p->plain_md, plain, &p->md, internal, what);
+}
+
+int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain)
+{
+	return nsl_param_to_plain(cc, p, p->data, plain);
 }
 
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain)
 {
-	char what[96];
-
-	if (dnnl_memory_desc_equal(&p->md, &p->plain_md)) {
-		memcpy(p->data, plain, (size_t)p->numel * sizeof(float));
-		return 0;
-	}
-	snprintf(what, sizeof(what), "%s: reorder from the plain layout", p->name);
-	return reorder(cc, &p->plain_md, plain, &p->md, p->data, what);
+	return nsl_param_from_plain(cc, p, plain, p->data);
 }

@@ -16,6 +16,15 @@ struct stage_param {
 	float *state[2];               /* optimizer buffers, count floats each */
 };
 
+/* One micro-batch in flight: its training forward's outputs and saved state, kept for backward. */
+struct inflight {
+	float **out;                   /* out[j]: output of executed layer j, max_batch rows */
+	void **saved;                  /* saved[j]: layer j's saved state, or NULL */
+	float *dx;                     /* its input gradient (NULL when the stage starts the model) */
+	const float *x;                /* input of the training forward */
+	int batch;                     /* rows of that forward; 0 = none pending */
+};
+
 struct nsl_stage {
 	struct nsl_compute *cc;
 	const struct nsl_model *m;
@@ -28,8 +37,9 @@ struct nsl_stage {
 
 	int nl;                        /* executed layers (an activation fused into its producer is not one) */
 	struct nsl_layer **layers;
-	float **out;                   /* out[j]: output of executed layer j, max_batch rows */
-	float *grad_buf[2];            /* ping-pong input gradients, max_batch x widest input */
+	float *grad_buf[2];            /* ping-pong input gradients between layers, max_batch x widest */
+	int ncontexts;
+	struct inflight *inflight;     /* ncontexts of them */
 
 	int nparams;
 	struct stage_param *params;
@@ -37,8 +47,6 @@ struct nsl_stage {
 	int prepared[NSL_LAYER_MAX_BATCHES];
 	int nprepared;
 
-	const float *x;                /* input of the last training forward */
-	int fwd_batch;
 	uint64_t steps;
 	bool grads_zero;               /* the next backward overwrites instead of adding */
 	bool no_fuse;
@@ -122,14 +130,12 @@ static int build_layers(struct nsl_stage *s)
 	size_t widest = 0;
 
 	s->layers = calloc((size_t)(s->last - s->first), sizeof(*s->layers));
-	s->out = calloc((size_t)(s->last - s->first), sizeof(*s->out));
-	if (s->layers == NULL || s->out == NULL)
+	if (s->layers == NULL)
 		return nsl_error_set(ENOMEM, "stage: out of memory");
 	for (int i = s->first; i < s->last; i++) {
 		const struct nsl_layer_spec *spec = &m->layers[i];
 		enum nsl_fused_act fused = NSL_FUSED_NONE;
 		struct nsl_layer *l;
-		int out_i = i;
 
 		if ((spec->kind == NSL_LAYER_DENSE || spec->kind == NSL_LAYER_CONV) && i + 1 < s->last &&
 		    !s->no_fuse)
@@ -139,22 +145,53 @@ static int build_layers(struct nsl_stage *s)
 			return -EINVAL;
 		s->layers[s->nl] = l;
 		if (fused != NSL_FUSED_NONE)
-			out_i = ++i;    /* the activation is done inside this layer */
+			i++;    /* the activation is done inside this layer */
 		if ((size_t)nsl_shape_size(m->shapes[l->index]) > widest)
 			widest = (size_t)nsl_shape_size(m->shapes[l->index]);
-		s->out[s->nl] = nsl_alloc_zeroed(s->alloc,
-						 (size_t)s->max_batch * (size_t)nsl_shape_size(m->shapes[out_i + 1]) *
-							 sizeof(float),
-						 "layer output");
 		s->nl++;
-		if (s->out[s->nl - 1] == NULL)
-			return nsl_error_prefix(ENOMEM, "layer %d", l->index);
 	}
 	for (int b = 0; b < 2; b++) {
 		s->grad_buf[b] = nsl_alloc_zeroed(s->alloc, (size_t)s->max_batch * widest * sizeof(float),
 						  "input gradient");
 		if (s->grad_buf[b] == NULL)
 			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int build_inflight(struct nsl_stage *s)
+{
+	const size_t rows = (size_t)s->max_batch;
+
+	s->inflight = calloc((size_t)s->ncontexts, sizeof(*s->inflight));
+	if (s->inflight == NULL)
+		return nsl_error_set(ENOMEM, "stage: out of memory");
+	for (int k = 0; k < s->ncontexts; k++) {
+		struct inflight *f = &s->inflight[k];
+
+		f->out = calloc((size_t)s->nl, sizeof(*f->out));
+		f->saved = calloc((size_t)s->nl, sizeof(*f->saved));
+		if (f->out == NULL || f->saved == NULL)
+			return nsl_error_set(ENOMEM, "stage: out of memory");
+		for (int j = 0; j < s->nl; j++) {
+			const struct nsl_layer *l = s->layers[j];
+
+			f->out[j] = nsl_alloc_zeroed(s->alloc, rows * (size_t)nsl_shape_size(l->out) * sizeof(float),
+						     "layer output");
+			if (f->out[j] == NULL)
+				return nsl_error_prefix(ENOMEM, "layer %d", l->index);
+			/* The first micro-batch uses the layer's own buffer. */
+			f->saved[j] = k == 0 ? l->own_saved : NULL;
+			if (k > 0 && l->saved_bytes > 0 &&
+			    (f->saved[j] = nsl_alloc_zeroed(&nsl_allocator_libc, l->saved_bytes, "saved state")) == NULL)
+				return nsl_error_prefix(ENOMEM, "layer %d", l->index);
+		}
+		if (s->first > 0) {
+			f->dx = nsl_alloc_zeroed(s->alloc, rows * (size_t)nsl_stage_in_size(s) * sizeof(float),
+						 "input gradient");
+			if (f->dx == NULL)
+				return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -171,6 +208,11 @@ struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stag
 	}
 	if (cfg->max_batch < 1) {
 		nsl_error_set(EINVAL, "stage: batch size %d must be at least 1", cfg->max_batch);
+		return NULL;
+	}
+	if (cfg->contexts < 0 || cfg->contexts > NSL_STAGE_MAX_CONTEXTS) {
+		nsl_error_set(EINVAL, "stage: %d micro-batches in flight; at most %d", cfg->contexts,
+			      NSL_STAGE_MAX_CONTEXTS);
 		return NULL;
 	}
 	if (cfg->optim.ops == NULL) {
@@ -193,7 +235,8 @@ struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stag
 	s->ctx = (struct nsl_layer_ctx){ .cc = cc, .alloc = s->alloc, .max_batch = cfg->max_batch };
 	s->grads_zero = true;
 	s->no_fuse = cfg->no_fuse;
-	if (build_layers(s) < 0 || collect_params(s) < 0) {
+	s->ncontexts = cfg->contexts ? cfg->contexts : 1;
+	if (build_layers(s) < 0 || build_inflight(s) < 0 || collect_params(s) < 0) {
 		nsl_error_prefix(EINVAL, "stage of layers %d-%d", cfg->first, cfg->last - 1);
 		nsl_stage_free(s);
 		return NULL;
@@ -209,14 +252,25 @@ void nsl_stage_free(struct nsl_stage *s)
 		for (int slot = 0; slot < 2; slot++)
 			nsl_alloc_free(s->alloc, s->params[k].state[slot]);
 	free(s->params);
-	for (int j = 0; j < s->nl; j++) {
-		nsl_layer_free(s->layers[j]);
-		nsl_alloc_free(s->alloc, s->out[j]);
+	for (int k = 0; s->inflight != NULL && k < s->ncontexts; k++) {
+		struct inflight *f = &s->inflight[k];
+
+		for (int j = 0; j < s->nl; j++) {
+			if (f->out != NULL)
+				nsl_alloc_free(s->alloc, f->out[j]);
+			if (k > 0 && f->saved != NULL)
+				nsl_alloc_free(&nsl_allocator_libc, f->saved[j]);
+		}
+		nsl_alloc_free(s->alloc, f->dx);
+		free(f->out);
+		free(f->saved);
 	}
+	free(s->inflight);
+	for (int j = 0; j < s->nl; j++)
+		nsl_layer_free(s->layers[j]);
 	nsl_alloc_free(s->alloc, s->grad_buf[0]);
 	nsl_alloc_free(s->alloc, s->grad_buf[1]);
 	free(s->layers);
-	free(s->out);
 	free(s);
 }
 
@@ -249,53 +303,86 @@ int nsl_stage_prepare(struct nsl_stage *s, int batch)
 	return 0;
 }
 
-int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,
-		      uint64_t key)
+static int check_context(const struct nsl_stage *s, int k)
 {
+	if (k < 0 || k >= s->ncontexts)
+		return nsl_error_set(EINVAL, "stage: micro-batch slot %d outside 0..%d (stage made for %d in flight)", k,
+				     s->ncontexts - 1, s->ncontexts);
+	return 0;
+}
+
+int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, const float **y, bool train,
+			 uint64_t key)
+{
+	struct inflight *f;
 	const float *in = x;
 	int rc;
 
+	if ((rc = check_context(s, k)) < 0)
+		return rc;
 	/* Normally prepared ahead; preparing here costs one primitive build per new shape. */
 	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
 		return rc;
+	f = &s->inflight[k];
+	f->batch = 0;
 	for (int j = 0; j < s->nl; j++) {
 		struct nsl_layer *l = s->layers[j];
 
-		rc = l->ops->forward(l, batch, in, s->out[j], train, key);
+		l->saved = f->saved[j];
+		rc = l->ops->forward(l, batch, in, f->out[j], train, key);
 		if (rc < 0)
 			return nsl_error_prefix(rc, "layer %d (%s) forward", l->index, l->ops->name);
-		in = s->out[j];
+		in = f->out[j];
 	}
 	if (train) {
-		s->x = x;
-		s->fwd_batch = batch;
+		f->x = x;
+		f->batch = batch;
 	}
 	*y = in;
 	return 0;
 }
 
-int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const float **dx)
+int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,
+		      uint64_t key)
 {
-	const float *g = dy;
-	int b = 0;
+	return nsl_stage_forward_in(s, 0, batch, x, y, train, key);
+}
 
-	if (s->x == NULL || batch != s->fwd_batch)
-		return nsl_error_set(EINVAL, "stage: backward of batch %d without a training forward of it", batch);
+int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy, const float **dx)
+{
+	struct inflight *f;
+	const float *g = dy;
+	int b = 0, rc;
+
+	if ((rc = check_context(s, k)) < 0)
+		return rc;
+	f = &s->inflight[k];
+	if (f->batch == 0 || batch != f->batch)
+		return nsl_error_set(EINVAL, "stage: backward of batch %d without a training forward of it in slot %d",
+				     batch, k);
 	for (int j = s->nl - 1; j >= 0; j--) {
 		struct nsl_layer *l = s->layers[j];
-		const float *x = j > 0 ? s->out[j - 1] : s->x;
-		/* Layer 0's input gradient has no consumer: skipping it saves a whole GEMM. */
-		float *gx = (j == 0 && s->first == 0) ? NULL : s->grad_buf[b];
-		int rc = l->ops->backward(l, batch, x, s->out[j], g, gx, !s->grads_zero);
+		const float *x = j > 0 ? f->out[j - 1] : f->x;
+		/* Layer 0's input gradient has no consumer: skipping it saves a whole GEMM. The stage's
+		 * own input gradient goes to the micro-batch's buffer, so it outlives later backwards. */
+		float *gx = j > 0 ? s->grad_buf[b] : f->dx;
 
+		l->saved = f->saved[j];
+		rc = l->ops->backward(l, batch, x, f->out[j], g, gx, !s->grads_zero);
 		if (rc < 0)
 			return nsl_error_prefix(rc, "layer %d (%s) backward", l->index, l->ops->name);
 		g = gx;
 		b ^= 1;
 	}
+	f->batch = 0;
 	s->grads_zero = false;
 	*dx = g;
 	return 0;
+}
+
+int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const float **dx)
+{
+	return nsl_stage_backward_in(s, 0, batch, dy, dx);
 }
 
 int nsl_stage_step(struct nsl_stage *s, float lr)
@@ -330,14 +417,19 @@ int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memo
 		int64_t out_floats = nsl_shape_size(l->out);
 		int64_t in_floats = nsl_shape_size(l->in);
 
-		out->activations += (size_t)batch * (size_t)out_floats * sizeof(float);
+		/* Saved state is sized for max_batch; scale it as the outputs scale. */
+		out->activations += (size_t)batch * (size_t)out_floats * sizeof(float) +
+				    l->saved_bytes * (size_t)batch / (size_t)s->max_batch;
 		out->scratch += l->scratch_bytes;
 		if (l->scratchpad_bytes > pad)
 			pad = l->scratchpad_bytes;
 		if ((size_t)in_floats > widest)
 			widest = (size_t)in_floats;
 	}
+	out->activations *= (size_t)s->ncontexts;
 	out->scratch += pad + 2 * (size_t)batch * widest * sizeof(float);
+	if (s->first > 0)
+		out->scratch += (size_t)s->ncontexts * (size_t)batch * (size_t)nsl_stage_in_size(s) * sizeof(float);
 	out->total = out->params + out->grads + out->optim_state + out->activations + out->scratch;
 	return 0;
 }
@@ -375,6 +467,38 @@ int nsl_stage_param_import(struct nsl_stage *s, int k, const float *plain)
 	if (k < 0 || k >= s->nparams)
 		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
 	return nsl_param_import(s->cc, s->params[k].p, plain);
+}
+
+int nsl_stage_state_slots(const struct nsl_stage *s)
+{
+	return s->optim.ops->state_slots;
+}
+
+static int check_state(const struct nsl_stage *s, int k, int slot)
+{
+	if (k < 0 || k >= s->nparams || slot < 0 || slot >= s->optim.ops->state_slots)
+		return nsl_error_set(EINVAL, "stage: optimizer state %d of parameter %d (the stage has %d and %d)", slot,
+				     k, s->optim.ops->state_slots, s->nparams);
+	return 0;
+}
+
+int nsl_stage_state_export(const struct nsl_stage *s, int k, int slot, float *plain)
+{
+	int rc = check_state(s, k, slot);
+
+	return rc < 0 ? rc : nsl_param_to_plain(s->cc, s->params[k].p, s->params[k].state[slot], plain);
+}
+
+int nsl_stage_state_import(struct nsl_stage *s, int k, int slot, const float *plain)
+{
+	int rc = check_state(s, k, slot);
+
+	return rc < 0 ? rc : nsl_param_from_plain(s->cc, s->params[k].p, plain, s->params[k].state[slot]);
+}
+
+void nsl_stage_set_steps(struct nsl_stage *s, uint64_t steps)
+{
+	s->steps = steps;
 }
 
 int64_t nsl_stage_in_size(const struct nsl_stage *s)

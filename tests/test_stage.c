@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Stages: cutting a model into 1, 2 or 4 stages run one after another gives the same weights
- * as the uncut model, bit for bit; micro-batches accumulate to the batch gradient; seeds
+ * as the uncut model, bit for bit; micro-batches accumulate to the batch gradient, also when
+ * several are in flight at once; optimizer state moves between stages intact; seeds
  * decide initialisation; the memory report adds up; misuse is refused with a message.
  */
 #include <math.h>
@@ -28,13 +29,13 @@ struct net {
 	struct nsl_stage *s[8];
 };
 
-static int net_init(struct net *net, const struct nsl_model *m, const int *starts, int n, const char *optim,
-		    uint64_t seed, int max_batch)
+static int net_init_in_flight(struct net *net, const struct nsl_model *m, const int *starts, int n,
+			      const char *optim, uint64_t seed, int max_batch, int contexts)
 {
 	net->n = n;
 	for (int i = 0; i < n; i++) {
 		struct nsl_stage_config cfg = { .model = m, .first = starts[i], .last = starts[i + 1],
-						.max_batch = max_batch, .seed = seed };
+						.max_batch = max_batch, .contexts = contexts, .seed = seed };
 
 		nsl_optim_config_init(&cfg.optim, optim);
 		if (cfg.optim.ops == &nsl_optim_sgd)
@@ -46,6 +47,12 @@ static int net_init(struct net *net, const struct nsl_model *m, const int *start
 		}
 	}
 	return 0;
+}
+
+static int net_init(struct net *net, const struct nsl_model *m, const int *starts, int n, const char *optim,
+		    uint64_t seed, int max_batch)
+{
+	return net_init_in_flight(net, m, starts, n, optim, seed, max_batch, 1);
 }
 
 static void net_free(struct net *net)
@@ -213,6 +220,130 @@ static void test_microbatch_accumulation(void)
 	nsl_model_free(m);
 }
 
+/*
+ * GPipe order: every micro-batch's forward through every stage, each in its own slot, then the
+ * backwards. Summed in the same order as one at a time, so equal bit for bit.
+ */
+static int net_train_gpipe(struct net *net, const struct nsl_model *m, const float *x, const int32_t *y,
+			   uint64_t key, float lr)
+{
+	const int mb = 2, nmb = BATCH / mb;
+	int64_t in = nsl_shape_size(m->input);
+	const float *logits[BATCH / 2];
+	float dl[BATCH / 2][2 * 16];
+	double loss = 0;
+
+	for (int k = 0; k < nmb; k++) {
+		const float *a = x + k * mb * in;
+
+		for (int i = 0; i < net->n; i++)
+			if (nsl_stage_forward_in(net->s[i], k, mb, a, &a, true, key + (uint64_t)(k * mb)) < 0)
+				return -1;
+		logits[k] = a;
+	}
+	for (int k = 0; k < nmb; k++) {
+		const float *g = dl[k];
+
+		if (nsl_softmax_xent(logits[k], y + k * mb, mb, m->classes, 1.0f / BATCH, dl[k], NULL, &loss) < 0)
+			return -1;
+		for (int i = net->n - 1; i >= 0; i--)
+			if (nsl_stage_backward_in(net->s[i], k, mb, g, &g) < 0)
+				return -1;
+	}
+	for (int i = 0; i < net->n; i++)
+		nsl_stage_step(net->s[i], lr);
+	return 0;
+}
+
+static void test_micro_batches_in_flight(void)
+{
+	/* max pooling and dropout keep state per forward: each slot must keep its own */
+	struct nsl_model *m = nsl_model_parse("conv:4x3x3,relu,maxpool:2,flatten,dropout:0.3,dense:10",
+					      (struct nsl_shape){ 1, 10, 10 });
+	int starts[3] = { 0, 3, 0 };
+	int64_t in;
+	struct net a, b;
+	float *x, *pa, *pb;
+	int32_t y[BATCH];
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	starts[2] = m->nlayers;
+	in = nsl_shape_size(m->input);
+	x = malloc(sizeof(float) * BATCH * (size_t)in);
+	CU_ASSERT_EQUAL_FATAL(net_init(&a, m, starts, 2, "adam", 3, 2), 0);
+	CU_ASSERT_EQUAL_FATAL(net_init_in_flight(&b, m, starts, 2, "adam", 3, 2, BATCH / 2), 0);
+	for (int step = 0; step < STEPS; step++) {
+		random_batch(m, (uint64_t)step, x, y);
+		CU_ASSERT_EQUAL_FATAL(net_train(&a, m, x, y, BATCH, 2, (uint64_t)step * 1000, 0.01f), 0);
+		CU_ASSERT_EQUAL_FATAL(net_train_gpipe(&b, m, x, y, (uint64_t)step * 1000, 0.01f), 0);
+	}
+	pa = net_params(&a, &n);
+	pb = net_params(&b, &n);
+	CU_ASSERT(memcmp(pa, pb, n * sizeof(float)) == 0);
+	/* the second slot's backward is refused once it has run */
+	{
+		const float *dx;
+		float dy[2 * 10] = { 0 };
+
+		CU_ASSERT_EQUAL(nsl_stage_backward_in(b.s[1], 1, 2, dy, &dx), -EINVAL);
+		CU_ASSERT_EQUAL(nsl_stage_backward_in(b.s[1], BATCH / 2, 2, dy, &dx), -EINVAL);
+	}
+	free(pa);
+	free(pb);
+	free(x);
+	net_free(&a);
+	net_free(&b);
+	nsl_model_free(m);
+}
+
+/* A stage rebuilt from another's exported parameters, optimizer state and step count goes on
+ * exactly as the original: what a swap between peers relies on. */
+static void test_state_moves(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-16-10", (struct nsl_shape){ 1, 8, 8 });
+	int starts[3] = { 0, 2, 5 };
+	struct net a, b;
+	float x[BATCH * 64], *pa, *pb, *buf = malloc(64 * 32 * sizeof(float));
+	int32_t y[BATCH];
+	size_t n;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL_FATAL(net_init(&a, m, starts, 2, "adam", 1, BATCH), 0);
+	CU_ASSERT_EQUAL_FATAL(net_init(&b, m, starts, 2, "adam", 99, BATCH), 0);
+	for (int step = 0; step < 3; step++) {
+		random_batch(m, (uint64_t)step, x, y);
+		CU_ASSERT_EQUAL_FATAL(net_train(&a, m, x, y, BATCH, BATCH, 0, 0.01f), 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT_EQUAL(nsl_stage_state_slots(a.s[i]), 2);
+		for (int k = 0; k < nsl_stage_param_count(a.s[i]); k++) {
+			CU_ASSERT_EQUAL(nsl_stage_param_export(a.s[i], k, buf), 0);
+			CU_ASSERT_EQUAL(nsl_stage_param_import(b.s[i], k, buf), 0);
+			for (int slot = 0; slot < 2; slot++) {
+				CU_ASSERT_EQUAL(nsl_stage_state_export(a.s[i], k, slot, buf), 0);
+				CU_ASSERT_EQUAL(nsl_stage_state_import(b.s[i], k, slot, buf), 0);
+			}
+		}
+		CU_ASSERT_EQUAL(nsl_stage_state_export(a.s[i], 0, 2, buf), -EINVAL);
+		nsl_stage_set_steps(b.s[i], nsl_stage_steps(a.s[i]));
+	}
+	for (int step = 3; step < 5; step++) {
+		random_batch(m, (uint64_t)step, x, y);
+		CU_ASSERT_EQUAL_FATAL(net_train(&a, m, x, y, BATCH, BATCH, 0, 0.01f), 0);
+		CU_ASSERT_EQUAL_FATAL(net_train(&b, m, x, y, BATCH, BATCH, 0, 0.01f), 0);
+	}
+	pa = net_params(&a, &n);
+	pb = net_params(&b, &n);
+	CU_ASSERT(memcmp(pa, pb, n * sizeof(float)) == 0);
+	free(pa);
+	free(pb);
+	free(buf);
+	net_free(&a);
+	net_free(&b);
+	nsl_model_free(m);
+}
+
 static void test_seed_decides_init(void)
 {
 	struct nsl_model *m = nsl_model_parse("mlp:64-32-10", (struct nsl_shape){ 1, 8, 8 });
@@ -295,6 +426,8 @@ static const struct nsl_test_case cases[] = {
 	{ "mlp cut into 2 and 4 stages equals uncut", test_mlp_cuts },
 	{ "cnn cut into 2 and 4 stages equals uncut", test_cnn_cuts },
 	{ "micro-batches accumulate to the batch gradient", test_microbatch_accumulation },
+	{ "micro-batches in flight equal one at a time", test_micro_batches_in_flight },
+	{ "optimizer state moves between stages", test_state_moves },
 	{ "seed decides initialisation", test_seed_decides_init },
 	{ "memory report", test_memory_report },
 	{ "misuse is refused", test_misuse },

@@ -21,7 +21,10 @@
  *     nsl_stage_free(s);
  *
  * Activations are plain row-major f32 (N x C x H x W). The caller's input x must stay valid
- * and unchanged from forward until the matching backward. Gradients accumulate over any number
+ * and unchanged from forward until the matching backward. A pipeline keeps several micro-batches
+ * in flight: a stage made with `contexts` = K holds the outputs and saved state of K training
+ * forwards at once, each in its own slot (nsl_stage_forward_in / nsl_stage_backward_in), and
+ * their backwards may come in any order. Gradients accumulate over any number
  * of forward/backward pairs (micro-batches) until step; scale the loss gradient by
  * 1/batch to get the batch mean. Initialisation depends only on (seed, global layer number), so a
  * model cut into any stages starts from the same weights as the uncut model.
@@ -40,12 +43,15 @@
 #include "nsplit/model.h"
 #include "nsplit/optim.h"
 
+#define NSL_STAGE_MAX_CONTEXTS 256
+
 struct nsl_stage;
 
 struct nsl_stage_config {
 	const struct nsl_model *model;     /* borrowed; must outlive the stage */
 	int first, last;                   /* layers [first, last), 0 <= first < last <= nlayers */
 	int max_batch;                     /* largest batch (micro-batch) forward will see */
+	int contexts;                      /* micro-batches in flight at once (0 = 1) */
 	uint64_t seed;                     /* initialisation and dropout */
 	struct nsl_optim_config optim;
 	/* Parameters, gradients, optimizer state, outputs and input gradients: the memory that may
@@ -59,7 +65,8 @@ struct nsl_stage_memory {
 	size_t params;        /* parameters in their internal layout */
 	size_t grads;
 	size_t optim_state;
-	size_t activations;   /* outputs of every layer kept for backward, at the given batch */
+	size_t activations;   /* outputs and saved state kept for backward, at the given batch, for
+				 every micro-batch slot */
 	size_t scratch;       /* input-gradient buffers, layer workspaces, oneDNN scratchpads */
 	size_t total;
 };
@@ -102,6 +109,16 @@ int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const floa
  */
 int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const float **dx);
 
+/*
+ * The same in micro-batch slot k (0 <= k < contexts): the forward's outputs and saved state stay
+ * in slot k until its backward, whatever runs in the other slots meanwhile. *y stays valid until
+ * the next forward in slot k; *dx (stage-owned, NULL when the stage starts at layer 0) until the
+ * next backward in slot k. nsl_stage_forward and nsl_stage_backward use slot 0.
+ */
+int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, const float **y, bool train,
+			 uint64_t key);
+int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy, const float **dx);
+
 /* Apply the optimizer with learning rate lr to every parameter, then zero the gradients. */
 int nsl_stage_step(struct nsl_stage *s, float lr);
 
@@ -116,6 +133,16 @@ int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info
 /* Copy parameter k out to / in from the plain PyTorch layout (info.numel floats). */
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain);
 int nsl_stage_param_import(struct nsl_stage *s, int k, const float *plain);
+
+/*
+ * Optimizer state: nsl_stage_state_slots buffers per parameter (0 for plain sgd, 1 with momentum,
+ * 2 for adam), each the parameter's shape; moved in the plain layout, as parameters are. With the
+ * step count (nsl_stage_steps, nsl_stage_set_steps) they are all a swap or a checkpoint needs.
+ */
+int nsl_stage_state_slots(const struct nsl_stage *s);
+int nsl_stage_state_export(const struct nsl_stage *s, int k, int slot, float *plain);
+int nsl_stage_state_import(struct nsl_stage *s, int k, int slot, const float *plain);
+void nsl_stage_set_steps(struct nsl_stage *s, uint64_t steps);
 
 /* Per-sample sizes of the stage's input and output, in floats. */
 int64_t nsl_stage_in_size(const struct nsl_stage *s);

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "schedule.h"
+
+static const char *const kind_names[] = {
+	[NSL_SCHED_NSPLIT] = "nsplit",
+	[NSL_SCHED_GPIPE] = "gpipe",
+	[NSL_SCHED_1F1B] = "1f1b",
+};
+
+static const char *const op_names[NSL_OP_COUNT] = {
+	[NSL_OP_LOAD] = "load",
+	[NSL_OP_RECV_ACT] = "recv_act",
+	[NSL_OP_RECV_LABELS] = "recv_labels",
+	[NSL_OP_FWD] = "fwd",
+	[NSL_OP_SEND_ACT] = "send_act",
+	[NSL_OP_SEND_LABELS] = "send_labels",
+	[NSL_OP_LOSS] = "loss",
+	[NSL_OP_RECV_GRAD] = "recv_grad",
+	[NSL_OP_BWD] = "bwd",
+	[NSL_OP_SEND_GRAD] = "send_grad",
+	[NSL_OP_STEP] = "step",
+};
+
+int nsl_sched_parse(const char *s, enum nsl_sched_kind *out)
+{
+	for (unsigned k = 0; k < sizeof(kind_names) / sizeof(kind_names[0]); k++)
+		if (strcmp(s, kind_names[k]) == 0) {
+			*out = (enum nsl_sched_kind)k;
+			return 0;
+		}
+	return nsl_error_set(EINVAL, "--schedule %s: unknown; give nsplit, gpipe or 1f1b", s);
+}
+
+const char *nsl_sched_name(enum nsl_sched_kind k)
+{
+	return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
+}
+
+const char *nsl_op_name(enum nsl_op op)
+{
+	return (unsigned)op < NSL_OP_COUNT ? op_names[op] : "?";
+}
+
+int nsl_instr_peer_stage(int nstages, int stage, enum nsl_op op)
+{
+	switch (op) {
+	case NSL_OP_RECV_ACT: return stage - 1;
+	case NSL_OP_SEND_ACT: return stage + 1;
+	case NSL_OP_RECV_GRAD: return stage + 1;
+	case NSL_OP_SEND_GRAD: return stage - 1;
+	case NSL_OP_SEND_LABELS: return nstages - 1;
+	case NSL_OP_RECV_LABELS: return 0;
+	default: return -1;
+	}
+}
+
+struct emit {
+	struct nsl_instr *out;
+	int n, cap;
+	int nstages, stage;
+};
+
+static void put(struct emit *e, enum nsl_op op, int m)
+{
+	if (e->n < e->cap)
+		e->out[e->n] = (struct nsl_instr){ .op = (uint8_t)op, .micro = (uint16_t)m };
+	e->n++;
+}
+
+/* Forward of micro-batch m: its input arrives, the output leaves (or the loss is taken). */
+static void fwd(struct emit *e, int m)
+{
+	const bool first = e->stage == 0, last = e->stage == e->nstages - 1;
+
+	if (!first)
+		put(e, NSL_OP_RECV_ACT, m);
+	if (last && !first)
+		put(e, NSL_OP_RECV_LABELS, m);
+	put(e, NSL_OP_FWD, m);
+	if (!last)
+		put(e, NSL_OP_SEND_ACT, m);
+	/* The labels go straight to the last stage: in the rotation it is the owner's other neighbour. */
+	if (first && !last)
+		put(e, NSL_OP_SEND_LABELS, m);
+	if (last)
+		put(e, NSL_OP_LOSS, m);
+}
+
+static void bwd(struct emit *e, int m)
+{
+	if (e->stage < e->nstages - 1)
+		put(e, NSL_OP_RECV_GRAD, m);
+	put(e, NSL_OP_BWD, m);
+	if (e->stage > 0)
+		put(e, NSL_OP_SEND_GRAD, m);
+}
+
+int nsl_sched_compile(enum nsl_sched_kind k, int nstages, int stage, int nmicro, struct nsl_instr *out, int cap)
+{
+	struct emit e = { .out = out, .cap = cap, .nstages = nstages, .stage = stage };
+
+	if (nstages < 1 || stage < 0 || stage >= nstages || nmicro < 1 || nmicro > NSL_SCHED_MAX_MICRO)
+		return nsl_error_set(EINVAL, "schedule: stage %d of %d with %d micro-batches (1..%d)", stage, nstages,
+				     nmicro, NSL_SCHED_MAX_MICRO);
+	if (stage == 0)
+		put(&e, NSL_OP_LOAD, 0);
+	switch (k) {
+	case NSL_SCHED_NSPLIT:
+		for (int m = 0; m < nmicro; m++) {
+			fwd(&e, m);
+			bwd(&e, m);
+		}
+		break;
+	case NSL_SCHED_GPIPE:
+		for (int m = 0; m < nmicro; m++)
+			fwd(&e, m);
+		for (int m = 0; m < nmicro; m++)
+			bwd(&e, m);
+		break;
+	case NSL_SCHED_1F1B: {
+		int warm = nstages - stage - 1 < nmicro ? nstages - stage - 1 : nmicro;
+
+		for (int m = 0; m < warm; m++)
+			fwd(&e, m);
+		for (int m = 0; m + warm < nmicro; m++) {
+			fwd(&e, m + warm);
+			bwd(&e, m);
+		}
+		for (int m = nmicro - warm; m < nmicro; m++)
+			bwd(&e, m);
+		break;
+	}
+	default:
+		return nsl_error_set(EINVAL, "schedule: unknown kind %d", (int)k);
+	}
+	put(&e, NSL_OP_STEP, 0);
+	if (e.n > cap)
+		return nsl_error_set(ENOSPC, "schedule: %d instructions for room for %d", e.n, cap);
+	return e.n;
+}
+
+int nsl_sched_in_flight(const struct nsl_instr *prog, int n)
+{
+	int now = 0, most = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (prog[i].op == NSL_OP_FWD && ++now > most)
+			most = now;
+		else if (prog[i].op == NSL_OP_BWD)
+			now--;
+	}
+	return most;
+}
+
+void nsl_sched_print(FILE *f, const struct nsl_instr *prog, int n)
+{
+	int col = 0;
+
+	for (int i = 0; i < n; i++) {
+		char tok[32];
+		int len;
+
+		if (prog[i].op == NSL_OP_LOAD || prog[i].op == NSL_OP_STEP)
+			len = snprintf(tok, sizeof(tok), "%s", nsl_op_name(prog[i].op));
+		else
+			len = snprintf(tok, sizeof(tok), "%s:%u", nsl_op_name(prog[i].op), prog[i].micro);
+		if (col > 0 && col + 1 + len > 96) {
+			fputc('\n', f);
+			col = 0;
+		}
+		col += fprintf(f, "%s%s", col ? " " : "    ", tok);
+	}
+	if (col)
+		fputc('\n', f);
+}

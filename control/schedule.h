@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Schedules as data. A schedule compiles, for each stage of a pipeline of N stages, into the list
+ * of instructions that stage runs for one batch of M micro-batches. The runtime executes the
+ * lists; the tests execute them symbolically (every receive finds its send, nothing deadlocks);
+ * the dump and the trace print them. So all of them agree by construction.
+ *
+ *   nsplit  the paper's N-split: one micro-batch in flight in the whole pipeline (forward to the
+ *           last stage, loss, backward to the first, then the next micro-batch); with micro-batch
+ *           size 1 that is one sample at a time, as in the paper
+ *   gpipe   every micro-batch's forward, then every backward (all of them in flight)
+ *   1f1b    N - s - 1 forwards to fill the pipeline, then one forward and one backward in turn,
+ *           then the remaining backwards: at most N - s micro-batches in flight on stage s
+ *
+ * All three give the gradient of the whole batch (micro-batch gradients add up before the step).
+ * Between rounds, outside these lists, every stage moves one peer on (swap out, swap in).
+ */
+#ifndef NSL_SCHEDULE_H
+#define NSL_SCHEDULE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+enum nsl_sched_kind {
+	NSL_SCHED_NSPLIT,
+	NSL_SCHED_GPIPE,
+	NSL_SCHED_1F1B,
+};
+
+enum nsl_op {
+	NSL_OP_LOAD,          /* stage 0: read the batch from the owner's shard */
+	NSL_OP_RECV_ACT,      /* the previous stage's output for micro-batch m */
+	NSL_OP_RECV_LABELS,   /* last stage: labels of micro-batch m from stage 0 */
+	NSL_OP_FWD,
+	NSL_OP_SEND_ACT,      /* to the next stage */
+	NSL_OP_SEND_LABELS,   /* stage 0, to the last stage */
+	NSL_OP_LOSS,          /* last stage: softmax cross-entropy, the gradient of the logits */
+	NSL_OP_RECV_GRAD,     /* the next stage's input gradient */
+	NSL_OP_BWD,
+	NSL_OP_SEND_GRAD,     /* to the previous stage */
+	NSL_OP_STEP,          /* optimizer step with the batch's accumulated gradients */
+	NSL_OP_COUNT,
+};
+
+struct nsl_instr {
+	uint8_t op;           /* enum nsl_op */
+	uint16_t micro;       /* micro-batch (0 for LOAD and STEP) */
+};
+
+/* Instructions of one stage's batch program, at most (for NSL_SCHED_MAX_MICRO micro-batches). */
+#define NSL_SCHED_MAX_MICRO 4096
+#define NSL_SCHED_MAX_INSTR (2 + 6 * NSL_SCHED_MAX_MICRO)
+
+/* "nsplit", "gpipe" or "1f1b". 0, or -EINVAL with a message listing them. */
+int nsl_sched_parse(const char *s, enum nsl_sched_kind *out);
+const char *nsl_sched_name(enum nsl_sched_kind k);
+const char *nsl_op_name(enum nsl_op op);
+
+/*
+ * The batch program of stage `stage` (0-based) of `nstages`, for `nmicro` micro-batches, into
+ * out (room for `cap`). Returns the instruction count, or -EINVAL with a message.
+ */
+int nsl_sched_compile(enum nsl_sched_kind k, int nstages, int stage, int nmicro, struct nsl_instr *out, int cap);
+
+/* The stage an instruction's message goes to or comes from; -1 when it moves none. */
+int nsl_instr_peer_stage(int nstages, int stage, enum nsl_op op);
+
+/* Micro-batches whose forward awaits its backward at once, at most, in a program. */
+int nsl_sched_in_flight(const struct nsl_instr *prog, int n);
+
+/* One line per instruction group, for --dump-schedule. */
+void nsl_sched_print(FILE *f, const struct nsl_instr *prog, int n);
+
+#endif

@@ -7,6 +7,7 @@
 #include "nsplit/optim.h"
 #include "cli.h"
 #include "commands.h"
+#include "dataset.h"
 #include "train.h"
 
 static void usage(FILE *f)
@@ -24,7 +25,8 @@ static void usage(FILE *f)
 "  --shards DIR         same as --data, for a folder of nsplit shard files\n"
 "  --cache DIR          where shard files are made on first use (default $NSPLIT_CACHE,\n"
 "                       $XDG_CACHE_HOME/nsplit or ~/.cache/nsplit)\n"
-"  --limit-samples N    train on the first N training samples only (default all)\n"
+"  --limit-samples N    train on the first N training samples only (default all; with\n"
+"                       N peers, the first N/peers of each peer's shard)\n"
 "  --read-ahead N       shard reads in flight, 1-256 (default 8)\n"
 "  --no-direct          buffered reads even where O_DIRECT works\n"
 "\n"
@@ -33,6 +35,8 @@ static void usage(FILE *f)
 "  --split I,J,...      cut the model into stages starting at layers I, J, ... and run them\n"
 "                       one after another (same weights as the uncut model)\n"
 "  --threads T          compute threads (default: every core this process may use)\n"
+"  --replay-peers N     train one peer on exactly the sample sequence a job of N peers\n"
+"                       sees (N shards, round r on shard r), to compare weights with it\n"
 "\n"
 "Optimisation\n"
 "  --epochs E           passes over the training set (default 10)\n"
@@ -61,7 +65,7 @@ static void usage(FILE *f)
 enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
-	OPT_LIMIT, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
+	OPT_LIMIT, OPT_REPLAY, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
 };
 
 static const struct option long_opts[] = {
@@ -85,6 +89,7 @@ static const struct option long_opts[] = {
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "limit-samples", required_argument, NULL, OPT_LIMIT },
+	{ "replay-peers", required_argument, NULL, OPT_REPLAY },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "save-weights", required_argument, NULL, OPT_SAVE },
 	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
@@ -124,6 +129,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 			rc = nsl_cli_i64("limit-samples", optarg, 1, UINT32_MAX, &v64);
 			o->limit_samples = (uint32_t)v64;
 			break;
+		case OPT_REPLAY: rc = nsl_cli_int("replay-peers", optarg, 1, NSL_DATASET_MAX_PARTS, &o->replay_peers); break;
 		case OPT_METRICS: o->metrics = optarg; break;
 		case OPT_SAVE: o->save_weights = optarg; break;
 		case OPT_NO_PROGRESS: o->progress = false; break;

@@ -10,6 +10,7 @@
 
 struct nsl_train_opts {
 	int peers;
+	int replay_peers;            /* > 1: train on the sample sequence of a job of this many peers */
 	const char *model;
 	const char *data_dir;
 	const char *cache_dir;       /* where shard files are made on first use */
@@ -27,7 +28,7 @@ struct nsl_train_opts {
 	float weight_decay;          /* < 0: the optimizer's default */
 	uint64_t seed;
 	int threads;
-	uint32_t limit_samples;      /* 0 = all */
+	uint32_t limit_samples;      /* 0 = all; with N shards, the first limit/N of each */
 	const char *metrics;
 	const char *save_weights;
 	bool progress;
@@ -41,6 +42,9 @@ void nsl_train_opts_default(struct nsl_train_opts *o);
 
 /* Train and evaluate; prints progress and results. 0 or a negative errno (message set). */
 int nsl_train_reference(const struct nsl_train_opts *o);
+
+/* The records used per shard when the training set is cut into `parts`: 0 = all. */
+int nsl_train_shard_limit(const struct nsl_train_opts *o, int parts, uint32_t *out);
 
 /* The default shard cache: $NSPLIT_CACHE, else $XDG_CACHE_HOME/nsplit, else ~/.cache/nsplit. */
 const char *nsl_default_cache_dir(void);

@@ -38,6 +38,15 @@ void nsl_train_opts_default(struct nsl_train_opts *o)
 	o->direct = true;
 }
 
+int nsl_train_shard_limit(const struct nsl_train_opts *o, int parts, uint32_t *out)
+{
+	if (o->limit_samples && o->limit_samples < (uint32_t)parts)
+		return nsl_error_set(EINVAL, "--limit-samples %u: fewer samples than the %d shards", o->limit_samples,
+				     parts);
+	*out = o->limit_samples / (uint32_t)parts;
+	return 0;
+}
+
 const char *nsl_default_cache_dir(void)
 {
 	static char buf[PATH_MAX];
@@ -61,7 +70,8 @@ struct run {
 	struct nsl_model *model;
 	struct nsl_chain chain;
 	bool chain_ok;
-	struct nsl_batcher train, test;
+	int nparts;                     /* shards opened: 1, or the peers of --replay-peers */
+	struct nsl_batcher train[NSL_DATASET_MAX_PARTS], test;
 	bool test_ok;
 	float *x;
 	int32_t *labels;
@@ -72,7 +82,8 @@ static void run_free(struct run *r)
 {
 	if (r->chain_ok)
 		nsl_chain_fini(&r->chain);
-	nsl_batcher_close(&r->train);
+	for (int i = 0; i < r->nparts; i++)
+		nsl_batcher_close(&r->train[i]);
 	if (r->test_ok)
 		nsl_batcher_close(&r->test);
 	nsl_model_free(r->model);
@@ -135,18 +146,18 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 	struct nsl_progress prog = { 0 };
 	int starts[NSL_CHAIN_MAX_STAGES + 1];
 	int nstages, rc, steps_per_epoch;
+	uint32_t shard_limit;
 	int64_t step = 0, n_train;
 	double train_time = 0, t_start = nsl_now(), last_loss = 0, last_acc = 0;
 	float lr = 0, base_lr = 0;
 	bool have_eval = false;
 
 	if (o->peers != 1)
-		return nsl_error_set(ENOTSUP,
-				     "--peers %d: this build trains on one peer only (the N-split dataplane is not built yet); use --split I,J,... to run the model as stages in one process",
-				     o->peers);
+		return nsl_error_set(EINVAL, "the single-peer trainer runs --peers 1 (got %d)", o->peers);
 	if (o->batch < 1 || o->epochs < 1)
 		return nsl_error_set(EINVAL, "--batch and --epochs must be at least 1 (got %d and %d)", o->batch, o->epochs);
-	rc = nsl_dataset_prepare(o->data_dir, o->cache_dir ? o->cache_dir : nsl_default_cache_dir(), 1, &files);
+	rc = nsl_dataset_prepare(o->data_dir, o->cache_dir ? o->cache_dir : nsl_default_cache_dir(),
+				 o->replay_peers > 0 ? o->replay_peers : 1, &files);
 	if (rc < 0)
 		return rc;
 
@@ -154,25 +165,30 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 	ro.direct = o->direct;
 	ro.shuffle = true;
 	ro.seed = o->seed;
-	if ((rc = nsl_batcher_open(&r.train, files.train[0], &ro, o->limit_samples)) < 0)
+	if ((rc = nsl_train_shard_limit(o, r.nparts = files.parts, &shard_limit)) < 0)
 		goto out;
+	for (int i = 0; i < files.parts; i++)
+		if ((rc = nsl_batcher_open(&r.train[i], files.train[i], &ro, shard_limit)) < 0) {
+			r.nparts = i;
+			goto out;
+		}
 	ro.shuffle = false;
 	if (o->eval) {
 		if ((rc = nsl_batcher_open(&r.test, files.test, &ro, 0)) < 0)
 			goto out;
 		r.test_ok = true;
 		/* Batches are sized for the training samples: a test set of another shape would overrun them. */
-		if ((rc = nsl_shard_check_shape(nsl_shard_reader_info(r.test.r), r.train.shape, files.test)) < 0)
+		if ((rc = nsl_shard_check_shape(nsl_shard_reader_info(r.test.r), r.train[0].shape, files.test)) < 0)
 			goto out;
 	}
-	r.model = nsl_model_parse(o->model, r.train.shape);
+	r.model = nsl_model_parse(o->model, r.train[0].shape);
 	if (r.model == NULL) {
 		rc = nsl_error_prefix(EINVAL, "%s", files.train[0]);
 		goto out;
 	}
-	if ((uint32_t)r.model->classes < r.train.classes) {
+	if ((uint32_t)r.model->classes < r.train[0].classes) {
 		rc = nsl_error_set(EINVAL, "model \"%s\" has %d outputs but the data has %u classes", o->model,
-				   r.model->classes, r.train.classes);
+				   r.model->classes, r.train[0].classes);
 		goto out;
 	}
 	if ((rc = setup_optim(o, &oc, &base_lr)) < 0)
@@ -190,14 +206,19 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		goto out;
 	r.chain_ok = true;
 
-	n_train = r.train.limit;
-	steps_per_epoch = (int)((n_train + o->batch - 1) / o->batch);
-	/* Every batch size the loop will see is built now: full batches, the last train batch, the
-	 * last test batch. */
-	if ((rc = nsl_chain_prepare(&r.chain, o->batch)) < 0 ||
-	    (n_train % o->batch && (rc = nsl_chain_prepare(&r.chain, (int)(n_train % o->batch))) < 0) ||
-	    (r.test_ok && r.test.limit % o->batch &&
-	     (rc = nsl_chain_prepare(&r.chain, (int)(r.test.limit % o->batch))) < 0))
+	/* Every batch size the loop will see is built now: full batches, each shard's last train
+	 * batch, the last test batch. */
+	n_train = 0;
+	steps_per_epoch = 0;
+	rc = nsl_chain_prepare(&r.chain, o->batch);
+	for (int i = 0; rc == 0 && i < r.nparts; i++) {
+		n_train += r.train[i].limit;
+		steps_per_epoch += (int)((r.train[i].limit + (uint32_t)o->batch - 1) / (uint32_t)o->batch);
+		if (r.train[i].limit % (uint32_t)o->batch)
+			rc = nsl_chain_prepare(&r.chain, (int)(r.train[i].limit % (uint32_t)o->batch));
+	}
+	if (rc < 0 || (r.test_ok && r.test.limit % o->batch &&
+		       (rc = nsl_chain_prepare(&r.chain, (int)(r.test.limit % o->batch))) < 0))
 		goto out;
 
 	sched.kind = o->lr_schedule;
@@ -208,7 +229,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 	sched.gamma = o->lr_gamma;
 	sched.min_lr = o->min_lr;
 
-	r.x = malloc((size_t)o->batch * (size_t)nsl_shape_size(r.train.shape) * sizeof(float));
+	r.x = malloc((size_t)o->batch * (size_t)nsl_shape_size(r.train[0].shape) * sizeof(float));
 	r.labels = malloc((size_t)o->batch * sizeof(int32_t));
 	if (r.x == NULL || r.labels == NULL) {
 		rc = nsl_error_set(ENOMEM, "out of memory for a batch of %d", o->batch);
@@ -218,9 +239,9 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		rc = nsl_error_set(errno, "--metrics %s: %s", o->metrics, strerror(errno));
 		goto out;
 	}
-	printf("model %s: %d layers, %d stage%s, %d classes; %" PRId64 " training samples from %s; %s, lr %g, batch %d, %d thread%s\n",
+	printf("model %s: %d layers, %d stage%s, %d classes; %" PRId64 " training samples from %s%s; %s, lr %g, batch %d, %d thread%s\n",
 	       r.model->text, r.model->nlayers, nstages, nstages == 1 ? "" : "s", r.model->classes, n_train,
-	       files.train[0], oc.ops->name, (double)base_lr, o->batch, nsl_compute_threads(r.cc),
+	       files.train[0], r.nparts > 1 ? " and the other shards, in the order of an N-peer job" : "", oc.ops->name, (double)base_lr, o->batch, nsl_compute_threads(r.cc),
 	       nsl_compute_threads(r.cc) == 1 ? "" : "s");
 	fflush(stdout);
 
@@ -230,31 +251,37 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		int correct = 0;
 		int64_t seen = 0;
 
-		if ((rc = nsl_batcher_begin_epoch(&r.train, (uint64_t)e)) < 0)
-			goto out;
-		for (;;) {
-			int n = nsl_batcher_next(&r.train, o->batch, r.x, r.labels);
+		/* Round p trains on shard p, as the N-peer job's rotation does: it hands stage 1 to
+		 * the owner of shard p for round p of each epoch. */
+		for (int p = 0; p < r.nparts; p++) {
+			if ((rc = nsl_batcher_begin_epoch(&r.train[p], (uint64_t)e)) < 0)
+				goto out;
+			for (;;) {
+				int n = nsl_batcher_next(&r.train[p], o->batch, r.x, r.labels);
 
-			if (n <= 0) {
-				rc = n;
-				if (n < 0)
+				if (n <= 0) {
+					rc = n;
+					if (n < 0)
+						goto out;
+					break;
+				}
+				lr = nsl_lr_at(&sched, step);
+				rc = nsl_chain_train_batch(&r.chain, n, r.x, r.labels, (uint64_t)step, lr, &loss_sum,
+							   &correct);
+				if (rc < 0)
 					goto out;
-				break;
+				if (!isfinite(loss_sum)) {
+					rc = nsl_error_set(ERANGE,
+							   "epoch %d step %" PRId64 ": the loss is not finite (lr %g too high?)",
+							   e + 1, step, (double)lr);
+					goto out;
+				}
+				step++;
+				seen += n;
+				nsl_progress_update(&prog, e + 1, o->epochs, (int64_t)e * n_train + seen,
+						    (double)(e * n_train + seen) / (train_time + nsl_now() - t0),
+						    loss_sum / (double)seen);
 			}
-			lr = nsl_lr_at(&sched, step);
-			rc = nsl_chain_train_batch(&r.chain, n, r.x, r.labels, (uint64_t)step, lr, &loss_sum, &correct);
-			if (rc < 0)
-				goto out;
-			if (!isfinite(loss_sum)) {
-				rc = nsl_error_set(ERANGE, "epoch %d step %" PRId64 ": the loss is not finite (lr %g too high?)",
-						   e + 1, step, (double)lr);
-				goto out;
-			}
-			step++;
-			seen += n;
-			nsl_progress_update(&prog, e + 1, o->epochs, (int64_t)e * n_train + seen,
-					    (double)(e * n_train + seen) / (train_time + nsl_now() - t0),
-					    loss_sum / (double)seen);
 		}
 		double epoch_time = nsl_now() - t0;
 

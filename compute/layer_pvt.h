@@ -29,7 +29,7 @@
 #include "compute_pvt.h"
 
 #define NSL_LAYER_MAX_PARAMS 2
-#define NSL_LAYER_MAX_BATCHES 4   /* distinct batch sizes a layer keeps primitives for */
+#define NSL_LAYER_MAX_BATCHES 8   /* distinct batch sizes a layer keeps primitives for */
 
 /* An activation applied inside a dense or conv primitive as an eltwise post-op. */
 enum nsl_fused_act {

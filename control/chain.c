@@ -73,31 +73,32 @@ static int forward_all(struct nsl_chain *c, int batch, const float *x, const flo
 	return 0;
 }
 
-int nsl_chain_train_batch(struct nsl_chain *c, int batch, const float *x, const int32_t *labels, uint64_t key,
-			  float lr, double *loss_sum, int *correct)
+int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float *x, const int32_t *labels,
+			  uint64_t key, float lr, double *loss_sum, int *correct)
 {
-	const float *logits, *g;
-	double loss = 0;
-	int rc = forward_all(c, batch, x, &logits, true, key);
+	const int64_t in = nsl_shape_size(c->m->input);
+	int rc = 0;
 
-	if (rc < 0)
-		return rc;
-	rc = nsl_softmax_xent(logits, labels, batch, c->m->classes, 1.0f / (float)batch, c->dlogits, correct, &loss);
-	if (rc < 0)
-		return rc;
-	*loss_sum += loss;
-	g = c->dlogits;
-	for (int i = c->nstages - 1; i >= 0; i--) {
-		rc = nsl_stage_backward(c->stages[i], batch, g, &g);
-		if (rc < 0)
-			return rc;
+	if (micro <= 0 || micro > batch)
+		micro = batch;
+	/* Micro-batches in order, each scaled by 1/batch: their gradients add up to the batch's. */
+	for (int r = 0; r < batch && rc == 0; r += micro) {
+		const int rows = batch - r < micro ? batch - r : micro;
+		const float *logits, *g;
+		double loss = 0;
+
+		rc = forward_all(c, rows, x + r * in, &logits, true, key);
+		if (rc == 0)
+			rc = nsl_softmax_xent(logits, labels + r, rows, c->m->classes, 1.0f / (float)batch, c->dlogits,
+					      correct, &loss);
+		*loss_sum += loss;
+		g = c->dlogits;
+		for (int i = c->nstages - 1; i >= 0 && rc == 0; i--)
+			rc = nsl_stage_backward(c->stages[i], rows, g, &g);
 	}
-	for (int i = 0; i < c->nstages; i++) {
+	for (int i = 0; i < c->nstages && rc == 0; i++)
 		rc = nsl_stage_step(c->stages[i], lr);
-		if (rc < 0)
-			return rc;
-	}
-	return 0;
+	return rc;
 }
 
 int nsl_chain_predict(struct nsl_chain *c, int batch, const float *x, const float **logits)

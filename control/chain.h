@@ -38,9 +38,11 @@ int nsl_chain_prepare(struct nsl_chain *c, int batch);
 /*
  * One optimizer step on a batch of `batch` rows: forward, softmax cross-entropy, backward (loss
  * scaled by 1/batch), step with learning rate lr. Adds the summed loss and correct count.
+ * micro > 0 and < batch: forward and backward run on micro-batches of that many rows, in order,
+ * accumulating gradients, as a pipeline of peers does (same sums in the same order).
  */
-int nsl_chain_train_batch(struct nsl_chain *c, int batch, const float *x, const int32_t *labels, uint64_t key,
-			  float lr, double *loss_sum, int *correct);
+int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float *x, const int32_t *labels,
+			  uint64_t key, float lr, double *loss_sum, int *correct);
 
 /* Inference forward; *logits is stage-owned, batch x classes. */
 int nsl_chain_predict(struct nsl_chain *c, int batch, const float *x, const float **logits);

@@ -5,9 +5,12 @@
 
 #include "nsplit/error.h"
 #include "nsplit/optim.h"
+#include "nsplit/poll.h"
 #include "cli.h"
 #include "commands.h"
 #include "dataset.h"
+#include "schedule.h"
+#include "train_peers.h"
 #include "train.h"
 
 static void usage(FILE *f)
@@ -31,9 +34,19 @@ static void usage(FILE *f)
 "  --no-direct          buffered reads even where O_DIRECT works\n"
 "\n"
 "Peers and stages\n"
-"  --peers N            peers taking part (default 1; this build trains on one peer)\n"
-"  --split I,J,...      cut the model into stages starting at layers I, J, ... and run them\n"
-"                       one after another (same weights as the uncut model)\n"
+"  --peers N            peers taking part, all in this process over net_ring (default 1);\n"
+"                       peer i owns shard i; the stages rotate one peer on each round\n"
+"  --schedule S         nsplit (the paper's: one micro-batch in the pipeline at a time),\n"
+"                       gpipe or 1f1b (micro-batches in flight; default 1f1b)\n"
+"  --micro-batch M      rows per micro-batch (default 1 for nsplit, one sample at a time as\n"
+"                       in the paper; else batch / (2 x peers)); with one peer, gradients\n"
+"                       accumulate over micro-batches of M rows (default the whole batch)\n"
+"  --dump-schedule      print every peer's instruction list for one batch, and exit\n"
+"  --poll MODE          how waiting peers poll: auto, busy or adaptive (default auto:\n"
+"                       adaptive when peers outnumber cores)\n"
+"  --split I,J,...      cut the model into stages starting at layers I, J, ... (with N peers:\n"
+"                       N - 1 cuts, default even by parameter count; with one peer the\n"
+"                       stages run one after another, same weights as the uncut model)\n"
 "  --threads T          compute threads (default: every core this process may use)\n"
 "  --replay-peers N     train one peer on exactly the sample sequence a job of N peers\n"
 "                       sees (N shards, round r on shard r), to compare weights with it\n"
@@ -65,7 +78,7 @@ static void usage(FILE *f)
 enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
-	OPT_LIMIT, OPT_REPLAY, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
+	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
 };
 
 static const struct option long_opts[] = {
@@ -90,6 +103,10 @@ static const struct option long_opts[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "limit-samples", required_argument, NULL, OPT_LIMIT },
 	{ "replay-peers", required_argument, NULL, OPT_REPLAY },
+	{ "schedule", required_argument, NULL, OPT_SCHEDULE },
+	{ "micro-batch", required_argument, NULL, OPT_MICRO },
+	{ "dump-schedule", no_argument, NULL, OPT_DUMP },
+	{ "poll", required_argument, NULL, OPT_POLL },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "save-weights", required_argument, NULL, OPT_SAVE },
 	{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
@@ -130,6 +147,22 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 			o->limit_samples = (uint32_t)v64;
 			break;
 		case OPT_REPLAY: rc = nsl_cli_int("replay-peers", optarg, 1, NSL_DATASET_MAX_PARTS, &o->replay_peers); break;
+		case OPT_SCHEDULE: {
+			enum nsl_sched_kind k;
+
+			rc = nsl_sched_parse(optarg, &k);
+			o->schedule = (int)k;
+			break;
+		}
+		case OPT_MICRO: rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro_batch); break;
+		case OPT_DUMP: o->dump_schedule = true; break;
+		case OPT_POLL: {
+			enum nsl_poll_mode m;
+
+			rc = nsl_poll_mode_parse(optarg, &m);
+			o->poll = (int)m;
+			break;
+		}
 		case OPT_METRICS: o->metrics = optarg; break;
 		case OPT_SAVE: o->save_weights = optarg; break;
 		case OPT_NO_PROGRESS: o->progress = false; break;
@@ -158,7 +191,11 @@ int nsl_cmd_train(int argc, char **argv)
 	rc = parse(argc, argv, &o);
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
-	if (nsl_train_reference(&o) < 0)
+	if (o.peers > 1 && o.replay_peers > 0) {
+		fprintf(stderr, "nsplit train: --replay-peers is for one peer (it replays an N-peer job's samples)\n");
+		return 2;
+	}
+	if ((o.peers > 1 ? nsl_train_peers(&o) : nsl_train_reference(&o)) < 0)
 		return nsl_cli_fail("train");
 	return 0;
 }

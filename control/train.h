@@ -5,12 +5,17 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "nsplit/optim.h"
 
 struct nsl_train_opts {
 	int peers;
 	int replay_peers;            /* > 1: train on the sample sequence of a job of this many peers */
+	int schedule;                /* enum nsl_sched_kind (schedule.h) */
+	int micro_batch;             /* rows per micro-batch (0: 1 for nsplit, else batch / (2 peers)) */
+	bool dump_schedule;
+	int poll;                    /* enum nsl_poll_mode */
 	const char *model;
 	const char *data_dir;
 	const char *cache_dir;       /* where shard files are made on first use */
@@ -42,6 +47,18 @@ void nsl_train_opts_default(struct nsl_train_opts *o);
 
 /* Train and evaluate; prints progress and results. 0 or a negative errno (message set). */
 int nsl_train_reference(const struct nsl_train_opts *o);
+
+/* The optimizer from --optimizer, --momentum, --weight-decay; *lr the base learning rate. */
+int nsl_train_setup_optim(const struct nsl_train_opts *o, struct nsl_optim_config *oc, float *lr);
+
+/* The learning-rate schedule of --lr-schedule and friends over epochs of steps_per_epoch steps. */
+void nsl_train_lr_schedule(const struct nsl_train_opts *o, float base, int64_t steps_per_epoch,
+			   struct nsl_lr_schedule *out);
+
+/* One --metrics line (JSON). ev may be NULL when have_eval is false. */
+struct nsl_eval_result;
+void nsl_train_metrics_line(FILE *f, const char *event, int epoch, int64_t step, double loss, double train_acc,
+			    const struct nsl_eval_result *ev, bool have_eval, float lr, double rate, double wall);
 
 /* The records used per shard when the training set is cut into `parts`: 0 = all. */
 int nsl_train_shard_limit(const struct nsl_train_opts *o, int parts, uint32_t *out);

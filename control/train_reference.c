@@ -15,6 +15,7 @@
 #include "dataset.h"
 #include "evaluate.h"
 #include "progress.h"
+#include "schedule.h"
 #include "train.h"
 
 void nsl_train_opts_default(struct nsl_train_opts *o)
@@ -36,6 +37,19 @@ void nsl_train_opts_default(struct nsl_train_opts *o)
 	o->eval = true;
 	o->read_ahead = 8;
 	o->direct = true;
+	o->schedule = NSL_SCHED_1F1B;
+}
+
+void nsl_train_lr_schedule(const struct nsl_train_opts *o, float base, int64_t steps_per_epoch,
+			   struct nsl_lr_schedule *out)
+{
+	out->kind = o->lr_schedule;
+	out->base = base;
+	out->total_steps = (int64_t)steps_per_epoch * o->epochs;
+	out->warmup_steps = o->warmup_steps;
+	out->step_every = (int64_t)lroundf(o->lr_step_epochs * (float)steps_per_epoch);
+	out->gamma = o->lr_gamma;
+	out->min_lr = o->min_lr;
 }
 
 int nsl_train_shard_limit(const struct nsl_train_opts *o, int parts, uint32_t *out)
@@ -94,7 +108,7 @@ static void run_free(struct run *r)
 		fclose(r->metrics);
 }
 
-static int setup_optim(const struct nsl_train_opts *o, struct nsl_optim_config *oc, float *lr)
+int nsl_train_setup_optim(const struct nsl_train_opts *o, struct nsl_optim_config *oc, float *lr)
 {
 	int rc = nsl_optim_config_init(oc, o->optimizer);
 
@@ -120,7 +134,7 @@ static int setup_split(const struct nsl_train_opts *o, const struct nsl_model *m
 	return nsl_model_parse_split(m, o->split, starts, NSL_CHAIN_MAX_STAGES);
 }
 
-static void metrics_line(FILE *f, const char *event, int epoch, int64_t step, double loss, double train_acc,
+void nsl_train_metrics_line(FILE *f, const char *event, int epoch, int64_t step, double loss, double train_acc,
 			 const struct nsl_eval_result *ev, bool have_eval, float lr, double rate, double wall)
 {
 	if (f == NULL)
@@ -191,7 +205,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 				   r.model->classes, r.train[0].classes);
 		goto out;
 	}
-	if ((rc = setup_optim(o, &oc, &base_lr)) < 0)
+	if ((rc = nsl_train_setup_optim(o, &oc, &base_lr)) < 0)
 		goto out;
 	if ((nstages = setup_split(o, r.model, starts)) < 0) {
 		rc = nstages;
@@ -221,13 +235,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		       (rc = nsl_chain_prepare(&r.chain, (int)(r.test.limit % o->batch))) < 0))
 		goto out;
 
-	sched.kind = o->lr_schedule;
-	sched.base = base_lr;
-	sched.total_steps = (int64_t)steps_per_epoch * o->epochs;
-	sched.warmup_steps = o->warmup_steps;
-	sched.step_every = (int64_t)lroundf(o->lr_step_epochs * (float)steps_per_epoch);
-	sched.gamma = o->lr_gamma;
-	sched.min_lr = o->min_lr;
+	nsl_train_lr_schedule(o, base_lr, steps_per_epoch, &sched);
 
 	r.x = malloc((size_t)o->batch * (size_t)nsl_shape_size(r.train[0].shape) * sizeof(float));
 	r.labels = malloc((size_t)o->batch * sizeof(int32_t));
@@ -266,7 +274,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 					break;
 				}
 				lr = nsl_lr_at(&sched, step);
-				rc = nsl_chain_train_batch(&r.chain, n, r.x, r.labels, (uint64_t)step, lr, &loss_sum,
+				rc = nsl_chain_train_batch(&r.chain, n, o->micro_batch, r.x, r.labels, (uint64_t)step, lr, &loss_sum,
 							   &correct);
 				if (rc < 0)
 					goto out;
@@ -299,10 +307,10 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 			printf("  test_loss %.4f  test_acc %.4f", ev.loss, ev.accuracy);
 		printf("  %.0f samples/s  %.1f s\n", (double)seen / epoch_time, nsl_now() - t_start);
 		fflush(stdout);
-		metrics_line(r.metrics, "epoch", e + 1, step, last_loss, last_acc, &ev,
+		nsl_train_metrics_line(r.metrics, "epoch", e + 1, step, last_loss, last_acc, &ev,
 			     have_eval, lr, (double)n_train * (e + 1) / train_time, nsl_now() - t_start);
 	}
-	metrics_line(r.metrics, "final", o->epochs, step, last_loss, last_acc, &ev, have_eval, lr,
+	nsl_train_metrics_line(r.metrics, "final", o->epochs, step, last_loss, last_acc, &ev, have_eval, lr,
 		     (double)n_train * o->epochs / train_time, nsl_now() - t_start);
 	if (o->save_weights) {
 		if ((rc = nsl_chain_save(&r.chain, o->save_weights)) < 0)

@@ -16,6 +16,7 @@
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_memory.h>
 
@@ -271,4 +272,31 @@ bool nsl_dp_is_dma_memory(const void *p, size_t bytes)
 	a = rte_mem_virt2memseg_list(p);
 	b = rte_mem_virt2memseg_list((const char *)p + (bytes ? bytes - 1 : 0));
 	return a != NULL && a == b && !a->external;
+}
+
+static void *dp_alloc(void *ctx, size_t size, size_t align)
+{
+	(void)ctx;
+	return nsl_dp_alloc(size, align);
+}
+
+static void dp_free(void *ctx, void *p)
+{
+	(void)ctx;
+	nsl_dp_free(p);
+}
+
+const struct nsl_allocator nsl_allocator_dp = { .name = "dpdk", .alloc = dp_alloc, .free = dp_free };
+
+int nsl_eal_thread_register(void)
+{
+	if (rte_thread_register() < 0)
+		return nsl_error_set(rte_errno, "this thread cannot join DPDK: %s (more threads than RTE_MAX_LCORE?)",
+				     rte_strerror(rte_errno));
+	return 0;
+}
+
+void nsl_eal_thread_unregister(void)
+{
+	rte_thread_unregister();
 }

@@ -33,7 +33,10 @@ expect 2 'unexpected argument' -- "$nsplit" train stray
 expect 1 'unknown optimizer "lamb"' -- "$nsplit" train --optimizer lamb --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'layer 1: unknown layer "softmax"' -- "$nsplit" train --model dense:10,softmax --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'does not match' -- "$nsplit" train --model mlp:100-10 --cache "$work/c" --epochs 1 --limit-samples 100
-expect 1 '--peers 4' -- "$nsplit" train --peers 4 --cache "$work/c"
+expect 1 'makes 2 stages for 4 peers' -- "$nsplit" train --peers 4 --split 2 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 2 'give nsplit, gpipe or 1f1b' -- "$nsplit" train --peers 2 --schedule zb
+expect 2 '--replay-peers is for one peer' -- "$nsplit" train --peers 2 --replay-peers 2
+expect 1 'fewer samples than the 4 shards' -- "$nsplit" train --peers 4 --cache "$work/c" --limit-samples 3
 expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"
 expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --limit-samples 100
 expect 2 '--weights FILE is required' -- "$nsplit" eval

@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "nsplit/alloc.h"
+
 struct nsl_eal_conf {
 	size_t mem_mb;            /* memory for DPDK's heap in MiB (0 = 256) */
 	bool huge;                /* use hugepages instead of --no-huge */
@@ -54,6 +56,16 @@ void nsl_eal_cleanup(void);
  */
 void *nsl_dp_alloc(size_t bytes, size_t align);
 void nsl_dp_free(void *p);
+
+/* nsl_dp_alloc as an allocator, for stages whose outputs, gradients and parameters travel. */
+extern const struct nsl_allocator nsl_allocator_dp;
+
+/*
+ * A thread that is not an EAL lcore gives itself an lcore id (its own mempool caches) before it
+ * polls a link, and gives it back before it ends. 0 or a negative errno with a message.
+ */
+int nsl_eal_thread_register(void);
+void nsl_eal_thread_unregister(void);
 
 /* Whether [p, p + bytes) lies in DPDK's main heap, as tensors that travel must. */
 bool nsl_dp_is_dma_memory(const void *p, size_t bytes);

@@ -42,7 +42,7 @@ typedef int (*nsl_prim_build_t)(struct nsl_layer *l, struct nsl_prim_slot *s, in
 
 /*
  * The prepare step of a layer kind: a slot for `batch` through `build` unless one exists.
- * 0, or -EINVAL (batch outside 1..max_batch), -ENOSPC (a fifth batch size) or build's error,
+ * 0, or -EINVAL (batch outside 1..max_batch), -ENOSPC (one batch size more than NSL_LAYER_MAX_BATCHES) or build's error,
  * with the message set; the table is unchanged on error.
  */
 int nsl_prim_prepare(struct nsl_layer *l, struct nsl_prim_table *t, int batch, nsl_prim_build_t build);

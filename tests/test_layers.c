@@ -658,16 +658,16 @@ static void test_batches(void)
 	struct nsl_layer *l = make(NSL_LAYER_CONV, 4, 3, (struct nsl_shape){ 2, 6, 6 }, NSL_FUSED_RELU, &ctx, 16);
 	float *p[NSL_LAYER_MAX_PARAMS], *x = randv(in_size(l, 16), -1, 1);
 	float *y16 = calloc(out_size(l, 16), sizeof(float)), *y = calloc(out_size(l, 16), sizeof(float));
-	const int sizes[] = { 1, 5, 9 };
+	const int sizes[NSL_LAYER_MAX_BATCHES - 1] = { 1, 5, 9, 3, 4, 6, 7 };
 
 	set_params(l, p);
 	CU_ASSERT_EQUAL(l->ops->forward(l, 16, x, y16, true, 0), 0);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < NSL_LAYER_MAX_BATCHES - 1; i++) {
 		CU_ASSERT_EQUAL_FATAL(l->ops->prepare(l, sizes[i]), 0);
 		CU_ASSERT_EQUAL(l->ops->forward(l, sizes[i], x, y, true, 0), 0);
 		CU_ASSERT_EQUAL(check_close("y", y, y16, out_size(l, sizes[i]), 1e-5), 0);
 	}
-	/* a fifth size is refused with a reason; an unprepared one too */
+	/* one size more than the table holds is refused with a reason; an unprepared one too */
 	CU_ASSERT_EQUAL(l->ops->prepare(l, 2), -ENOSPC);
 	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "layer 3 (conv)"));
 	CU_ASSERT(l->ops->forward(l, 2, x, y, true, 0) < 0);

@@ -80,6 +80,7 @@ struct nsl_link *nsl_link_create(const struct nsl_link_conf *c)
 	l->hz = rte_get_tsc_hz();
 	l->rto_tsc = l->hz / 1000000 * l->c.rto_us;
 	l->dead_tsc = l->hz / 1000 * l->c.peer_timeout_ms;
+	l->beat_tsc = l->hz / 1000 * l->c.heartbeat_ms;
 	l->dead_peer = -1;
 	/* Room for every message of every peer in flight, so handing back never waits. */
 	ring_size = (unsigned)l->c.slots * LINK_MAX_PEERS * 2;
@@ -355,7 +356,7 @@ static bool has_work(const struct nsl_link *l, const struct peer *p)
 	return p->tx_head != p->tx_tail || (p->rx_done != p->rx_posted && s->started && !s->complete);
 }
 
-static void declare_dead(struct nsl_link *l, struct peer *p)
+void link_declare_dead(struct nsl_link *l, struct peer *p, int status)
 {
 	p->dead = true;
 	if (l->dead_peer < 0)
@@ -365,17 +366,18 @@ static void declare_dead(struct nsl_link *l, struct peer *p)
 
 		if (!t->done) {
 			t->done = true;
-			t->status = -EHOSTDOWN;
+			t->status = status;
 		}
 	}
 	for (uint32_t id = p->rx_done; id != p->rx_posted; id++) {
 		struct rx_slot *s = &p->rx[id & l->mask];
 
 		s->complete = true;
-		s->status = -EHOSTDOWN;
+		s->status = status;
 	}
-	nsl_error_set(EHOSTDOWN, "peer %u has not answered peer %u for %u ms; its messages fail", p->id, l->c.self,
-		      l->c.peer_timeout_ms);
+	if (status == -EHOSTDOWN)
+		nsl_error_set(EHOSTDOWN, "peer %u has not answered peer %u for %u ms; its messages fail", p->id,
+			      l->c.self, l->c.peer_timeout_ms);
 }
 
 static void check_alive(struct nsl_link *l, struct peer *p, uint64_t now)
@@ -384,6 +386,20 @@ static void check_alive(struct nsl_link *l, struct peer *p, uint64_t now)
 
 	if (p->dead)
 		return;
+	if (l->beat_tsc) {
+		/* Heartbeats: a peer is alive while it is heard, work or not; one never heard yet may
+		 * simply not have started. */
+		if (now - p->last_beat > l->beat_tsc) {
+			struct nsl_wire_ack a;
+
+			link_fill_ack(p, &a, NULL, p->rx_done);
+			if (link_send_ack(l, p, &a, 0) == 0)
+				p->last_beat = now;
+		}
+		if (p->last_heard != 0 && now - p->last_heard > l->dead_tsc)
+			link_declare_dead(l, p, -EHOSTDOWN);
+		return;
+	}
 	if (!has_work(l, p)) {
 		p->wait_since = 0;
 		return;
@@ -392,7 +408,7 @@ static void check_alive(struct nsl_link *l, struct peer *p, uint64_t now)
 		p->wait_since = now;
 	since = p->last_heard > p->wait_since ? p->last_heard : p->wait_since;
 	if (now - since > l->dead_tsc)
-		declare_dead(l, p);
+		link_declare_dead(l, p, -EHOSTDOWN);
 }
 
 int nsl_link_poll(struct nsl_link *l)
@@ -437,6 +453,27 @@ int nsl_link_poll(struct nsl_link *l)
 int nsl_link_dead_peer(const struct nsl_link *l)
 {
 	return l->dead_peer;
+}
+
+void nsl_link_abort(struct nsl_link *l, uint16_t blame, uint32_t info, int err)
+{
+	for (int k = 0; k < l->npeers; k++) {
+		struct peer *p = &l->peers[k];
+		struct nsl_wire_ack a = { .flags = NSL_WIRE_ACK_ABORT, .about = blame, .received = info,
+					  .status = (uint32_t)(err < 0 ? -err : err) };
+
+		if (!p->dead)
+			link_send_ack(l, p, &a, 0);
+	}
+	for (int i = 0; i < l->nports; i++)
+		link_tx_flush(l, &l->ports[i]);
+}
+
+bool nsl_link_aborted(const struct nsl_link *l, struct nsl_link_abort *out)
+{
+	if (l->aborted && out != NULL)
+		*out = l->abort;
+	return l->aborted;
 }
 
 void nsl_link_stats(const struct nsl_link *l, struct nsl_link_stats *out)

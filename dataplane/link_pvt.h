@@ -112,6 +112,7 @@ struct peer {
 	bool dead;
 	uint64_t last_heard;
 	uint64_t wait_since;      /* when work with this peer began after a quiet spell */
+	uint64_t last_beat;       /* when the last heartbeat went out */
 	struct crc_chain tx_crc, rx_crc;   /* frame size used each way */
 	/* sending to the peer */
 	struct tx_msg *tx;        /* message id i at tx[i & mask] */
@@ -131,7 +132,7 @@ struct nsl_link {
 	struct nsl_link_conf c;
 	uint32_t mask;            /* slots - 1 */
 	uint16_t udp_port;
-	uint64_t hz, rto_tsc, dead_tsc;
+	uint64_t hz, rto_tsc, dead_tsc, beat_tsc;
 	struct peer peers[LINK_MAX_PEERS];
 	int npeers;
 	uint8_t *index;           /* peer id -> index + 1 (0: unknown), 65536 entries */
@@ -140,6 +141,8 @@ struct nsl_link {
 	struct rte_ring *tx_req, *tx_done, *rx_post, *rx_done;
 	struct nsl_msg *held_send, *held_post;  /* taken from a ring, waiting for room */
 	int dead_peer;
+	bool aborted;
+	struct nsl_link_abort abort;
 	uint16_t rr;
 	struct nsl_link_stats st;
 };
@@ -157,6 +160,8 @@ void link_tx_reclaim(struct link_port *lp);
 void link_tx_release(struct link_port *lp);
 int link_tx_peer(struct nsl_link *l, struct peer *p, uint64_t now);
 int link_send_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint16_t flags);
+/* The peer is gone: its messages and slots fail with `status` (-EHOSTDOWN, -ECONNABORTED). */
+void link_declare_dead(struct nsl_link *l, struct peer *p, int status);
 void link_tx_on_ack(struct nsl_link *l, struct peer *p, const struct nsl_wire_ack *a, uint64_t now);
 
 /* link_rx.c */

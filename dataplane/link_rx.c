@@ -238,6 +238,15 @@ static void on_ack(struct nsl_link *l, struct peer *p, struct rte_mbuf *m, const
 		return;
 	}
 	p->st.acks_rx++;
+	if (a.flags & NSL_WIRE_ACK_ABORT) {
+		if (!l->aborted) {
+			l->aborted = true;
+			l->abort = (struct nsl_link_abort){ .from = p->id, .blame = (uint16_t)a.about, .info = a.received,
+							    .err = (int)a.status };
+		}
+		link_declare_dead(l, p, -ECONNABORTED);
+		return;
+	}
 	link_tx_on_ack(l, p, &a, now);
 	if (f->hdr.flags & NSL_WIRE_F_POLL)
 		p->ack_due = true;

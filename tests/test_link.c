@@ -234,6 +234,63 @@ static void test_dead_peer(void)
 	pair_close(&pr);
 }
 
+/*
+ * Heartbeats: peer 0 only waits on a slot (no work, so without heartbeats it would wait forever).
+ * While peer 1 polls it stays alive; once peer 1 falls silent it is declared dead.
+ */
+static void test_heartbeat(void)
+{
+	struct pair pr;
+	struct nsl_msg slot, *got = NULL;
+	double t0;
+
+	pair_open(&pr, &(struct nsl_link_conf){ .peer_timeout_ms = 300, .heartbeat_ms = 50 }, NULL);
+	slot = (struct nsl_msg){ .data = nsl_dp_alloc(64, 0), .len = 64, .peer = 1 };
+	CU_ASSERT_FATAL(nsl_link_post(pr.link[0], &slot) == 0);
+	for (t0 = now_s(); now_s() - t0 < 0.8;) {
+		CU_ASSERT_FATAL(nsl_link_poll(pr.link[0]) >= 0);
+		CU_ASSERT_FATAL(nsl_link_poll(pr.link[1]) >= 0);
+	}
+	CU_ASSERT_EQUAL(nsl_link_dead_peer(pr.link[0]), -1);
+	for (t0 = now_s(); got == NULL && now_s() - t0 < 5;) {
+		CU_ASSERT_FATAL(nsl_link_poll(pr.link[0]) >= 0);
+		nsl_link_recv(pr.link[0], &got, 1);
+	}
+	CU_ASSERT_FATAL(got == &slot);
+	CU_ASSERT_EQUAL(slot.status, -EHOSTDOWN);
+	CU_ASSERT_EQUAL(nsl_link_dead_peer(pr.link[0]), 1);
+	CU_ASSERT(now_s() - t0 >= 0.25 && now_s() - t0 < 2);
+	nsl_dp_free(slot.data);
+	pair_close(&pr);
+}
+
+/* A peer that gives up says so: the other learns who it blames and why at once, and its slot fails. */
+static void test_abort(void)
+{
+	struct pair pr;
+	struct nsl_msg slot, *got = NULL;
+	struct nsl_link_abort a;
+	double t0 = now_s();
+
+	pair_open(&pr, &(struct nsl_link_conf){ 0 }, NULL);
+	slot = (struct nsl_msg){ .data = nsl_dp_alloc(64, 0), .len = 64, .peer = 0 };
+	CU_ASSERT_FATAL(nsl_link_post(pr.link[1], &slot) == 0);
+	CU_ASSERT_FALSE(nsl_link_aborted(pr.link[1], &a));
+	CU_ASSERT_FATAL(nsl_link_poll(pr.link[1]) >= 0);
+	nsl_link_abort(pr.link[0], 7, 41, ETIMEDOUT);
+	while (got == NULL && now_s() - t0 < 5) {
+		CU_ASSERT_FATAL(nsl_link_poll(pr.link[1]) >= 0);
+		nsl_link_recv(pr.link[1], &got, 1);
+	}
+	CU_ASSERT_FATAL(got == &slot);
+	CU_ASSERT_EQUAL(slot.status, -ECONNABORTED);
+	CU_ASSERT_FATAL(nsl_link_aborted(pr.link[1], &a));
+	CU_ASSERT(a.from == 0 && a.blame == 7 && a.info == 41 && a.err == ETIMEDOUT);
+	CU_ASSERT(now_s() - t0 < 1);
+	nsl_dp_free(slot.data);
+	pair_close(&pr);
+}
+
 static void test_refuses(void)
 {
 	struct pair pr;
@@ -279,6 +336,8 @@ int main(void)
 		{ "message bigger than its slot fails on both sides", test_too_big },
 		{ "1,000 messages each way under drop, dup, reorder, corrupt", test_faults },
 		{ "silent peer reported dead", test_dead_peer },
+		{ "heartbeats keep a waiting peer alive, their silence kills it", test_heartbeat },
+		{ "a peer that gives up says why", test_abort },
 		{ "bad messages refused", test_refuses },
 		{ NULL, NULL },
 	};

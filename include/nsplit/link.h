@@ -28,6 +28,8 @@
  * exists, so no sender can overrun a receiver. A message longer than its slot fails on both
  * sides with -EMSGSIZE. A peer silent for `peer_timeout_ms` while there is work with it is
  * declared dead: its messages and slots come back with -EHOSTDOWN and nsl_link_dead_peer names it.
+ * With heartbeats on, silence alone is enough, so a waiting peer learns of a dead one it expects
+ * a message from. A peer that gives up says so (nsl_link_abort) and the others learn at once.
  *
  * Zero copy: sent frames are header mbufs chained to mbufs that point into the message's own
  * memory, which therefore must come from nsl_dp_alloc (DPDK's main heap). A message comes back
@@ -56,6 +58,17 @@ struct nsl_link_conf {
 	uint64_t max_msg;         /* largest message a slot may take (0 = 256 MiB) */
 	uint32_t rto_us;          /* no progress for this long: probe the receiver (0 = 2000) */
 	uint32_t peer_timeout_ms; /* silence with work pending: the peer is dead (0 = 5000) */
+	uint32_t heartbeat_ms;    /* 0 = off. Else an ack to every peer this often, and a peer once
+				     heard and then silent for peer_timeout_ms is dead, work or not
+				     (processes whose peers may die without a word) */
+};
+
+/* What a peer said when it gave up the session (nsl_link_abort). */
+struct nsl_link_abort {
+	uint16_t from;            /* the peer that sent it */
+	uint16_t blame;           /* the peer it blames (itself when its own work failed) */
+	uint32_t info;            /* the caller's word, e.g. the last round completed */
+	int err;                  /* the errno it failed with */
 };
 
 /* A message: the sender fills the first part; the link fills the rest. */
@@ -136,6 +149,16 @@ int nsl_link_poll(struct nsl_link *l);
 
 /* Dataplane thread, or either thread when the other is stopped. -1 when none, else a dead peer's id. */
 int nsl_link_dead_peer(const struct nsl_link *l);
+
+/*
+ * Dataplane thread. Tell every live peer that this one gives up the session, blaming peer `blame`
+ * with the caller's `info` and errno `err`: one frame each, no reply. Call it a few times, polling
+ * between, where frames may be lost. The peers' messages with this one fail with -ECONNABORTED.
+ */
+void nsl_link_abort(struct nsl_link *l, uint16_t blame, uint32_t info, int err);
+
+/* Dataplane thread, or either thread when the other is stopped. Whether a peer gave up; *out its word. */
+bool nsl_link_aborted(const struct nsl_link *l, struct nsl_link_abort *out);
 
 /* Counters (copies; read from any thread, values may be a poll behind). */
 void nsl_link_stats(const struct nsl_link *l, struct nsl_link_stats *out);

@@ -111,12 +111,15 @@ struct nsl_wire_hdr {
  *    12    4 status      0, or an errno the receiver gives that message (EMSGSIZE: no room)
  *    16    4 received    frames of `about` received so far
  *    20    2 nranges     missing ranges that follow (at most NSL_WIRE_ACK_MAX_RANGES)
- *    22    2 flags       NSL_WIRE_ACK_* (complete: `about` arrived whole)
+ *    22    2 flags       NSL_WIRE_ACK_* (complete: `about` arrived whole; abort: below)
  */
 #define NSL_WIRE_ACK_LEN 24
 #define NSL_WIRE_ACK_MAX_RANGES 64
 #define NSL_WIRE_ACK_COMPLETE 0x0001
 #define NSL_WIRE_ACK_HAS_ABOUT 0x0002
+/* The sender gives up the session: `about` names the peer it blames, `received` carries its
+ * caller's word (nsplit: the last round completed), `status` its errno. Nothing else counts. */
+#define NSL_WIRE_ACK_ABORT 0x0004
 
 struct nsl_wire_range {
 	uint32_t first;

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* An N-split job's plan (shards, split, micro-batches, slots) and its ending (evaluation, records). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "evaluate.h"
+#include "peer.h"
+#include "progress.h"
+
+/* ---- the job ------------------------------------------------------------------------------ */
+
+static void dump_schedule(const struct job *j, struct nsl_instr *prog)
+{
+	printf("schedule %s: %d peers, batch %d in micro-batches of %d; round 1 (every round the stages move one peer on)\n",
+	       nsl_sched_name(j->o->schedule), j->npeers, j->o->batch, j->micro);
+	for (int s = 0; s < j->npeers; s++) {
+		int n = nsl_job_compile(j, s, 0, prog);
+
+		printf("peer %d, stage %d (layers %d-%d), %d micro-batch%s in flight:\n", nsl_job_rank_of(j, s, 0), s + 1,
+		       j->starts[s], j->starts[s + 1] - 1, j->slots[s], j->slots[s] == 1 ? "" : "es");
+		nsl_sched_print(stdout, prog, n);
+	}
+	printf("end of round: each peer sends its stage (parameters and optimizer state) to the next peer\n");
+}
+
+/* Plan the job: shards, split, micro-batches, slots. */
+int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
+{
+	struct nsl_instr *prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*prog));
+	struct nsl_batcher probe;
+	struct nsl_shard_reader_opts ro = { .depth = 1, .direct = false };
+	int rc;
+
+	j->o = o;
+	j->npeers = o->peers;
+	if (prog == NULL)
+		return nsl_error_set(ENOMEM, "out of memory");
+	if (o->peers > NSL_DATASET_MAX_PARTS || o->peers > NSL_CHAIN_MAX_STAGES) {
+		rc = nsl_error_set(EINVAL, "--peers %d: at most %d in one process", o->peers, NSL_DATASET_MAX_PARTS);
+		goto out;
+	}
+	rc = nsl_dataset_prepare(o->data_dir, o->cache_dir ? o->cache_dir : nsl_default_cache_dir(), o->peers,
+				 &j->files);
+	if (rc < 0 || (rc = nsl_train_shard_limit(o, o->peers, &j->shard_limit)) < 0)
+		goto out;
+	if ((rc = nsl_batcher_open(&probe, j->files.train[0], &ro, j->shard_limit)) < 0)
+		goto out;
+	j->per_shard = probe.limit;
+	j->model = nsl_model_parse(o->model, probe.shape);
+	nsl_batcher_close(&probe);
+	if (j->model == NULL) {
+		rc = nsl_error_prefix(EINVAL, "%s", j->files.train[0]);
+		goto out;
+	}
+	if (o->split && *o->split) {
+		rc = nsl_model_parse_split(j->model, o->split, j->starts, NSL_CHAIN_MAX_STAGES);
+		if (rc >= 0 && rc != o->peers)
+			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers; give %d layer numbers", o->split,
+					   rc, o->peers, o->peers - 1);
+	} else {
+		rc = nsl_model_even_split(j->model, o->peers, j->starts);
+	}
+	if (rc < 0 || (rc = nsl_train_setup_optim(o, &j->oc, base_lr)) < 0)
+		goto out;
+	j->batches = (int)((j->per_shard + (uint32_t)o->batch - 1) / (uint32_t)o->batch);
+	j->rounds = o->epochs * o->peers;
+	j->micro = o->micro_batch > 0 ? o->micro_batch
+		 : o->schedule == NSL_SCHED_NSPLIT ? 1 : (o->batch / (2 * o->peers) > 0 ? o->batch / (2 * o->peers) : 1);
+	if (j->micro > o->batch)
+		j->micro = o->batch;
+	if ((o->batch + j->micro - 1) / j->micro > NSL_SCHED_MAX_MICRO) {
+		rc = nsl_error_set(EINVAL, "--micro-batch %d: batch %d would make more than %d micro-batches", j->micro,
+				   o->batch, NSL_SCHED_MAX_MICRO);
+		goto out;
+	}
+	for (int s = 0; s < o->peers; s++) {
+		int n = nsl_job_compile(j, s, 0, prog);
+
+		if (n < 0) {
+			rc = n;
+			goto out;
+		}
+		j->slots[s] = nsl_sched_in_flight(prog, n);
+		if (j->slots[s] > NSL_STAGE_MAX_CONTEXTS) {
+			rc = nsl_error_set(EINVAL, "%s with %d micro-batches keeps %d in flight; at most %d (use larger micro-batches)",
+					   nsl_sched_name(o->schedule), (o->batch + j->micro - 1) / j->micro, j->slots[s],
+					   NSL_STAGE_MAX_CONTEXTS);
+			goto out;
+		}
+		j->kmax = j->slots[s] > j->kmax ? j->slots[s] : j->kmax;
+	}
+	nsl_train_lr_schedule(o, *base_lr, (int64_t)j->batches * o->peers, &j->sched);
+	if (o->dump_schedule)
+		dump_schedule(j, prog);
+	rc = 0;
+out:
+	free(prog);
+	return rc;
+}
+
+/* DPDK heap for each peer's stage, slots and swap buffers, and the ports' mbufs. */
+size_t nsl_job_dp_mem_mb(const struct job *j, int peers_here)
+{
+	uint64_t params = 0, widest = 0;
+
+	for (int i = 0; i < j->model->nlayers; i++) {
+		params += (uint64_t)nsl_model_layer_params(j->model, i);
+		if ((uint64_t)nsl_shape_size(j->model->shapes[i + 1]) > widest)
+			widest = (uint64_t)nsl_shape_size(j->model->shapes[i + 1]);
+	}
+	/* per peer: the biggest stage can be the whole model (params, grads, state, two swap copies),
+	 * each layer's outputs per slot, and the receive slots */
+	uint64_t per_peer = params * 4 * (2 + 2 * 3) +
+			    (uint64_t)j->kmax * (uint64_t)j->micro * widest * 4 * (uint64_t)(j->model->nlayers + 4);
+	return (size_t)((per_peer * (uint64_t)peers_here) >> 20) + 128 + 64 * (size_t)peers_here;
+}
+
+int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_totals *t, double train_time,
+		   double t_start)
+{
+	const struct nsl_train_opts *o = j->o;
+	struct nsl_eval_result ev = { 0 };
+	struct nsl_batcher test;
+	struct nsl_shard_reader_opts ro = { .depth = o->read_ahead, .direct = o->direct };
+	const double loss = t->loss_sum;
+	const int64_t correct = t->correct, seen = t->seen, step = (int64_t)j->rounds * j->batches;
+	const double rate = (double)j->per_shard * j->rounds / train_time;
+	float *x = NULL;
+	int32_t *labels = NULL;
+	bool have_eval = false;
+	FILE *mf = NULL;
+	int rc = 0;
+
+	if (o->eval) {
+		x = malloc((size_t)o->batch * (size_t)nsl_shape_size(j->model->input) * sizeof(float));
+		labels = malloc((size_t)o->batch * sizeof(int32_t));
+		if (x == NULL || labels == NULL) {
+			rc = nsl_error_set(ENOMEM, "out of memory for evaluation");
+			goto out;
+		}
+		if ((rc = nsl_batcher_open(&test, j->files.test, &ro, 0)) < 0)
+			goto out;
+		rc = nsl_shard_check_shape(nsl_shard_reader_info(test.r), j->model->input, j->files.test);
+		if (rc == 0)
+			rc = nsl_evaluate(c, &test, o->batch, x, labels, NULL, 0, &ev);
+		nsl_batcher_close(&test);
+		if (rc < 0)
+			goto out;
+		have_eval = true;
+	}
+	printf("epoch %d/%d  loss %.4f  train_acc %.4f", o->epochs, o->epochs, seen ? loss / (double)seen : 0,
+	       seen ? (double)correct / (double)seen : 0);
+	if (have_eval)
+		printf("  test_loss %.4f  test_acc %.4f", ev.loss, ev.accuracy);
+	printf("  %.0f samples/s  %.1f s\n", rate, nsl_now() - t_start);
+	if (o->metrics) {
+		if ((mf = fopen(o->metrics, "w")) == NULL) {
+			rc = nsl_error_set(errno, "--metrics %s: %s", o->metrics, strerror(errno));
+			goto out;
+		}
+		nsl_train_metrics_line(mf, "final", o->epochs, step, seen ? loss / (double)seen : 0,
+				       seen ? (double)correct / (double)seen : 0, &ev, have_eval,
+				       nsl_lr_at(&j->sched, step - 1), rate, nsl_now() - t_start);
+		fclose(mf);
+	}
+	if (o->save_weights) {
+		if ((rc = nsl_chain_save(c, o->save_weights)) < 0)
+			goto out;
+		printf("weights saved to %s\n", o->save_weights);
+	}
+	if (have_eval)
+		printf("test accuracy: %.4f (%" PRId64 "/%" PRId64 ")\n", ev.accuracy, ev.correct, ev.total);
+	printf("training: %.0f samples/s over %.1f s\n", rate, train_time);
+out:
+	free(x);
+	free(labels);
+	return rc;
+}
+

@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* One peer's runtime: its link work, its batch programs, its swaps (peer.h says how). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/eal.h"
+#include "nsplit/error.h"
+#include "nsplit/loss.h"
+#include "peer.h"
+
+int nsl_peer_fail(struct peer *p, int rc)
+{
+	if (p->rc == 0) {
+		p->rc = rc < 0 ? rc : -EIO;
+		snprintf(p->err, sizeof(p->err), "peer %d: %s", p->rank, nsl_error_last());
+	}
+	atomic_store(&p->job->stop, 1);
+	return p->rc;
+}
+
+/* ---- receiving ---------------------------------------------------------------------------- */
+
+static struct rxbuf *rx_target(struct peer *p, enum nsl_op op, int micro, int round)
+{
+	struct job *j = p->job;
+	int k = j->slots[nsl_job_stage_of(j, p->rank, round)];
+
+	switch (op) {
+	case NSL_OP_SEND_ACT: return &p->rx[RX_ACT][micro % k];
+	case NSL_OP_SEND_LABELS: return &p->rx[RX_LABELS][micro % k];
+	case NSL_OP_SEND_GRAD: return &p->rx[RX_GRAD][micro % k];
+	default: return NULL;
+	}
+}
+
+/*
+ * Post slots for what neighbour e->from sends next, in its order, while their buffers are free.
+ * The neighbour's programs are walked from the same schedule this peer runs, so both sides agree
+ * on the order without a word.
+ */
+static int post_expected(struct peer *p, struct expect *e)
+{
+	struct job *j = p->job;
+
+	while (!e->done) {
+		if (e->pc == e->n) {
+			if (e->batch + 1 < j->batches) {
+				e->batch++;
+			} else if (!e->swap_done && e->from == (p->rank + j->npeers - 1) % j->npeers &&
+				   e->round + 1 < j->rounds) {
+				struct rxbuf *r = &p->swap_rx;
+				int rc;
+
+				if (r->posted || r->full)
+					return 0;
+				r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)e->from,
+							   .user = r };
+				if ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
+					return 0;
+				if (rc < 0)
+					return rc;
+				r->posted = true;
+				r->round = e->round;
+				e->swap_done = true;
+				continue;
+			} else if (e->round + 1 < j->rounds) {
+				e->round++;
+				e->batch = 0;
+				e->swap_done = false;
+			} else {
+				e->done = true;
+				break;
+			}
+			e->n = nsl_job_compile(j, nsl_job_stage_of(j, e->from, e->round), e->batch, e->prog);
+			e->pc = 0;
+			if (e->n < 0)
+				return e->n;
+			continue;
+		}
+		const struct nsl_instr *in = &e->prog[e->pc];
+		int from_stage = nsl_job_stage_of(j, e->from, e->round);
+		int to = nsl_instr_peer_stage(j->npeers, from_stage, (enum nsl_op)in->op);
+		bool send = in->op == NSL_OP_SEND_ACT || in->op == NSL_OP_SEND_GRAD || in->op == NSL_OP_SEND_LABELS;
+
+		if (!send || to != nsl_job_stage_of(j, p->rank, e->round)) {
+			e->pc++;
+			continue;
+		}
+		struct rxbuf *r = rx_target(p, (enum nsl_op)in->op, in->micro, e->round);
+		int rc;
+
+		if (r == NULL)
+			return nsl_error_set(EINVAL, "no receive buffer for %s:%u", nsl_op_name((enum nsl_op)in->op),
+					     in->micro);
+		if (r->posted || r->full)
+			return 0;     /* its buffer still holds an earlier micro-batch */
+		r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)e->from, .user = r };
+		if ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
+			return 0;
+		if (rc < 0)
+			return rc;
+		r->posted = true;
+		r->micro = in->micro;
+		r->round = e->round;
+		r->batch = e->batch;
+		e->pc++;
+	}
+	return 0;
+}
+
+/* A neighbour that died or gave up ends this peer's work too, with a message naming it. */
+static int lost_peer(struct peer *p)
+{
+	struct nsl_link_abort a;
+	int dead = nsl_link_dead_peer(p->link);
+
+	if (nsl_link_aborted(p->link, &a)) {
+		if (a.blame == a.from)
+			return nsl_error_set(ECONNABORTED, "peer %u failed (%s) after round %u", a.from, strerror(a.err),
+					     a.info);
+		return nsl_error_set(ECONNABORTED, "peer %u was lost (word from peer %u: %s after round %u)", a.blame,
+				     a.from, strerror(a.err), a.info);
+	}
+	if (dead >= 0)
+		return nsl_error_set(EHOSTDOWN, "peer %d was lost: it stopped answering for %u ms", dead,
+				     p->job->peer_timeout_ms ? p->job->peer_timeout_ms : 5000);
+	return 0;
+}
+
+/* One round of link work: poll, collect what arrived and what was sent, post more slots. */
+int nsl_peer_pump(struct peer *p)
+{
+	struct nsl_msg *done[16];
+	unsigned n;
+	int work, rc;
+
+	if (atomic_load(&p->job->stop))
+		return nsl_error_set(ECANCELED, "stopped because another peer failed");
+	work = nsl_link_poll(p->link);
+	if (work < 0)
+		return nsl_error_prefix(work, "link");
+	if ((rc = lost_peer(p)) < 0)
+		return rc;
+	n = nsl_link_recv(p->link, done, 16);
+	for (unsigned i = 0; i < n; i++) {
+		struct rxbuf *r = done[i]->user;
+
+		if (done[i]->status < 0)
+			return (rc = lost_peer(p)) < 0 ? rc
+			       : nsl_error_set(done[i]->status, "receiving from peer %u: %s", done[i]->peer,
+					       strerror(-done[i]->status));
+		r->posted = false;
+		r->full = true;
+	}
+	work += (int)n;
+	n = nsl_link_sent(p->link, done, 16);
+	for (unsigned i = 0; i < n; i++) {
+		struct txmsg *t = done[i]->user;
+
+		if (done[i]->status < 0)
+			return (rc = lost_peer(p)) < 0 ? rc
+			       : nsl_error_set(done[i]->status, "sending to peer %u: %s", done[i]->peer,
+					       strerror(-done[i]->status));
+		t->busy = false;
+	}
+	work += (int)n;
+	for (int i = 0; i < p->nexpect; i++)
+		if ((rc = post_expected(p, &p->expect[i])) < 0)
+			return rc;
+	nsl_idle_after(&p->idle, work);
+	return 0;
+}
+
+int nsl_peer_wait_rx(struct peer *p, struct rxbuf *r)
+{
+	int rc;
+
+	while (!r->full)
+		if ((rc = nsl_peer_pump(p)) < 0)
+			return rc;
+	return 0;
+}
+
+int nsl_peer_wait_tx(struct peer *p, struct txmsg *t)
+{
+	int rc;
+
+	while (t->busy)
+		if ((rc = nsl_peer_pump(p)) < 0)
+			return rc;
+	return 0;
+}
+
+int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const void *data, uint64_t len,
+		int stage, int micro, int round, int64_t step)
+{
+	int rc;
+
+	t->msg = (struct nsl_msg){ .data = (void *)(uintptr_t)data, .len = len, .peer = (uint16_t)to, .type = type,
+				   .stage = (uint16_t)stage, .micro = (uint16_t)micro, .round = (uint32_t)round,
+				   .step = (uint32_t)step, .user = t };
+	while ((rc = nsl_link_send(p->link, &t->msg)) == -ENOBUFS)
+		if ((rc = nsl_peer_pump(p)) < 0)
+			return rc;
+	if (rc < 0)
+		return rc;
+	t->busy = true;
+	return 0;
+}
+
+int nsl_peer_drain(struct peer *p)
+{
+	int rc;
+
+	for (int k = 0; k < p->job->kmax; k++)
+		if ((rc = nsl_peer_wait_tx(p, &p->tx_act[k])) < 0 || (rc = nsl_peer_wait_tx(p, &p->tx_grad[k])) < 0 ||
+		    (rc = nsl_peer_wait_tx(p, &p->tx_labels[k])) < 0)
+			return rc;
+	return nsl_peer_wait_tx(p, &p->tx_swap);
+}
+
+/* ---- stages and swaps --------------------------------------------------------------------- */
+
+static int make_stage(struct peer *p, int stage, int round)
+{
+	struct job *j = p->job;
+	int k = j->slots[stage];
+	struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[stage], .last = j->starts[stage + 1],
+					.max_batch = j->micro, .contexts = k, .seed = j->o->seed, .optim = j->oc,
+					.alloc = &nsl_allocator_dp };
+	int rc, rem = (int)(j->per_shard % (uint32_t)j->o->batch) % j->micro;
+
+	(void)round;
+	p->stage = nsl_stage_create(p->cc, &cfg);
+	if (p->stage == NULL)
+		return -EINVAL;
+	p->stage_idx = stage;
+	/* Every micro-batch size the rounds will see: full ones and the short last one. */
+	if ((rc = nsl_stage_prepare(p->stage, j->micro)) < 0)
+		return rc;
+	if (rem && (rc = nsl_stage_prepare(p->stage, rem)) < 0)
+		return rc;
+	rem = (int)(j->per_shard % (uint32_t)j->o->batch);
+	if (rem && rem < j->micro && (rc = nsl_stage_prepare(p->stage, rem)) < 0)
+		return rc;
+	return 0;
+}
+
+int nsl_peer_pack_stage(const struct nsl_stage *s, void *buf)
+{
+	float *f = (float *)((uint64_t *)buf + 1);
+	int slots = nsl_stage_state_slots(s), rc;
+
+	*(uint64_t *)buf = nsl_stage_steps(s);
+	for (int k = 0; k < nsl_stage_param_count(s); k++) {
+		struct nsl_param_info pi;
+
+		nsl_stage_param_info(s, k, &pi);
+		if ((rc = nsl_stage_param_export(s, k, f)) < 0)
+			return rc;
+		f += pi.numel;
+		for (int q = 0; q < slots; q++) {
+			if ((rc = nsl_stage_state_export(s, k, q, f)) < 0)
+				return rc;
+			f += pi.numel;
+		}
+	}
+	return 0;
+}
+
+int nsl_peer_unpack_stage(struct nsl_stage *s, const void *buf, uint64_t len)
+{
+	const float *f = (const float *)((const uint64_t *)buf + 1);
+	int slots = nsl_stage_state_slots(s), rc;
+	uint64_t need = sizeof(uint64_t);
+
+	for (int k = 0; k < nsl_stage_param_count(s); k++) {
+		struct nsl_param_info pi;
+
+		nsl_stage_param_info(s, k, &pi);
+		need += (uint64_t)pi.numel * (1 + (uint64_t)slots) * sizeof(float);
+	}
+	if (len != need)
+		return nsl_error_set(EPROTO, "a stage of %" PRIu64 " bytes arrived where %" PRIu64 " were expected",
+				     len, need);
+	nsl_stage_set_steps(s, *(const uint64_t *)buf);
+	for (int k = 0; k < nsl_stage_param_count(s); k++) {
+		struct nsl_param_info pi;
+
+		nsl_stage_param_info(s, k, &pi);
+		if ((rc = nsl_stage_param_import(s, k, f)) < 0)
+			return rc;
+		f += pi.numel;
+		for (int q = 0; q < slots; q++) {
+			if ((rc = nsl_stage_state_import(s, k, q, f)) < 0)
+				return rc;
+			f += pi.numel;
+		}
+	}
+	return 0;
+}
+
+/* End of round r: this stage goes to the next peer, the previous peer's stage comes here. */
+static int swap(struct peer *p, int round)
+{
+	struct job *j = p->job;
+	int next = (p->rank + 1) % j->npeers, prev = (p->rank + j->npeers - 1) % j->npeers;
+	int rc, incoming = nsl_job_stage_of(j, p->rank, round + 1);
+
+	if ((rc = nsl_peer_drain(p)) < 0)
+		return rc;
+	if ((rc = nsl_peer_pack_stage(p->stage, p->swap_tx_buf)) < 0)
+		return rc;
+	rc = nsl_peer_send(p, &p->tx_swap, next, NSL_MSG_STAGE, p->swap_tx_buf, nsl_job_swap_bytes(j, p->stage_idx), p->stage_idx, 0,
+		  round, 0);
+	if (rc < 0)
+		return rc;
+	nsl_stage_free(p->stage);
+	p->stage = NULL;
+	if ((rc = make_stage(p, incoming, round + 1)) < 0)
+		return rc;
+	if ((rc = nsl_peer_wait_rx(p, &p->swap_rx)) < 0)
+		return rc;
+	if (p->swap_rx.msg.type != NSL_MSG_STAGE || p->swap_rx.msg.stage != incoming)
+		return nsl_error_set(EPROTO, "peer %d sent message type %u for stage %u where stage %d was due", prev,
+				     p->swap_rx.msg.type, p->swap_rx.msg.stage, incoming);
+	if ((rc = nsl_peer_unpack_stage(p->stage, p->swap_rx.data, p->swap_rx.msg.len)) < 0)
+		return rc;
+	p->swap_rx.full = false;
+	return 0;
+}
+
+/* ---- one batch ---------------------------------------------------------------------------- */
+
+static int check_msg(const struct rxbuf *r, uint8_t type, int micro, int round, int64_t step)
+{
+	if (r->msg.type != type || r->msg.micro != micro || r->msg.round != (uint32_t)round ||
+	    r->msg.step != (uint32_t)step)
+		return nsl_error_set(EPROTO,
+				     "from peer %u: message type %u for round %u step %u micro-batch %u where type %u "
+				     "for round %d step %" PRId64 " micro-batch %d was due",
+				     r->msg.peer, r->msg.type, r->msg.round, r->msg.step, r->msg.micro, type, round, step,
+				     micro);
+	return 0;
+}
+
+static int run_batch(struct peer *p, int round, int b, int64_t step)
+{
+	struct job *j = p->job;
+	const int n = j->npeers, s = p->stage_idx, rows = nsl_job_batch_rows(j, b);
+	const int next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
+	const int64_t in_size = nsl_stage_in_size(p->stage), out_size = nsl_stage_out_size(p->stage);
+	const int classes = j->model->classes;
+	const int len = nsl_job_compile(j, s, b, p->prog), k = j->slots[s];
+	const float lr = nsl_lr_at(&j->sched, step);
+	int rc = len < 0 ? len : 0;
+
+	for (int i = 0; i < len && rc == 0; i++) {
+		const int m = p->prog[i].micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
+		struct rxbuf *act = &p->rx[RX_ACT][slot], *lab = &p->rx[RX_LABELS][slot], *grad = &p->rx[RX_GRAD][slot];
+
+		switch ((enum nsl_op)p->prog[i].op) {
+		case NSL_OP_LOAD:
+			for (int q = 0; q < j->kmax && rc == 0; q++)
+				rc = nsl_peer_wait_tx(p, &p->tx_labels[q]);
+			if (rc == 0 && (rc = nsl_batcher_next(&p->data, rows, p->x, p->labels)) >= 0)
+				rc = rc == rows ? 0
+						: nsl_error_set(EIO, "shard %d gave %d of %d records for batch %d", p->rank,
+								rc, rows, b);
+			break;
+		case NSL_OP_RECV_ACT:
+			if ((rc = nsl_peer_wait_rx(p, act)) == 0)
+				rc = check_msg(act, NSL_MSG_ACTIVATION, m, round, step);
+			break;
+		case NSL_OP_RECV_LABELS:
+			if ((rc = nsl_peer_wait_rx(p, lab)) == 0)
+				rc = check_msg(lab, NSL_MSG_LABELS, m, round, step);
+			break;
+		case NSL_OP_RECV_GRAD:
+			if ((rc = nsl_peer_wait_rx(p, grad)) == 0)
+				rc = check_msg(grad, NSL_MSG_GRADIENT, m, round, step);
+			break;
+		case NSL_OP_FWD: {
+			const float *x = s == 0 ? p->x + (int64_t)m * j->micro * in_size : act->data;
+
+			/* The output buffer of this slot may still be on its way to the next peer. */
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_act[slot])) == 0)
+				rc = nsl_stage_forward_in(p->stage, slot, mr, x, &p->y[slot], true, (uint64_t)step);
+			break;
+		}
+		case NSL_OP_SEND_ACT:
+			rc = nsl_peer_send(p, &p->tx_act[slot], next, NSL_MSG_ACTIVATION, p->y[slot],
+				  (uint64_t)mr * (uint64_t)out_size * sizeof(float), s + 1, m, round, step);
+			break;
+		case NSL_OP_SEND_LABELS:
+			rc = nsl_peer_send(p, &p->tx_labels[slot], prev, NSL_MSG_LABELS, p->labels + m * j->micro,
+				  (uint64_t)mr * sizeof(int32_t), n - 1, m, round, step);
+			break;
+		case NSL_OP_LOSS: {
+			const int32_t *y = n == 1 ? p->labels + m * j->micro : lab->data;
+			int correct = 0;
+
+			rc = nsl_softmax_xent(p->y[slot], y, mr, classes, 1.0f / (float)rows,
+					      p->dlogits + (int64_t)slot * j->micro * classes, &correct, &p->loss_sum);
+			p->correct += correct;
+			p->seen += mr;
+			lab->full = false;
+			break;
+		}
+		case NSL_OP_BWD: {
+			const float *dy = s == n - 1 ? p->dlogits + (int64_t)slot * j->micro * classes : grad->data;
+
+			/* This slot's last input gradient may still be on its way to the previous peer. */
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0)
+				rc = nsl_stage_backward_in(p->stage, slot, mr, dy, &p->dx[slot]);
+			/* The input and the gradient of this micro-batch are used up: their slots may refill. */
+			act->full = false;
+			grad->full = false;
+			break;
+		}
+		case NSL_OP_SEND_GRAD:
+			rc = nsl_peer_send(p, &p->tx_grad[slot], prev, NSL_MSG_GRADIENT, p->dx[slot],
+				  (uint64_t)mr * (uint64_t)in_size * sizeof(float), s - 1, m, round, step);
+			break;
+		case NSL_OP_STEP:
+			rc = nsl_stage_step(p->stage, lr);
+			break;
+		default:
+			rc = nsl_error_set(EINVAL, "instruction %u", p->prog[i].op);
+		}
+	}
+	return rc;
+}
+
+/* ---- a peer's thread ---------------------------------------------------------------------- */
+
+static int peer_buffers(struct peer *p)
+{
+	struct job *j = p->job;
+	int64_t widest_in = 1, widest_out = 1;
+	uint64_t swap_cap = 0;
+
+	for (int s = 0; s < j->npeers; s++) {
+		int64_t in = nsl_shape_size(j->model->shapes[j->starts[s]]);
+		int64_t out = nsl_shape_size(j->model->shapes[j->starts[s + 1]]);
+
+		widest_in = in > widest_in ? in : widest_in;
+		widest_out = out > widest_out ? out : widest_out;
+		swap_cap = nsl_job_swap_bytes(j, s) > swap_cap ? nsl_job_swap_bytes(j, s) : swap_cap;
+	}
+	for (int k = 0; k < j->kmax; k++) {
+		const uint64_t caps[RX_KINDS] = {
+			[RX_ACT] = (uint64_t)j->micro * (uint64_t)widest_in * sizeof(float),
+			[RX_LABELS] = (uint64_t)j->micro * sizeof(int32_t),
+			[RX_GRAD] = (uint64_t)j->micro * (uint64_t)widest_out * sizeof(float),
+		};
+
+		for (int q = 0; q < RX_KINDS; q++) {
+			p->rx[q][k].cap = caps[q];
+			if ((p->rx[q][k].data = nsl_dp_alloc(caps[q], 64)) == NULL)
+				return -ENOMEM;
+		}
+	}
+	p->swap_rx.cap = swap_cap;
+	if ((p->swap_rx.data = nsl_dp_alloc(swap_cap, 64)) == NULL || (p->swap_tx_buf = nsl_dp_alloc(swap_cap, 64)) == NULL)
+		return -ENOMEM;
+	if ((p->labels = nsl_dp_alloc((size_t)j->o->batch * sizeof(int32_t), 64)) == NULL)
+		return -ENOMEM;
+	p->x = malloc((size_t)j->o->batch * (size_t)nsl_shape_size(j->model->input) * sizeof(float));
+	p->dlogits = malloc((size_t)j->kmax * (size_t)j->micro * (size_t)j->model->classes * sizeof(float));
+	p->prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
+	for (int i = 0; i < 2; i++)
+		p->expect[i].prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
+	if (p->x == NULL || p->dlogits == NULL || p->prog == NULL || p->expect[0].prog == NULL ||
+	    p->expect[1].prog == NULL)
+		return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
+	return 0;
+}
+
+void nsl_peer_free(struct peer *p)
+{
+	for (int k = 0; k < NSL_STAGE_MAX_CONTEXTS; k++)
+		for (int q = 0; q < RX_KINDS; q++)
+			nsl_dp_free(p->rx[q][k].data);
+	nsl_dp_free(p->swap_rx.data);
+	nsl_dp_free(p->swap_tx_buf);
+	nsl_dp_free(p->labels);
+	free(p->x);
+	free(p->dlogits);
+	free(p->prog);
+	for (int i = 0; i < 2; i++)
+		free(p->expect[i].prog);
+	nsl_link_free(p->link);
+	nsl_stage_free(p->stage);
+	if (p->data_ok)
+		nsl_batcher_close(&p->data);
+	nsl_compute_free(p->cc);
+}
+
+int nsl_peer_setup(struct peer *p)
+{
+	struct job *j = p->job;
+	const int n = j->npeers, next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
+	struct nsl_shard_reader_opts ro = { .depth = j->o->read_ahead, .direct = j->o->direct, .shuffle = true,
+					    .seed = j->o->seed };
+	struct nsl_link_conf lc = { .session = (uint32_t)(j->o->seed * 2654435761u) ^ 0x6e73706cu,
+				    .self = (uint16_t)p->rank, .slots = 64, .peer_timeout_ms = j->peer_timeout_ms,
+				    .heartbeat_ms = j->heartbeat_ms };
+	int rc;
+
+	p->cc = nsl_compute_create(j->o->threads > 0 ? j->o->threads : 1);
+	if (p->cc == NULL)
+		return -EINVAL;
+	if ((rc = nsl_batcher_open(&p->data, j->files.train[p->rank], &ro, j->shard_limit)) < 0)
+		return rc;
+	p->data_ok = true;
+	if (p->data.limit != j->per_shard)
+		return nsl_error_set(EINVAL, "%s has %u records where every shard must have %u",
+				     j->files.train[p->rank], p->data.limit, j->per_shard);
+	if ((rc = peer_buffers(p)) < 0)
+		return rc;
+	lc.max_msg = p->swap_rx.cap > p->rx[RX_ACT][0].cap ? p->swap_rx.cap : p->rx[RX_ACT][0].cap;
+	if (p->rx[RX_GRAD][0].cap > lc.max_msg)
+		lc.max_msg = p->rx[RX_GRAD][0].cap;
+	p->link = nsl_link_create(&lc);
+	if (p->link == NULL)
+		return -EINVAL;
+	rc = nsl_link_add_peer(p->link, (uint16_t)next, p->port_next, p->mac_next_set ? p->mac_next : NULL, p->ip_next);
+	if (rc < 0)
+		return rc;
+	if (prev != next && (rc = nsl_link_add_peer(p->link, (uint16_t)prev, p->port_prev,
+						    p->mac_prev_set ? p->mac_prev : NULL, p->ip_prev)) < 0)
+		return rc;
+	p->nexpect = prev == next ? 1 : 2;
+	p->expect[0].from = prev;
+	p->expect[1].from = next;
+	for (int i = 0; i < p->nexpect; i++) {
+		struct expect *e = &p->expect[i];
+
+		e->n = nsl_job_compile(j, nsl_job_stage_of(j, e->from, 0), 0, e->prog);
+		if (e->n < 0)
+			return e->n;
+	}
+	nsl_idle_init(&p->idle, j->poll);
+	return make_stage(p, nsl_job_stage_of(j, p->rank, 0), 0);
+}
+
+int nsl_peer_train(struct peer *p)
+{
+	struct job *j = p->job;
+	int rc;
+
+	for (int r = 0; r < j->rounds; r++) {
+		const bool owner = p->stage_idx == 0;
+
+		if (owner && (rc = nsl_batcher_begin_epoch(&p->data, (uint64_t)(r / j->npeers))) < 0)
+			return rc;
+		for (int b = 0; b < j->batches; b++) {
+			if ((rc = run_batch(p, r, b, (int64_t)r * j->batches + b)) < 0)
+				return nsl_error_prefix(rc, "round %d batch %d, stage %d", r + 1, b, p->stage_idx + 1);
+			if (owner || j->count_every_batch)
+				atomic_fetch_add(&j->samples, nsl_job_batch_rows(j, b));
+		}
+		p->rounds_done = r + 1;
+		if (r + 1 < j->rounds && (rc = swap(p, r)) < 0)
+			return nsl_error_prefix(rc, "swap after round %d", r + 1);
+	}
+	return nsl_peer_drain(p);
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * One peer of an N-split job, whatever carries its messages: the state and the runtime that
+ * `nsplit train --peers N` (every peer a thread of one process) and `nsplit train --cluster`
+ * (one peer per process or host) share.
+ *
+ * Peer i owns shard i. In round r stage s is on peer (r + s) mod N, so every message goes to a
+ * ring neighbour: activations forward, gradients back, the labels from the owner (stage 1)
+ * straight to the last stage (its other neighbour), and at the end of a round each stage, with
+ * its optimizer state, one peer on.
+ *
+ * Each peer runs its stage's batch program (schedule.h) one instruction at a time and polls its
+ * link while it waits. Receive slots are posted in the order the neighbour sends, which both
+ * sides know from the same programs; each message lands in the buffer of its micro-batch slot.
+ */
+#ifndef NSL_PEER_H
+#define NSL_PEER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nsplit/compute.h"
+#include "nsplit/link.h"
+#include "nsplit/model.h"
+#include "nsplit/optim.h"
+#include "nsplit/poll.h"
+#include "nsplit/stage.h"
+#include "batcher.h"
+#include "chain.h"
+#include "dataset.h"
+#include "schedule.h"
+#include "train.h"
+
+struct rxbuf {
+	struct nsl_msg msg;
+	void *data;
+	uint64_t cap;
+	bool posted;          /* given to the link, not yet filled */
+	bool full;            /* filled, not yet used */
+	int micro, round, batch;
+};
+
+enum { RX_ACT, RX_LABELS, RX_GRAD, RX_KINDS };
+
+/* Where the messages from one neighbour stand: its programs, walked in its send order. */
+struct expect {
+	int from;             /* the neighbour's rank */
+	int round, batch, pc, n;
+	bool swap_done;       /* this round's stage message was posted */
+	bool done;
+	struct nsl_instr *prog;
+};
+
+struct txmsg {
+	struct nsl_msg msg;
+	bool busy;
+};
+
+struct job;
+
+struct peer {
+	struct job *job;
+	int rank;
+	pthread_t thread;
+	struct nsl_port *port_next, *port_prev;   /* the same port when one reaches both */
+	uint8_t mac_next[6], mac_prev[6];
+	bool mac_next_set, mac_prev_set;          /* else broadcast (point-to-point ports) */
+	uint32_t ip_next, ip_prev;                /* 0: 10.77.0.<rank + 1> */
+	struct nsl_link *link;
+	struct nsl_idle idle;
+	struct nsl_compute *cc;
+	struct nsl_batcher data;
+	bool data_ok;
+	struct nsl_stage *stage;
+	int stage_idx;
+
+	float *x;             /* stage 0: the batch */
+	int32_t *labels;      /* stage 0: its labels (they travel) */
+	float *dlogits;       /* last stage: one micro-batch of logit gradients per slot */
+	const float *y[NSL_STAGE_MAX_CONTEXTS];   /* each slot's forward output */
+	const float *dx[NSL_STAGE_MAX_CONTEXTS];  /* each slot's input gradient */
+	struct rxbuf rx[RX_KINDS][NSL_STAGE_MAX_CONTEXTS];
+	struct rxbuf swap_rx;
+	struct txmsg tx_act[NSL_STAGE_MAX_CONTEXTS], tx_grad[NSL_STAGE_MAX_CONTEXTS];
+	struct txmsg tx_labels[NSL_STAGE_MAX_CONTEXTS], tx_swap;
+	void *swap_tx_buf;
+	struct expect expect[2];
+	int nexpect;
+	struct nsl_instr *prog;
+
+	double loss_sum;
+	int64_t correct, seen;
+	int rounds_done;
+	int rc;
+	char err[1024];
+};
+
+struct job {
+	const struct nsl_train_opts *o;
+	struct nsl_model *model;
+	int npeers;
+	int starts[NSL_CHAIN_MAX_STAGES + 1];
+	struct nsl_optim_config oc;
+	struct nsl_lr_schedule sched;
+	struct nsl_dataset_files files;
+	uint32_t shard_limit;
+	uint32_t per_shard;           /* records each round trains on */
+	int batches;                  /* per round */
+	int rounds;
+	int micro;                    /* micro-batch rows */
+	int slots[NSL_CHAIN_MAX_STAGES];   /* micro-batches in flight on each stage */
+	int kmax;                     /* the most of them */
+	enum nsl_poll_mode poll;
+	uint32_t peer_timeout_ms;     /* link: a silent peer is dead after this long (0: link default) */
+	uint32_t heartbeat_ms;        /* link heartbeats (0: off, peers in one process) */
+	bool count_every_batch;       /* progress: each peer counts every batch (one peer per process) */
+	atomic_int stop;              /* a peer failed: the others give up */
+	atomic_int_fast64_t samples;  /* done, for the progress line */
+	struct peer *peers;
+};
+
+static inline int nsl_job_stage_of(const struct job *j, int rank, int round)
+{
+	return ((rank - round) % j->npeers + j->npeers) % j->npeers;
+}
+
+static inline int nsl_job_rank_of(const struct job *j, int stage, int round)
+{
+	return (stage + round) % j->npeers;
+}
+
+static inline int nsl_job_batch_rows(const struct job *j, int b)
+{
+	int rem = (int)(j->per_shard % (uint32_t)j->o->batch);
+
+	return (b == j->batches - 1 && rem) ? rem : j->o->batch;
+}
+
+static inline int nsl_job_micro_count(const struct job *j, int rows)
+{
+	return (rows + j->micro - 1) / j->micro;
+}
+
+static inline int nsl_job_micro_rows(const struct job *j, int rows, int m)
+{
+	int left = rows - m * j->micro;
+
+	return left < j->micro ? left : j->micro;
+}
+
+static inline int nsl_job_compile(const struct job *j, int stage, int b, struct nsl_instr *prog)
+{
+	return nsl_sched_compile(j->o->schedule, j->npeers, stage, nsl_job_micro_count(j, nsl_job_batch_rows(j, b)), prog,
+				 NSL_SCHED_MAX_INSTR);
+}
+
+
+static inline int64_t nsl_job_stage_floats(const struct job *j, int stage)
+{
+	int64_t n = 0;
+
+	for (int i = j->starts[stage]; i < j->starts[stage + 1]; i++)
+		n += nsl_model_layer_params(j->model, i);
+	return n;
+}
+
+/* A swap: the step count, then every parameter and each of its optimizer states, plain. */
+static inline uint64_t nsl_job_swap_bytes(const struct job *j, int stage)
+{
+	return sizeof(uint64_t) +
+	       (uint64_t)nsl_job_stage_floats(j, stage) * (1 + (uint64_t)j->oc.ops->state_slots) * sizeof(float);
+}
+
+/* ---- planning (job.c) ---- */
+
+/* Shards, split, micro-batches and slots of the job o describes; prints the schedule if asked. */
+int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr);
+
+/* MiB of DPDK heap that `peers_here` peers of the job need in one process. */
+size_t nsl_job_dp_mem_mb(const struct job *j, int peers_here);
+
+/* What the peers' last stages saw in training, summed over the job. */
+struct nsl_job_totals {
+	double loss_sum;
+	int64_t correct, seen;
+};
+
+/* Evaluate the gathered model c, print the summary, write --metrics and --save-weights. */
+int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_totals *t, double train_time,
+		   double t_start);
+
+/* ---- one peer (peer.c) ---- */
+
+/* Buffers, shard, link (ports and neighbours set by the caller) and the first round's stage. */
+int nsl_peer_setup(struct peer *p);
+/* Every round of the job; 0 or a negative errno (message set). */
+int nsl_peer_train(struct peer *p);
+void nsl_peer_free(struct peer *p);
+
+/* Record the peer's first failure (with the last error) and tell the job to stop. */
+int nsl_peer_fail(struct peer *p, int rc);
+
+/* Link work while waiting: poll, collect what arrived and what was sent, post more slots. */
+int nsl_peer_pump(struct peer *p);
+int nsl_peer_wait_rx(struct peer *p, struct rxbuf *r);
+int nsl_peer_wait_tx(struct peer *p, struct txmsg *t);
+int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const void *data, uint64_t len, int stage,
+		  int micro, int round, int64_t step);
+/* Wait until everything this peer sent has arrived. */
+int nsl_peer_drain(struct peer *p);
+
+/* A stage as it travels: the step count, then every parameter and each of its optimizer states. */
+int nsl_peer_pack_stage(const struct nsl_stage *s, void *buf);
+int nsl_peer_unpack_stage(struct nsl_stage *s, const void *buf, uint64_t len);
+
+#endif

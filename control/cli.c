@@ -58,6 +58,33 @@ int nsl_cli_float(const char *opt, const char *v, double min, double max, float 
 	return 0;
 }
 
+int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	char *e;
+	double x;
+	int shift = 0;
+
+	errno = 0;
+	x = strtod(v, &e);
+	if (!errno && e != v && *e) {
+		for (int i = 0; units[i]; i++)
+			if ((*e | 0x20) == (units[i] | 0x20))
+				shift = 10 * (i + 1);
+		if (shift)
+			e++;
+		if (shift && *e == 'i')
+			e++;
+		if (*e == 'B' || *e == 'b')
+			e++;
+	}
+	if (errno || e == v || *e || !isfinite(x) || x <= 0 || x * (double)(1ull << shift) >= 0x1p64)
+		return nsl_error_set(EINVAL, "--%s: \"%s\" is not a size (a positive number of bytes, or with K, M, G or T: 512M, 2GiB)",
+				     opt, v);
+	*out = (uint64_t)(x * (double)(1ull << shift));
+	return 0;
+}
+
 int nsl_cli_fail(const char *cmd)
 {
 	fflush(stdout);

@@ -10,6 +10,8 @@ int nsl_cli_int(const char *opt, const char *v, long min, long max, int *out);
 int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out);
 int nsl_cli_u64(const char *opt, const char *v, uint64_t *out);
 int nsl_cli_float(const char *opt, const char *v, double min, double max, float *out);
+/* A size in bytes: 1048576, 512K, 2M, 1.5G, 4GiB (binary multiples). */
+int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out);
 
 /* Print "nsplit <cmd>: <last error>" to stderr; returns exit code 1. */
 int nsl_cli_fail(const char *cmd);

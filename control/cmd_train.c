@@ -10,6 +10,8 @@
 #include "commands.h"
 #include "dataset.h"
 #include "schedule.h"
+#include "cluster.h"
+#include "train_cluster.h"
 #include "train_peers.h"
 #include "train.h"
 
@@ -51,6 +53,15 @@ static void usage(FILE *f)
 "  --replay-peers N     train one peer on exactly the sample sequence a job of N peers\n"
 "                       sees (N shards, round r on shard r), to compare weights with it\n"
 "\n"
+"Peers in several processes or hosts\n"
+"  --cluster FILE       run one peer of the job FILE describes (INI: [job] options as\n"
+"                       here without dashes, [peer0]..[peerN-1] ports; see examples/)\n"
+"  --rank R             which peer (default SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK)\n"
+"  --peer-timeout MS    a peer silent this long is lost and the job stops (default 1000)\n"
+"  --connect-timeout S  wait this long for the other peers to start (default 60)\n"
+"  --huge               give DPDK hugepages (real NICs; default --no-huge)\n"
+"  -- EAL-ARGS          anything after -- goes to DPDK's EAL as is\n"
+"\n"
 "Optimisation\n"
 "  --epochs E           passes over the training set (default 10)\n"
 "  --batch B            samples per optimizer step (default 64)\n"
@@ -79,6 +90,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
+	OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
 static const struct option long_opts[] = {
@@ -113,6 +125,11 @@ static const struct option long_opts[] = {
 	{ "no-eval", no_argument, NULL, OPT_NO_EVAL },
 	{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
 	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
+	{ "cluster", required_argument, NULL, OPT_CLUSTER },
+	{ "rank", required_argument, NULL, OPT_RANK },
+	{ "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
+	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+	{ "huge", no_argument, NULL, OPT_HUGE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -122,6 +139,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 	int c, rc = 0;
 	int64_t v64;
 
+	optind = 0;	/* GNU getopt starts afresh: the cluster file's [job] may have been parsed first */
 	while (rc == 0 && (c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_PEERS: rc = nsl_cli_int("peers", optarg, 1, 1024, &o->peers); break;
@@ -169,6 +187,17 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_NO_EVAL: o->eval = false; break;
 		case OPT_READ_AHEAD: rc = nsl_cli_int("read-ahead", optarg, 1, 256, &o->read_ahead); break;
 		case OPT_NO_DIRECT: o->direct = false; break;
+		case OPT_CLUSTER: o->cluster = optarg; break;
+		case OPT_RANK: o->rank = optarg; break;
+		case OPT_PEER_TIMEOUT:
+			rc = nsl_cli_i64("peer-timeout", optarg, 10, 3600000, &v64);
+			o->peer_timeout_ms = (uint32_t)v64;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			rc = nsl_cli_i64("connect-timeout", optarg, 1, 86400, &v64);
+			o->connect_timeout_s = (uint32_t)v64;
+			break;
+		case OPT_HUGE: o->huge = true; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}
@@ -182,15 +211,62 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 	return 0;
 }
 
+/* The file after --cluster, if any, before `--`. */
+static const char *find_cluster(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--cluster") == 0 && i + 1 < argc)
+			return argv[i + 1];
+		if (strncmp(argv[i], "--cluster=", 10) == 0)
+			return argv[i] + 10;
+	}
+	return NULL;
+}
+
 int nsl_cmd_train(int argc, char **argv)
 {
 	struct nsl_train_opts o;
-	int rc;
+	struct nsl_cluster cl = { 0 };
+	const char *cluster = find_cluster(argc, argv);
+	int rc, own = argc;
 
 	nsl_train_opts_default(&o);
-	rc = parse(argc, argv, &o);
-	if (rc != 0)
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--") == 0) {
+			own = i;
+			o.eal_argc = argc - i - 1;
+			o.eal_argv = argv + i + 1;
+			break;
+		}
+	if (cluster != NULL) {
+		if (nsl_cluster_load(cluster, &cl) < 0)
+			return nsl_cli_fail("train");
+		rc = parse(cl.job_argc, cl.job_argv, &o);
+		if (rc != 0) {
+			fprintf(stderr, "nsplit train: in [job] of %s\n", cluster);
+			nsl_cluster_free(&cl);
+			return rc == 1 ? 0 : rc;
+		}
+		o.peers = cl.npeers;
+	}
+	rc = parse(own, argv, &o);
+	if (rc == 0 && cluster != NULL && o.peers != cl.npeers) {
+		fprintf(stderr, "nsplit train: --peers %d, but %s describes %d peers\n", o.peers, cluster, cl.npeers);
+		rc = 2;
+	}
+	if (rc != 0) {
+		nsl_cluster_free(&cl);
 		return rc == 1 ? 0 : rc;
+	}
+	if (cluster != NULL) {
+		int rank;
+
+		rc = nsl_cluster_rank(o.rank, cl.npeers, &rank);
+		if (rc == 0)
+			rc = nsl_train_cluster(&o, &cl, rank);
+		nsl_cluster_free(&cl);
+		return rc < 0 ? nsl_cli_fail("train") : 0;
+	}
 	if (o.peers > 1 && o.replay_peers > 0) {
 		fprintf(stderr, "nsplit train: --replay-peers is for one peer (it replays an N-peer job's samples)\n");
 		return 2;

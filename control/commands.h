@@ -4,6 +4,7 @@
 #define NSL_COMMANDS_H
 
 int nsl_cmd_train(int argc, char **argv);
+int nsl_cmd_launch(int argc, char **argv);
 int nsl_cmd_eval(int argc, char **argv);
 int nsl_cmd_shard(int argc, char **argv);
 int nsl_cmd_link(int argc, char **argv);

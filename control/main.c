@@ -11,7 +11,8 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-	{ "train", nsl_cmd_train, "train a model (single peer, or cut into stages in one process)" },
+	{ "train", nsl_cmd_train, "train a model: one peer, N peers in this process, or one peer of a cluster" },
+	{ "launch", nsl_cmd_launch, "run an N-split job as N local processes joined by memif" },
 	{ "eval", nsl_cmd_eval, "evaluate saved weights on the test set" },
 	{ "shard", nsl_cmd_shard, "convert IDX files into nsplit shard files, cut into N parts" },
 	{ "link", nsl_cmd_link, "move messages between two peers over a DPDK port, checking every byte" },

@@ -137,8 +137,8 @@ int nsl_peer_pump(struct peer *p)
 	unsigned n;
 	int work, rc;
 
-	if (atomic_load(&p->job->stop))
-		return nsl_error_set(ECANCELED, "stopped because another peer failed");
+	if ((rc = atomic_load(&p->job->stop)) != 0)
+		return nsl_error_set(ECANCELED, rc == 2 ? "interrupted by a signal" : "stopped because another peer failed");
 	work = nsl_link_poll(p->link);
 	if (work < 0)
 		return nsl_error_prefix(work, "link");
@@ -508,7 +508,7 @@ int nsl_peer_setup(struct peer *p)
 					    .seed = j->o->seed };
 	struct nsl_link_conf lc = { .session = (uint32_t)(j->o->seed * 2654435761u) ^ 0x6e73706cu,
 				    .self = (uint16_t)p->rank, .slots = 64, .peer_timeout_ms = j->peer_timeout_ms,
-				    .heartbeat_ms = j->heartbeat_ms };
+				    .heartbeat_ms = j->heartbeat_ms, .self_ip = p->ip_self };
 	int rc;
 
 	p->cc = nsl_compute_create(j->o->threads > 0 ? j->o->threads : 1);

@@ -67,7 +67,7 @@ struct peer {
 	struct nsl_port *port_next, *port_prev;   /* the same port when one reaches both */
 	uint8_t mac_next[6], mac_prev[6];
 	bool mac_next_set, mac_prev_set;          /* else broadcast (point-to-point ports) */
-	uint32_t ip_next, ip_prev;                /* 0: 10.77.0.<rank + 1> */
+	uint32_t ip_next, ip_prev, ip_self;       /* 0: 10.77.0.<rank + 1> */
 	struct nsl_link *link;
 	struct nsl_idle idle;
 	struct nsl_compute *cc;

@@ -40,6 +40,14 @@ struct nsl_train_opts {
 	bool eval;
 	int read_ahead;
 	bool direct;
+	/* one peer of a job in several processes (--cluster) */
+	const char *cluster;
+	const char *rank;            /* NULL: from the launcher's environment */
+	uint32_t peer_timeout_ms;    /* a peer silent this long is lost (0: 1000 with --cluster) */
+	uint32_t connect_timeout_s;  /* waiting for the neighbours' hello (default 60) */
+	bool huge;                   /* EAL with hugepages (real NICs) */
+	int eal_argc;                /* after `--`: passed to EAL */
+	char **eal_argv;
 };
 
 /* Fill the defaults documented in `nsplit train --help`. */

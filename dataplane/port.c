@@ -4,6 +4,7 @@
  * peer's dataplane is one lcore.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,8 +122,13 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 	if (rc != 0 && rc != -ENOTSUP)
 		return dpdk_error(rc, p->name, "rte_eth_dev_set_mtu");
 	p->mtu = mtu;
-	if ((rc = rte_eth_dev_start(p->id)) != 0)
-		return dpdk_error(rc, p->name, "rte_eth_dev_start");
+	/* A memif client cannot start before its server listens; peers of a ring start in any order. */
+	for (uint32_t waited = 0; (rc = rte_eth_dev_start(p->id)) != 0 && p->memif_client && waited < c->connect_wait_ms;
+	     waited += 50)
+		usleep(50000);
+	if (rc != 0)
+		return dpdk_error(rc, p->name, p->memif_client ? "rte_eth_dev_start (is the memif server up, on the same socket?)"
+							       : "rte_eth_dev_start");
 	p->started = true;
 	/* Peers address each other by MAC; a port on a bridge must still see its frames. */
 	rte_eth_promiscuous_enable(p->id);
@@ -296,4 +302,63 @@ uint16_t nsl_port_mtu(const struct nsl_port *p)
 bool nsl_port_multi_seg(const struct nsl_port *p)
 {
 	return p->multi_seg;
+}
+
+void nsl_port_print_xstats(const struct nsl_port *p, FILE *f)
+{
+	int n = rte_eth_xstats_get(p->id, NULL, 0);
+	struct rte_eth_xstat *xs;
+	struct rte_eth_xstat_name *names;
+	int shown = 0;
+
+	if (n <= 0) {
+		fprintf(f, "port %s: no extended statistics\n", p->name);
+		return;
+	}
+	xs = calloc((size_t)n, sizeof(*xs));
+	names = calloc((size_t)n, sizeof(*names));
+	if (xs != NULL && names != NULL && rte_eth_xstats_get(p->id, xs, (unsigned)n) == n &&
+	    rte_eth_xstats_get_names(p->id, names, (unsigned)n) == n) {
+		fprintf(f, "port %s:", p->name);
+		/* Zero counters are most of them on a NIC; they say nothing. */
+		for (int i = 0; i < n; i++)
+			if (xs[i].value != 0 && xs[i].id < (uint64_t)n)
+				fprintf(f, "%s%s %" PRIu64, shown++ % 6 ? "  " : "\n  ", names[xs[i].id].name, xs[i].value);
+		fprintf(f, "%s\n", shown ? "" : " every extended counter is 0");
+	}
+	free(xs);
+	free(names);
+}
+
+int nsl_port_wait_up(struct nsl_port *p, uint32_t timeout_ms)
+{
+	struct rte_eth_link link;
+	uint32_t waited = 0, since_kick = 0;
+
+	for (;;) {
+		if (rte_eth_link_get_nowait(p->id, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
+			return 0;
+		if (waited >= timeout_ms)
+			return nsl_error_set(ETIMEDOUT, "port %s: link still down after %u ms%s", p->name, timeout_ms,
+					     p->memif_client ? " (is the memif server up, on the same socket?)"
+							     : " (is the interface up, and the other side started?)");
+		/*
+		 * A memif client that connected while its server was probed but not yet started is
+		 * turned away and, in DPDK 22.11, never tries again: connect it again.
+		 */
+		if (p->memif_client && since_kick >= 500) {
+			rte_eth_dev_stop(p->id);
+			nsl_eal_quiesce_interrupts();
+			rte_eth_dev_start(p->id);
+			since_kick = 0;
+		}
+		usleep(10000);
+		waited += 10;
+		since_kick += 10;
+	}
+}
+
+bool nsl_port_is_memif_client(const struct nsl_port *p)
+{
+	return p->memif_client;
 }

@@ -18,12 +18,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct nsl_port_conf {
 	uint16_t rx_desc;         /* receive descriptors (0 = 1024) */
 	uint16_t tx_desc;         /* transmit descriptors (0 = 1024) */
 	uint16_t mtu;             /* IP MTU (0 = 1500, 9000 for a ring pair; up to what the port allows) */
 	uint32_t mbufs;           /* mbufs per pool (0 = from the descriptor counts) */
+	uint32_t connect_wait_ms; /* memif client: keep trying this long for its server (0: once) */
 };
 
 struct nsl_port;
@@ -48,6 +50,18 @@ const char *nsl_port_name(const struct nsl_port *p);
 void nsl_port_mac(const struct nsl_port *p, uint8_t mac[6]);
 /* IP MTU in effect. */
 uint16_t nsl_port_mtu(const struct nsl_port *p);
+/*
+ * Wait until the port's link is up (a memif pair connected, an interface up): 0, or -ETIMEDOUT
+ * with a message naming the port. A memif client is connected again while it waits.
+ */
+int nsl_port_wait_up(struct nsl_port *p, uint32_t timeout_ms);
+
+/* Whether the port is a memif client (it must hang up after its server; see nsl_port_close). */
+bool nsl_port_is_memif_client(const struct nsl_port *p);
+
+/* The port's non-zero extended statistics (rte_eth_xstats), named as the PMD names them. */
+void nsl_port_print_xstats(const struct nsl_port *p, FILE *f);
+
 /* Whether the port sends chained mbufs (else nsplit copies payload into one mbuf, and counts it). */
 bool nsl_port_multi_seg(const struct nsl_port *p);
 

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cfgfile.h>
+
+#include "nsplit/error.h"
+#include "cli.h"
+#include "cluster.h"
+
+#define MAX_PEERS 64
+
+static int copy_value(const char *path, const char *sec, const char *key, const char *v, char *dst)
+{
+	if (strlen(v) >= NSL_CLUSTER_VALUE_LEN)
+		return nsl_error_set(EINVAL, "%s: [%s] %s is longer than %d characters", path, sec, key,
+				     NSL_CLUSTER_VALUE_LEN - 1);
+	strcpy(dst, v);
+	return 0;
+}
+
+static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec, struct nsl_cluster_peer *p)
+{
+	struct rte_cfgfile_entry e[16];
+	int n = rte_cfgfile_section_entries(cfg, sec, e, 16), rc = 0;
+
+	if (n < 0)
+		return nsl_error_set(EINVAL, "%s: cannot read section [%s]", path, sec);
+	for (int i = 0; i < n && rc == 0; i++) {
+		const char *k = e[i].name, *v = e[i].value;
+		unsigned m[6];
+		struct in_addr a;
+		char tail;
+
+		if (strcmp(k, "port") == 0)
+			rc = copy_value(path, sec, k, v, p->port);
+		else if (strcmp(k, "port-next") == 0)
+			rc = copy_value(path, sec, k, v, p->port_next);
+		else if (strcmp(k, "port-prev") == 0)
+			rc = copy_value(path, sec, k, v, p->port_prev);
+		else if (strcmp(k, "mac") == 0) {
+			if (sscanf(v, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &tail) != 6)
+				rc = nsl_error_set(EINVAL, "%s: [%s] mac = %s is not a MAC address (02:00:00:00:00:01)", path,
+						   sec, v);
+			for (int b = 0; b < 6 && rc == 0; b++)
+				p->mac[b] = (uint8_t)m[b];
+			p->has_mac = rc == 0;
+		} else if (strcmp(k, "ip") == 0) {
+			if (inet_pton(AF_INET, v, &a) != 1)
+				rc = nsl_error_set(EINVAL, "%s: [%s] ip = %s is not an IPv4 address", path, sec, v);
+			p->ip = ntohl(a.s_addr);
+		} else if (strcmp(k, "mem-limit") == 0) {
+			if ((rc = nsl_cli_bytes("mem-limit", v, &p->mem_limit)) < 0)
+				rc = nsl_error_prefix(rc, "%s: [%s]", path, sec);
+		} else {
+			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit)",
+					   path, sec, k);
+		}
+	}
+	if (rc == 0 && !*p->port && !*p->port_next)
+		rc = nsl_error_set(EINVAL, "%s: [%s] names no port: give port = DEVARGS, or port-next and port-prev", path,
+				   sec);
+	if (rc == 0 && *p->port && (*p->port_next || *p->port_prev))
+		rc = nsl_error_set(EINVAL, "%s: [%s] gives both port and port-next/port-prev; one port reaches every peer, "
+				   "or one port per neighbour, not both", path, sec);
+	return rc;
+}
+
+/* [job] entries as arguments: `key = value` is --key=value, `key =` or `key = true` a flag. */
+static int parse_job(const char *path, struct rte_cfgfile *cfg, struct nsl_cluster *c)
+{
+	int n = rte_cfgfile_has_section(cfg, "job") ? rte_cfgfile_section_num_entries(cfg, "job") : 0;
+	struct rte_cfgfile_entry *e = calloc((size_t)n + 1, sizeof(*e));
+
+	c->job_argv = calloc((size_t)n + 2, sizeof(char *));
+	if (e == NULL || c->job_argv == NULL) {
+		free(e);
+		return nsl_error_set(ENOMEM, "out of memory");
+	}
+	c->job_argv[c->job_argc++] = strdup("cluster");
+	if (n > 0)
+		n = rte_cfgfile_section_entries(cfg, "job", e, n);
+	for (int i = 0; i < n; i++) {
+		const char *k = e[i].name, *v = e[i].value;
+		size_t len = strlen(k) + strlen(v) + 4;
+		char *arg;
+
+		if (strcmp(k, "peers") == 0 || strcmp(k, "rank") == 0 || strcmp(k, "cluster") == 0) {
+			free(e);
+			return nsl_error_set(EINVAL, "%s: [job] %s: the cluster file's peer sections say this; remove it",
+					     path, k);
+		}
+		if ((arg = malloc(len)) == NULL) {
+			free(e);
+			return nsl_error_set(ENOMEM, "out of memory");
+		}
+		if (*v == 0 || strcmp(v, "true") == 0)
+			snprintf(arg, len, "--%s", k);
+		else
+			snprintf(arg, len, "--%s=%s", k, v);
+		c->job_argv[c->job_argc++] = arg;
+	}
+	free(e);
+	return 0;
+}
+
+int nsl_cluster_load(const char *path, struct nsl_cluster *c)
+{
+	struct rte_cfgfile *cfg;
+	int rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	if ((cfg = rte_cfgfile_load(path, 0)) == NULL)
+		return nsl_error_set(EINVAL, "--cluster %s: cannot read it as an INI file (missing, unreadable or malformed)",
+				     path);
+	c->npeers = rte_cfgfile_num_sections(cfg, "peer", 4);
+	if (c->npeers < 2 || c->npeers > MAX_PEERS) {
+		rc = nsl_error_set(EINVAL, "%s: %d [peerI] sections; a job needs 2 to %d", path, c->npeers, MAX_PEERS);
+		goto out;
+	}
+	if ((c->peers = calloc((size_t)c->npeers, sizeof(*c->peers))) == NULL) {
+		rc = nsl_error_set(ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < c->npeers && rc == 0; i++) {
+		char sec[16];
+
+		snprintf(sec, sizeof(sec), "peer%d", i);
+		if (!rte_cfgfile_has_section(cfg, sec))
+			rc = nsl_error_set(EINVAL, "%s: %d peer sections but no [%s]; name them peer0 to peer%d", path,
+					   c->npeers, sec, c->npeers - 1);
+		else
+			rc = parse_peer(path, cfg, sec, &c->peers[i]);
+	}
+	if (rc == 0)
+		rc = parse_job(path, cfg, c);
+out:
+	rte_cfgfile_close(cfg);
+	if (rc < 0)
+		nsl_cluster_free(c);
+	return rc;
+}
+
+void nsl_cluster_free(struct nsl_cluster *c)
+{
+	for (int i = 0; i < c->job_argc; i++)
+		free(c->job_argv[i]);
+	free(c->job_argv);
+	free(c->peers);
+	memset(c, 0, sizeof(*c));
+}
+
+int nsl_cluster_rank(const char *given, int npeers, int *rank)
+{
+	static const char *const vars[] = { "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK" };
+	const char *from = "--rank";
+	int rc;
+
+	for (int i = 0; given == NULL && i < 3; i++)
+		if ((given = getenv(vars[i])) != NULL)
+			from = vars[i];
+	if (given == NULL)
+		return nsl_error_set(EINVAL, "--cluster needs this peer's rank: give --rank R, or launch with srun or "
+				     "mpirun (SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK)");
+	rc = nsl_cli_int("rank", given, 0, npeers - 1, rank);
+	return rc < 0 ? nsl_error_prefix(rc, "rank from %s (the cluster file has %d peers)", from, npeers) : 0;
+}

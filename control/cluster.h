@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Cluster files: the peers of a job that runs as separate processes or hosts, read with DPDK's
+ * cfgfile library (INI; `;` starts a comment).
+ *
+ *   [job]                 ; options every peer's `nsplit train` takes, without the dashes:
+ *   model = mlp:784-512-256-10
+ *   schedule = 1f1b       ; `key =` or `key = true` gives a flag (no-eval = true)
+ *   [peer0]               ; one section per peer, peer0 .. peerN-1; N is the job's peer count
+ *   port = net_af_packet0,iface=veth0   ; one port reaching every peer (a bridge, a switch), or
+ *   port-next = ...       ; point-to-point ports: the one to peer i + 1 and the one from i - 1
+ *   port-prev = ...       ; (memif: a connection per pair; with 2 peers port-next alone)
+ *   mac = 02:00:00:00:00:01   ; this peer's MAC (default: broadcast to it)
+ *   ip = 10.77.0.1        ; its IPv4 address (default 10.77.0.<i + 1>)
+ *   mem-limit = 2G        ; its memory budget (default none)
+ */
+#ifndef NSL_CLUSTER_H
+#define NSL_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NSL_CLUSTER_VALUE_LEN 256
+
+struct nsl_cluster_peer {
+	char port[NSL_CLUSTER_VALUE_LEN];
+	char port_next[NSL_CLUSTER_VALUE_LEN];
+	char port_prev[NSL_CLUSTER_VALUE_LEN];
+	uint8_t mac[6];
+	bool has_mac;
+	uint32_t ip;              /* host order; 0 = default */
+	uint64_t mem_limit;       /* bytes; 0 = none */
+};
+
+struct nsl_cluster {
+	int npeers;
+	struct nsl_cluster_peer *peers;
+	int job_argc;             /* [job] as "--key=value" arguments for the option parser */
+	char **job_argv;          /* job_argv[0] is a program name, as getopt wants */
+};
+
+/* 0, or a negative errno with a message naming the file, section and key. Free with nsl_cluster_free. */
+int nsl_cluster_load(const char *path, struct nsl_cluster *out);
+void nsl_cluster_free(struct nsl_cluster *c);
+
+/*
+ * This process's rank: `given` (--rank, may be NULL), else SLURM_PROCID, OMPI_COMM_WORLD_RANK or
+ * PMI_RANK, as srun, mpirun and PMI launchers set them. 0 or -EINVAL with a message.
+ */
+int nsl_cluster_rank(const char *given, int npeers, int *rank);
+
+#endif

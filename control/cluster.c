@@ -89,9 +89,12 @@ static int parse_job(const char *path, struct rte_cfgfile *cfg, struct nsl_clust
 		char *arg;
 
 		if (strcmp(k, "peers") == 0 || strcmp(k, "rank") == 0 || strcmp(k, "cluster") == 0) {
+			int rc = nsl_error_set(EINVAL, "%s: [job] %s: %s; remove it", path, k,
+					       strcmp(k, "rank") == 0 ? "each process is given its own (--rank, or the launcher's)"
+								      : "the cluster file's peer sections say this");
+
 			free(e);
-			return nsl_error_set(EINVAL, "%s: [job] %s: the cluster file's peer sections say this; remove it",
-					     path, k);
+			return rc;
 		}
 		if ((arg = malloc(len)) == NULL) {
 			free(e);

@@ -57,7 +57,7 @@ static void usage(FILE *f)
 "  --cluster FILE       run one peer of the job FILE describes (INI: [job] options as\n"
 "                       here without dashes, [peer0]..[peerN-1] ports; see examples/)\n"
 "  --rank R             which peer (default SLURM_PROCID, OMPI_COMM_WORLD_RANK or PMI_RANK)\n"
-"  --peer-timeout MS    a peer silent this long is lost and the job stops (default 1000)\n"
+"  --peer-timeout MS    a peer silent this long is lost and the job stops (default 750)\n"
 "  --connect-timeout S  wait this long for the other peers to start (default 60)\n"
 "  --huge               give DPDK hugepages (real NICs; default --no-huge)\n"
 "  -- EAL-ARGS          anything after -- goes to DPDK's EAL as is\n"

@@ -43,7 +43,7 @@ struct nsl_train_opts {
 	/* one peer of a job in several processes (--cluster) */
 	const char *cluster;
 	const char *rank;            /* NULL: from the launcher's environment */
-	uint32_t peer_timeout_ms;    /* a peer silent this long is lost (0: 1000 with --cluster) */
+	uint32_t peer_timeout_ms;    /* a peer silent this long is lost (0: 750 with --cluster) */
 	uint32_t connect_timeout_s;  /* waiting for the neighbours' hello (default 60) */
 	bool huge;                   /* EAL with hugepages (real NICs) */
 	int eal_argc;                /* after `--`: passed to EAL */

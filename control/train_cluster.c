@@ -29,7 +29,7 @@
 #define HELLO_MAGIC "nsplit-hello 1\n"
 #define HELLO_MAX 4096
 #define HEARTBEAT_MS 100
-#define DEFAULT_PEER_TIMEOUT_MS 1000
+#define DEFAULT_PEER_TIMEOUT_MS 750
 #define LINGER_S 0.3
 
 struct totals_wire {

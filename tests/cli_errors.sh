@@ -36,6 +36,24 @@ expect 1 'does not match' -- "$nsplit" train --model mlp:100-10 --cache "$work/c
 expect 1 'makes 2 stages for 4 peers' -- "$nsplit" train --peers 4 --split 2 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 'give nsplit, gpipe or 1f1b' -- "$nsplit" train --peers 2 --schedule zb
 expect 2 '--replay-peers is for one peer' -- "$nsplit" train --peers 2 --replay-peers 2
+printf '[job]\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/two.ini"
+printf '[job]\nbatch = 0\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/badjob.ini"
+printf '[job]\npeers = 3\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/peers.ini"
+printf '[peer0]\nport = net_null0\n[peer1]\nmac = 02:00:00:00:00:zz\nport = x\n' >"$work/mac.ini"
+printf '[peer0]\nport = net_null0\n[peer2]\nport = net_null1\n' >"$work/gap.ini"
+printf '[peer0]\nport = net_null0\n[peer1]\nmem-limit = lots\nport = x\n' >"$work/mem.ini"
+expect 1 'cannot read it as an INI file' -- "$nsplit" train --cluster "$work/none.ini" --rank 0
+expect 1 'needs this peer'"'"'s rank' -- env -u SLURM_PROCID -u OMPI_COMM_WORLD_RANK -u PMI_RANK "$nsplit" train --cluster "$work/two.ini"
+expect 1 'rank from SLURM_PROCID' -- env SLURM_PROCID=7 "$nsplit" train --cluster "$work/two.ini"
+expect 2 'in [job] of' -- "$nsplit" train --cluster "$work/badjob.ini" --rank 0
+expect 1 '[job] peers' -- "$nsplit" train --cluster "$work/peers.ini" --rank 0
+expect 1 'is not a MAC address' -- "$nsplit" train --cluster "$work/mac.ini" --rank 0
+expect 1 'no [peer1]' -- "$nsplit" train --cluster "$work/gap.ini" --rank 0
+expect 1 'is not a size' -- "$nsplit" train --cluster "$work/mem.ini" --rank 0
+expect 2 'but '"$work"'/two.ini describes 2 peers' -- "$nsplit" train --cluster "$work/two.ini" --rank 0 --peers 3
+expect 2 'give --peers N' -- "$nsplit" launch
+expect 2 'memif is the transport' -- "$nsplit" launch --peers 2 --transport ring
+expect 2 'is the launcher' -- "$nsplit" launch --peers 2 --rank 1
 expect 1 'fewer samples than the 4 shards' -- "$nsplit" train --peers 4 --cache "$work/c" --limit-samples 3
 expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"
 expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --limit-samples 100

@@ -102,6 +102,8 @@ local F = {
 	ack_flags = ProtoField.uint16("nsplit.ack.flags", "Ack flags", base.HEX),
 	af_complete = ProtoField.bool("nsplit.ack.flags.complete", "Complete", 16, { "Set", "Not set" }, 0x0001),
 	af_about = ProtoField.bool("nsplit.ack.flags.has_about", "Has about", 16, { "Set", "Not set" }, 0x0002),
+	af_abort = ProtoField.bool("nsplit.ack.flags.abort", "Abort (the sender gives up; about = peer it blames)", 16,
+		{ "Set", "Not set" }, 0x0004),
 	range = ProtoField.bytes("nsplit.ack.range", "Range"),
 	range_first = ProtoField.uint32("nsplit.ack.range.first", "First missing frame", base.DEC),
 	range_count = ProtoField.uint32("nsplit.ack.range.count", "Missing frames", base.DEC),
@@ -259,12 +261,17 @@ local function dissect_ack(tvb, pinfo, tree, h)
 	local ft = at:add(F.ack_flags, r(22, 2))
 	ft:add(F.af_complete, r(22, 2))
 	ft:add(F.af_about, r(22, 2))
-	local complete, has_about = aflags % 2 == 1, aflags % 4 >= 2
+	ft:add(F.af_abort, r(22, 2))
+	local complete, has_about, abort = aflags % 2 == 1, aflags % 4 >= 2, aflags % 8 >= 4
 	local names = {}
 	if complete then names[#names + 1] = "complete" end
 	if has_about then names[#names + 1] = "has_about" end
+	if abort then names[#names + 1] = "abort" end
 	if #names > 0 then ft:append_text(" (" .. table.concat(names, ", ") .. ")") end
-	if status ~= 0 then
+	if abort then
+		ft:add_proto_expert_info(E.failed, string.format("Peer gives up the session, blaming peer %d after round %d",
+			about, received))
+	elseif status ~= 0 then
 		st:add_proto_expert_info(E.failed, string.format("The receiver failed message %d: %s", about,
 			ack_status[status] or string.format("errno %d", status)))
 	end

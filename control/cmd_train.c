@@ -49,6 +49,8 @@ static void usage(FILE *f)
 "  --split I,J,...      cut the model into stages starting at layers I, J, ... (with N peers:\n"
 "                       N - 1 cuts, default even by parameter count; with one peer the\n"
 "                       stages run one after another, same weights as the uncut model)\n"
+"  --mem-limit SIZE     each peer's memory budget (512M, 2G): a job that does not fit\n"
+"                       every stage the rotation brings a peer is refused before training\n"
 "  --threads T          compute threads (default: every core this process may use)\n"
 "  --replay-peers N     train one peer on exactly the sample sequence a job of N peers\n"
 "                       sees (N shards, round r on shard r), to compare weights with it\n"
@@ -90,7 +92,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
-	OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
+	OPT_MEM_LIMIT, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
 static const struct option long_opts[] = {
@@ -125,6 +127,7 @@ static const struct option long_opts[] = {
 	{ "no-eval", no_argument, NULL, OPT_NO_EVAL },
 	{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
 	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
+	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
 	{ "cluster", required_argument, NULL, OPT_CLUSTER },
 	{ "rank", required_argument, NULL, OPT_RANK },
 	{ "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
@@ -187,6 +190,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_NO_EVAL: o->eval = false; break;
 		case OPT_READ_AHEAD: rc = nsl_cli_int("read-ahead", optarg, 1, 256, &o->read_ahead); break;
 		case OPT_NO_DIRECT: o->direct = false; break;
+		case OPT_MEM_LIMIT: rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
 		case OPT_CLUSTER: o->cluster = optarg; break;
 		case OPT_RANK: o->rank = optarg; break;
 		case OPT_PEER_TIMEOUT:

@@ -119,6 +119,96 @@ size_t nsl_job_dp_mem_mb(const struct job *j, int peers_here)
 	return (size_t)((per_peer * (uint64_t)peers_here) >> 20) + 128 + 64 * (size_t)peers_here;
 }
 
+void nsl_job_buffers(const struct job *j, struct nsl_job_buffers *b)
+{
+	int64_t widest_in = 1, widest_out = 1;
+
+	memset(b, 0, sizeof(*b));
+	for (int s = 0; s < j->npeers; s++) {
+		int64_t in = nsl_shape_size(j->model->shapes[j->starts[s]]);
+		int64_t out = nsl_shape_size(j->model->shapes[j->starts[s + 1]]);
+
+		widest_in = in > widest_in ? in : widest_in;
+		widest_out = out > widest_out ? out : widest_out;
+		if (nsl_job_swap_bytes(j, s) > b->swap_cap)
+			b->swap_cap = nsl_job_swap_bytes(j, s);
+	}
+	b->rx_cap[RX_ACT] = (uint64_t)j->micro * (uint64_t)widest_in * sizeof(float);
+	b->rx_cap[RX_LABELS] = (uint64_t)j->micro * sizeof(int32_t);
+	b->rx_cap[RX_GRAD] = (uint64_t)j->micro * (uint64_t)widest_out * sizeof(float);
+	b->batch_x = (uint64_t)j->o->batch * (uint64_t)nsl_shape_size(j->model->input) * sizeof(float);
+	b->batch_labels = (uint64_t)j->o->batch * sizeof(int32_t);
+	b->dlogits = (uint64_t)j->kmax * (uint64_t)j->micro * (uint64_t)j->model->classes * sizeof(float);
+	b->total = (uint64_t)j->kmax * (b->rx_cap[RX_ACT] + b->rx_cap[RX_LABELS] + b->rx_cap[RX_GRAD]) +
+		   2 * b->swap_cap + b->batch_x + b->batch_labels + b->dlogits;
+}
+
+const char *nsl_job_bytes(uint64_t b, char *buf, size_t cap)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+	return buf;
+}
+
+void nsl_job_print_peaks(const struct peer *peers, int n)
+{
+	char t[2][24];
+
+	printf("peak memory (largest stage held, as made, and buffers):");
+	for (int i = 0; i < n; i++) {
+		printf("%s peer %d %s", i ? "," : "", peers[i].rank, nsl_job_bytes(peers[i].peak, t[0], 24));
+		if (peers[i].budget)
+			printf(" of %s", nsl_job_bytes(peers[i].budget, t[1], 24));
+	}
+	printf("\n");
+}
+
+int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *source)
+{
+	struct nsl_job_buffers b;
+	char t[8][24];
+
+	nsl_job_buffers(j, &b);
+	for (int s = 0; s < j->npeers; s++) {
+		struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[s], .last = j->starts[s + 1],
+						.max_batch = j->micro, .contexts = j->slots[s], .optim = j->oc };
+		struct nsl_stage_memory m;
+		int rc = nsl_stage_memory_plan(&cfg, j->micro, &m);
+		uint64_t need = m.total + b.total;
+
+		if (rc < 0)
+			return rc;
+		j->stage_plan[s] = m.total;
+		for (int i = 0; i < j->npeers; i++) {
+			bool visits = false;
+
+			/* Under rotation every peer holds every stage once per epoch; check, not assume. */
+			for (int r = 0; r < j->rounds && !visits; r++)
+				visits = nsl_job_stage_of(j, i, r) == s;
+			if (!visits || budgets[i] == 0 || need <= budgets[i])
+				continue;
+			return nsl_error_set(ENOMEM,
+					     "peer %d cannot hold stage %d (layers %d-%d): it needs %s (parameters %s, "
+					     "gradients %s, optimizer state %s, activations %s, scratch %s, buffers %s) "
+					     "and its budget is %s (%s); give it more, or cut the model into smaller "
+					     "stages (--split)",
+					     i, s + 1, j->starts[s], j->starts[s + 1] - 1, nsl_job_bytes(need, t[0], 24),
+					     nsl_job_bytes(m.params, t[1], 24), nsl_job_bytes(m.grads, t[2], 24),
+					     nsl_job_bytes(m.optim_state, t[3], 24), nsl_job_bytes(m.activations, t[4], 24),
+					     nsl_job_bytes(m.scratch, t[5], 24), nsl_job_bytes(b.total, t[6], 24),
+					     nsl_job_bytes(budgets[i], t[7], 24), source);
+		}
+	}
+	return 0;
+}
+
 int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_totals *t, double train_time,
 		   double t_start)
 {

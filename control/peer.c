@@ -224,7 +224,30 @@ int nsl_peer_drain(struct peer *p)
 
 /* ---- stages and swaps --------------------------------------------------------------------- */
 
-static int make_stage(struct peer *p, int stage, int round)
+/* The stage as made, oneDNN's scratchpads and blocked layouts included, against the budget. */
+static int account(struct peer *p, int stage)
+{
+	struct job *j = p->job;
+	struct nsl_stage_memory m;
+	struct nsl_job_buffers b;
+	char t[3][24];
+	uint64_t held;
+
+	nsl_stage_memory(p->stage, j->micro, &m);
+	nsl_job_buffers(j, &b);
+	held = m.total + b.total;
+	if (held > p->peak)
+		p->peak = held;
+	if (p->budget && held > p->budget)
+		return nsl_error_set(ENOMEM, "stage %d takes %s here once made (with its buffers; planned %s), over peer %d's "
+				     "budget of %s",
+				     stage + 1, nsl_job_bytes(held, t[0], 24),
+				     nsl_job_bytes(j->stage_plan[stage] + b.total, t[1], 24), p->rank,
+				     nsl_job_bytes(p->budget, t[2], 24));
+	return 0;
+}
+
+static int make_stage(struct peer *p, int stage)
 {
 	struct job *j = p->job;
 	int k = j->slots[stage];
@@ -233,7 +256,6 @@ static int make_stage(struct peer *p, int stage, int round)
 					.alloc = &nsl_allocator_dp };
 	int rc, rem = (int)(j->per_shard % (uint32_t)j->o->batch) % j->micro;
 
-	(void)round;
 	p->stage = nsl_stage_create(p->cc, &cfg);
 	if (p->stage == NULL)
 		return -EINVAL;
@@ -246,7 +268,7 @@ static int make_stage(struct peer *p, int stage, int round)
 	rem = (int)(j->per_shard % (uint32_t)j->o->batch);
 	if (rem && rem < j->micro && (rc = nsl_stage_prepare(p->stage, rem)) < 0)
 		return rc;
-	return 0;
+	return account(p, stage);
 }
 
 int nsl_peer_pack_stage(const struct nsl_stage *s, void *buf)
@@ -320,7 +342,7 @@ static int swap(struct peer *p, int round)
 		return rc;
 	nsl_stage_free(p->stage);
 	p->stage = NULL;
-	if ((rc = make_stage(p, incoming, round + 1)) < 0)
+	if ((rc = make_stage(p, incoming)) < 0)
 		return rc;
 	if ((rc = nsl_peer_wait_rx(p, &p->swap_rx)) < 0)
 		return rc;
@@ -440,37 +462,22 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 static int peer_buffers(struct peer *p)
 {
 	struct job *j = p->job;
-	int64_t widest_in = 1, widest_out = 1;
-	uint64_t swap_cap = 0;
+	struct nsl_job_buffers b;
 
-	for (int s = 0; s < j->npeers; s++) {
-		int64_t in = nsl_shape_size(j->model->shapes[j->starts[s]]);
-		int64_t out = nsl_shape_size(j->model->shapes[j->starts[s + 1]]);
-
-		widest_in = in > widest_in ? in : widest_in;
-		widest_out = out > widest_out ? out : widest_out;
-		swap_cap = nsl_job_swap_bytes(j, s) > swap_cap ? nsl_job_swap_bytes(j, s) : swap_cap;
-	}
-	for (int k = 0; k < j->kmax; k++) {
-		const uint64_t caps[RX_KINDS] = {
-			[RX_ACT] = (uint64_t)j->micro * (uint64_t)widest_in * sizeof(float),
-			[RX_LABELS] = (uint64_t)j->micro * sizeof(int32_t),
-			[RX_GRAD] = (uint64_t)j->micro * (uint64_t)widest_out * sizeof(float),
-		};
-
+	nsl_job_buffers(j, &b);
+	for (int k = 0; k < j->kmax; k++)
 		for (int q = 0; q < RX_KINDS; q++) {
-			p->rx[q][k].cap = caps[q];
-			if ((p->rx[q][k].data = nsl_dp_alloc(caps[q], 64)) == NULL)
+			p->rx[q][k].cap = b.rx_cap[q];
+			if ((p->rx[q][k].data = nsl_dp_alloc(b.rx_cap[q], 64)) == NULL)
 				return -ENOMEM;
 		}
-	}
-	p->swap_rx.cap = swap_cap;
-	if ((p->swap_rx.data = nsl_dp_alloc(swap_cap, 64)) == NULL || (p->swap_tx_buf = nsl_dp_alloc(swap_cap, 64)) == NULL)
+	p->swap_rx.cap = b.swap_cap;
+	if ((p->swap_rx.data = nsl_dp_alloc(b.swap_cap, 64)) == NULL || (p->swap_tx_buf = nsl_dp_alloc(b.swap_cap, 64)) == NULL)
 		return -ENOMEM;
-	if ((p->labels = nsl_dp_alloc((size_t)j->o->batch * sizeof(int32_t), 64)) == NULL)
+	if ((p->labels = nsl_dp_alloc(b.batch_labels, 64)) == NULL)
 		return -ENOMEM;
-	p->x = malloc((size_t)j->o->batch * (size_t)nsl_shape_size(j->model->input) * sizeof(float));
-	p->dlogits = malloc((size_t)j->kmax * (size_t)j->micro * (size_t)j->model->classes * sizeof(float));
+	p->x = malloc(b.batch_x);
+	p->dlogits = malloc(b.dlogits);
 	p->prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
 	for (int i = 0; i < 2; i++)
 		p->expect[i].prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
@@ -545,7 +552,7 @@ int nsl_peer_setup(struct peer *p)
 			return e->n;
 	}
 	nsl_idle_init(&p->idle, j->poll);
-	return make_stage(p, nsl_job_stage_of(j, p->rank, 0), 0);
+	return make_stage(p, nsl_job_stage_of(j, p->rank, 0));
 }
 
 int nsl_peer_train(struct peer *p)

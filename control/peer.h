@@ -93,6 +93,8 @@ struct peer {
 	double loss_sum;
 	int64_t correct, seen;
 	int rounds_done;
+	uint64_t budget;          /* bytes, 0 = none */
+	uint64_t peak;            /* the largest stage made here plus the buffers */
 	int rc;
 	char err[1024];
 };
@@ -105,6 +107,7 @@ struct job {
 	struct nsl_optim_config oc;
 	struct nsl_lr_schedule sched;
 	struct nsl_dataset_files files;
+	uint64_t stage_plan[NSL_CHAIN_MAX_STAGES];   /* planned bytes of each stage */
 	uint32_t shard_limit;
 	uint32_t per_shard;           /* records each round trains on */
 	int batches;                  /* per round */
@@ -174,6 +177,29 @@ static inline uint64_t nsl_job_swap_bytes(const struct job *j, int stage)
 }
 
 /* ---- planning (job.c) ---- */
+
+/* The buffers every peer holds whatever its stage: receive slots per micro-batch in flight, the
+ * two swap buffers, the batch and its labels, the logit gradients. */
+struct nsl_job_buffers {
+	uint64_t rx_cap[RX_KINDS];    /* one slot of each kind */
+	uint64_t swap_cap;
+	uint64_t batch_x, batch_labels, dlogits;
+	uint64_t total;
+};
+void nsl_job_buffers(const struct job *j, struct nsl_job_buffers *out);
+
+/*
+ * Every peer's budget (budgets[i] bytes, 0 = none; `source` says where it was given) against
+ * every stage the rotation brings it, planned from the model: 0, or -ENOMEM naming the peer,
+ * the stage, the bytes it needs and the budget. Records each stage's planned bytes.
+ */
+int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *source);
+
+/* One line: each peer's peak (the largest stage it held, as made, plus its buffers) and budget. */
+void nsl_job_print_peaks(const struct peer *peers, int n);
+
+/* "1.5 MiB": b in binary units, for messages. */
+const char *nsl_job_bytes(uint64_t b, char *buf, size_t cap);
 
 /* Shards, split, micro-batches and slots of the job o describes; prints the schedule if asked. */
 int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr);

@@ -454,7 +454,8 @@ static bool is_pci(const char *devargs)
 
 static int run(struct job *j, const struct nsl_cluster *cl, int rank, const char *config, double t_start)
 {
-	struct peer p = { .job = j, .rank = rank };
+	struct peer p = { .job = j, .rank = rank, .budget = cl->peers[rank].mem_limit ? cl->peers[rank].mem_limit
+											       : j->o->mem_limit };
 	struct nsl_port *ports[2] = { NULL, NULL };
 	struct run r = { .p = &p, .config = config };
 	struct nsl_progress prog = { 0 };
@@ -495,6 +496,7 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, const char
 		pthread_join(th, NULL);
 		nsl_progress_clear(&prog);
 		print_counters(&p, ports);
+		nsl_job_print_peaks(&p, 1);
 		if ((rc = r.rc) < 0)
 			nsl_error_set(rc, "%s", r.err);
 		if (rc == 0 && rank == 0)
@@ -521,7 +523,12 @@ int nsl_train_cluster(const struct nsl_train_opts *o, const struct nsl_cluster *
 
 	if (o->batch < 1 || o->epochs < 1)
 		return nsl_error_set(EINVAL, "--batch and --epochs must be at least 1 (got %d and %d)", o->batch, o->epochs);
+	uint64_t budgets[NSL_DATASET_MAX_PARTS] = { 0 };
+
+	for (int i = 0; i < cl->npeers && i < NSL_DATASET_MAX_PARTS; i++)
+		budgets[i] = cl->peers[i].mem_limit ? cl->peers[i].mem_limit : o->mem_limit;
 	if ((rc = nsl_job_plan(&j, o, &base_lr)) == 0 && !o->dump_schedule &&
+	    (rc = nsl_job_check_memory(&j, budgets, "mem-limit in the cluster file, or --mem-limit")) == 0 &&
 	    (rc = config_text(&j, base_lr, config, sizeof(config))) >= 0) {
 		j.peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : DEFAULT_PEER_TIMEOUT_MS;
 		j.heartbeat_ms = HEARTBEAT_MS < j.peer_timeout_ms / 4 ? HEARTBEAT_MS : j.peer_timeout_ms / 4;

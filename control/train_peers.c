@@ -118,6 +118,7 @@ static int run_peers(struct job *j, double t_start)
 	for (int i = 0; i < n; i++) {
 		j->peers[i].job = j;
 		j->peers[i].rank = i;
+		j->peers[i].budget = j->o->mem_limit;
 	}
 	if ((rc = open_ports(j, ports)) < 0)
 		goto out;
@@ -155,6 +156,8 @@ static int run_peers(struct job *j, double t_start)
 				rc = nsl_error_set(j->peers[i].rc, "%s", j->peers[i].err);
 	if (rc == 0) {
 		double train_time = nsl_now() - t0;
+
+		nsl_job_print_peaks(j->peers, n);
 		struct nsl_compute *cc = nsl_compute_create(j->o->threads);
 		struct nsl_chain c = { 0 };
 		struct nsl_job_totals t = { 0 };
@@ -187,8 +190,12 @@ int nsl_train_peers(const struct nsl_train_opts *o)
 		return nsl_error_set(EINVAL, "--peers %d: the N-split trainer needs at least 2", o->peers);
 	if (o->batch < 1 || o->epochs < 1)
 		return nsl_error_set(EINVAL, "--batch and --epochs must be at least 1 (got %d and %d)", o->batch, o->epochs);
+	uint64_t budgets[NSL_DATASET_MAX_PARTS];
+
 	rc = nsl_job_plan(&j, o, &base_lr);
-	if (rc == 0 && !o->dump_schedule)
+	for (int i = 0; i < o->peers && i < NSL_DATASET_MAX_PARTS; i++)
+		budgets[i] = o->mem_limit;
+	if (rc == 0 && !o->dump_schedule && (rc = nsl_job_check_memory(&j, budgets, "--mem-limit")) == 0)
 		rc = run_peers(&j, t_start);
 	nsl_model_free(j.model);
 	return rc;

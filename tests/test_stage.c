@@ -398,6 +398,46 @@ static void test_memory_report(void)
 	nsl_model_free(m);
 }
 
+/* The plan from the model alone against the stage once made: every stage of the MLP and the CNN. */
+static void test_memory_plan(void)
+{
+	static const char *const models[] = {
+		"mlp:784-512-256-10",
+		"conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dropout:0.5,dense:10",
+	};
+
+	for (int mi = 0; mi < 2; mi++) {
+		struct nsl_model *m = nsl_model_parse(models[mi], (struct nsl_shape){ 1, 28, 28 });
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+		for (int first = 0; first < m->nlayers; first += 2)
+			for (int contexts = 1; contexts <= 3; contexts += 2) {
+				struct nsl_stage_config cfg = { .model = m, .first = first, .last = m->nlayers,
+								.max_batch = 16, .contexts = contexts, .seed = 1 };
+				struct nsl_stage_memory plan, real;
+				struct nsl_stage *s;
+
+				nsl_optim_config_init(&cfg.optim, "adam");
+				CU_ASSERT_EQUAL_FATAL(nsl_stage_memory_plan(&cfg, 16, &plan), 0);
+				CU_ASSERT_PTR_NOT_NULL_FATAL(s = nsl_stage_create(cc, &cfg));
+				CU_ASSERT_EQUAL(nsl_stage_prepare(s, 16), 0);
+				nsl_stage_memory(s, 16, &real);
+				/* Upper bounds, but close: blocked layouts pad channels to 16 at most; oneDNN's
+				 * scratchpads (tens of KiB here) are what the plan cannot see. */
+				CU_ASSERT(plan.params >= real.params && plan.params <= real.params * 2);
+				CU_ASSERT(plan.activations >= real.activations);
+				CU_ASSERT((plan.total * 10 >= real.total * 8 || plan.total + 65536 >= real.total) && plan.total <= real.total * 2);
+				if (!((plan.total * 10 >= real.total * 8 || plan.total + 65536 >= real.total) && plan.total <= real.total * 2) || plan.params < real.params)
+					printf("\n  %s layers %d-: plan %zu (p %zu a %zu s %zu), real %zu (p %zu a %zu s %zu)",
+					       models[mi], first, plan.total, plan.params, plan.activations, plan.scratch,
+					       real.total, real.params, real.activations, real.scratch);
+				nsl_stage_free(s);
+			}
+		nsl_model_free(m);
+	}
+	CU_ASSERT_EQUAL(nsl_stage_memory_plan(&(struct nsl_stage_config){ 0 }, 1, &(struct nsl_stage_memory){ 0 }), -EINVAL);
+}
+
 static void test_misuse(void)
 {
 	struct nsl_model *m = nsl_model_parse("mlp:64-32-10", (struct nsl_shape){ 1, 8, 8 });
@@ -430,6 +470,7 @@ static const struct nsl_test_case cases[] = {
 	{ "optimizer state moves between stages", test_state_moves },
 	{ "seed decides initialisation", test_seed_decides_init },
 	{ "memory report", test_memory_report },
+	{ "memory planned from the model matches the stage made", test_memory_plan },
 	{ "misuse is refused", test_misuse },
 	{ NULL, NULL },
 };

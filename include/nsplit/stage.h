@@ -125,6 +125,13 @@ int nsl_stage_step(struct nsl_stage *s, float lr);
 /* Memory held for micro-batch `batch` (activations scale with it; the rest is fixed). */
 int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memory *out);
 
+/*
+ * The same from cfg alone, before the stage exists (nothing allocated): upper bounds (weights
+ * padded as blocked layouts pad them), except oneDNN's scratchpads, which only oneDNN knows.
+ * For checking a budget before a stage is made. 0 or -EINVAL.
+ */
+int nsl_stage_memory_plan(const struct nsl_stage_config *cfg, int batch, struct nsl_stage_memory *out);
+
 /* Number of parameter tensors, in layer order (weight before bias). */
 int nsl_stage_param_count(const struct nsl_stage *s);
 

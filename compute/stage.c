@@ -515,3 +515,8 @@ uint64_t nsl_stage_steps(const struct nsl_stage *s)
 {
 	return s->steps;
 }
+
+const char *nsl_stage_optim_name(const struct nsl_stage *s)
+{
+	return s->optim.ops->name;
+}

@@ -64,6 +64,13 @@ static void usage(FILE *f)
 "  --huge               give DPDK hugepages (real NICs; default --no-huge)\n"
 "  -- EAL-ARGS          anything after -- goes to DPDK's EAL as is\n"
 "\n"
+"Checkpoints (N-split jobs)\n"
+"  --checkpoint DIR     write every stage's parameters and optimizer state there, with a\n"
+"                       manifest, atomically: DIR/round-R/ (one folder all peers see)\n"
+"  --checkpoint-every K  rounds between checkpoints (default 1)\n"
+"  --resume DIR         continue from DIR's newest complete checkpoint (another split or\n"
+"                       peer count of the same model loads too)\n"
+"\n"
 "Optimisation\n"
 "  --epochs E           passes over the training set (default 10)\n"
 "  --batch B            samples per optimizer step (default 64)\n"
@@ -92,7 +99,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
-	OPT_MEM_LIMIT, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
+	OPT_MEM_LIMIT, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
 static const struct option long_opts[] = {
@@ -128,6 +135,9 @@ static const struct option long_opts[] = {
 	{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
 	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
 	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
+	{ "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
+	{ "checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY },
+	{ "resume", required_argument, NULL, OPT_RESUME },
 	{ "cluster", required_argument, NULL, OPT_CLUSTER },
 	{ "rank", required_argument, NULL, OPT_RANK },
 	{ "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
@@ -191,6 +201,9 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_READ_AHEAD: rc = nsl_cli_int("read-ahead", optarg, 1, 256, &o->read_ahead); break;
 		case OPT_NO_DIRECT: o->direct = false; break;
 		case OPT_MEM_LIMIT: rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
+		case OPT_CHECKPOINT: o->checkpoint = optarg; break;
+		case OPT_CKPT_EVERY: rc = nsl_cli_int("checkpoint-every", optarg, 1, 1 << 30, &o->checkpoint_every); break;
+		case OPT_RESUME: o->resume = optarg; break;
 		case OPT_CLUSTER: o->cluster = optarg; break;
 		case OPT_RANK: o->rank = optarg; break;
 		case OPT_PEER_TIMEOUT:
@@ -270,6 +283,10 @@ int nsl_cmd_train(int argc, char **argv)
 			rc = nsl_train_cluster(&o, &cl, rank);
 		nsl_cluster_free(&cl);
 		return rc < 0 ? nsl_cli_fail("train") : 0;
+	}
+	if (o.peers < 2 && (o.checkpoint || o.resume)) {
+		fprintf(stderr, "nsplit train: --checkpoint and --resume are for N-split jobs (--peers 2 or more, or --cluster)\n");
+		return 2;
 	}
 	if (o.peers > 1 && o.replay_peers > 0) {
 		fprintf(stderr, "nsplit train: --replay-peers is for one peer (it replays an N-peer job's samples)\n");

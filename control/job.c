@@ -27,6 +27,34 @@ static void dump_schedule(const struct job *j, struct nsl_instr *prog)
 	printf("end of round: each peer sends its stage (parameters and optimizer state) to the next peer\n");
 }
 
+/* What every peer must agree on, one `key=value` per line. */
+static int config_text(const struct job *j, float base_lr, char *out, size_t cap)
+{
+	const struct nsl_train_opts *o = j->o;
+	int n = snprintf(out, cap, "model=%s\npeers=%d\nsplit=%s\n", j->model->text, j->npeers, j->split_text);
+
+	if (n > 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n,
+			      "schedule=%s\nmicro-batch=%d\nbatch=%d\nepochs=%d\nsamples-per-shard=%u\noptimizer=%s\n"
+			      "lr=%.9g\nlr-schedule=%d\nwarmup=%" PRId64 "\nlr-step=%.9g\nlr-gamma=%.9g\nmin-lr=%.9g\n"
+			      "momentum=%.9g\nweight-decay=%.9g\nseed=%" PRIu64 "\n",
+			      nsl_sched_name(o->schedule), j->micro, o->batch, o->epochs, j->per_shard, j->oc.ops->name,
+			      base_lr, (int)o->lr_schedule, o->warmup_steps, o->lr_step_epochs, o->lr_gamma, o->min_lr,
+			      j->oc.momentum, j->oc.weight_decay, o->seed);
+	if (n < 0 || (size_t)n >= cap)
+		return nsl_error_set(EINVAL, "the job's configuration is longer than %zu bytes (a shorter --model?)", cap);
+	return n;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
 /* Plan the job: shards, split, micro-batches, slots. */
 int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 {
@@ -96,6 +124,11 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 	nsl_train_lr_schedule(o, *base_lr, (int64_t)j->batches * o->peers, &j->sched);
 	if (o->dump_schedule)
 		dump_schedule(j, prog);
+	for (int s = 1, n = 0; s < o->peers; s++)
+		n += snprintf(j->split_text + n, sizeof(j->split_text) - (size_t)n, "%s%d", s > 1 ? "," : "", j->starts[s]);
+	if ((rc = config_text(j, *base_lr, j->config, sizeof(j->config))) < 0)
+		goto out;
+	j->config_hash = fnv1a(j->config);
 	rc = 0;
 out:
 	free(prog);
@@ -209,6 +242,64 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 	return 0;
 }
 
+void nsl_job_manifest(const struct job *j, int round, char *out, size_t cap)
+{
+	int n = snprintf(out, cap,
+			 "{\n  \"format\": \"nsplit-checkpoint 1\",\n  \"model\": \"%s\",\n  \"input\": \"%dx%dx%d\",\n"
+			 "  \"split\": \"%s\",\n  \"peers\": %d,\n  \"round\": %d,\n  \"rounds_per_epoch\": %d,\n"
+			 "  \"epoch\": %d,\n  \"next_round\": %d,\n  \"steps\": %" PRId64 ",\n  \"seed\": %" PRIu64 ",\n"
+			 "  \"config_hash\": \"%016" PRIx64 "\",\n  \"rng\": \"shuffles from (seed, epoch), dropout from "
+			 "(seed, step): nothing else to keep\",\n  \"files\": [",
+			 j->model->text, j->model->input.c, j->model->input.h, j->model->input.w, j->split_text, j->npeers,
+			 round, j->npeers, round / j->npeers, round, (int64_t)round * j->batches, j->o->seed, j->config_hash);
+
+	for (int s = 0; s < j->npeers && n > 0 && (size_t)n < cap; s++)
+		n += snprintf(out + n, cap - (size_t)n, "%s\"stage-%d.safetensors\"", s ? ", " : "", s);
+	if (n > 0 && (size_t)n < cap)
+		snprintf(out + n, cap - (size_t)n, "]\n}\n");
+}
+
+void nsl_job_end(struct job *j)
+{
+	if (j->resume != NULL) {
+		nsl_ckpt_close(j->resume);
+		free(j->resume);
+		j->resume = NULL;
+	}
+	nsl_model_free(j->model);
+	j->model = NULL;
+}
+
+int nsl_job_resume(struct job *j)
+{
+	struct nsl_ckpt *c = calloc(1, sizeof(*c));
+	int rc = c == NULL ? nsl_error_set(ENOMEM, "out of memory") : nsl_ckpt_open_latest(j->o->resume, j->model, c);
+	char hash[20];
+
+	if (rc < 0) {
+		free(c);
+		return rc;
+	}
+	j->resume = c;
+	snprintf(hash, sizeof(hash), "%016" PRIx64, j->config_hash);
+	if (c->peers == j->npeers) {
+		j->first_round = (int)c->round;
+	} else {
+		/* Another peer count cuts the data into other shards: start at the epoch's beginning. */
+		j->first_round = (int)(c->round / c->peers) * j->npeers;
+		if (c->round % c->peers)
+			printf("note: %s was taken %" PRId64 " rounds into an epoch of %d peers; %d peers start that epoch "
+			       "again\n", c->path, c->round % c->peers, c->peers, j->npeers);
+	}
+	if (j->first_round > j->rounds)
+		j->first_round = j->rounds;
+	atomic_store(&j->samples, (int64_t)j->first_round * j->per_shard);
+	printf("resuming from %s: %" PRId64 " rounds of %d peers (split %s) done; this job starts at round %d of %d%s\n",
+	       c->path, c->round, c->peers, c->split && *c->split ? c->split : "-", j->first_round + 1, j->rounds,
+	       c->config && strcmp(c->config, hash) != 0 ? " (other training options than the checkpoint's)" : "");
+	return 0;
+}
+
 int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_totals *t, double train_time,
 		   double t_start)
 {
@@ -218,7 +309,7 @@ int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_tota
 	struct nsl_shard_reader_opts ro = { .depth = o->read_ahead, .direct = o->direct };
 	const double loss = t->loss_sum;
 	const int64_t correct = t->correct, seen = t->seen, step = (int64_t)j->rounds * j->batches;
-	const double rate = (double)j->per_shard * j->rounds / train_time;
+	const double rate = (double)j->per_shard * (j->rounds - j->first_round) / train_time;
 	float *x = NULL;
 	int32_t *labels = NULL;
 	bool have_eval = false;

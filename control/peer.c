@@ -9,7 +9,9 @@
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/loss.h"
+#include "checkpoint.h"
 #include "peer.h"
+#include "record.h"
 
 int nsl_peer_fail(struct peer *p, int rc)
 {
@@ -271,73 +273,39 @@ static int make_stage(struct peer *p, int stage)
 	return account(p, stage);
 }
 
-int nsl_peer_pack_stage(const struct nsl_stage *s, void *buf)
+int nsl_peer_pack_stage(struct peer *p, int64_t rounds_done, uint64_t *len)
 {
-	float *f = (float *)((uint64_t *)buf + 1);
-	int slots = nsl_stage_state_slots(s), rc;
+	const struct job *j = p->job;
+	const struct nsl_record_info info = { .model = j->model, .split = j->split_text, .peers = j->npeers,
+					      .stage = p->stage_idx, .round = rounds_done, .seed = j->o->seed,
+					      .config_hash = j->config_hash };
 
-	*(uint64_t *)buf = nsl_stage_steps(s);
-	for (int k = 0; k < nsl_stage_param_count(s); k++) {
-		struct nsl_param_info pi;
-
-		nsl_stage_param_info(s, k, &pi);
-		if ((rc = nsl_stage_param_export(s, k, f)) < 0)
-			return rc;
-		f += pi.numel;
-		for (int q = 0; q < slots; q++) {
-			if ((rc = nsl_stage_state_export(s, k, q, f)) < 0)
-				return rc;
-			f += pi.numel;
-		}
-	}
-	return 0;
+	return nsl_record_pack(p->stage, &info, p->swap_tx_buf, p->swap_rx.cap, len);
 }
 
-int nsl_peer_unpack_stage(struct nsl_stage *s, const void *buf, uint64_t len)
+int nsl_peer_unpack_stage(const struct job *j, struct nsl_stage *s, const void *buf, uint64_t len, const char *what)
 {
-	const float *f = (const float *)((const uint64_t *)buf + 1);
-	int slots = nsl_stage_state_slots(s), rc;
-	uint64_t need = sizeof(uint64_t);
+	struct nsl_st_file *f = nsl_st_parse(buf, len, what);
+	int rc = f == NULL ? -EPROTO : nsl_record_check(f, j->model, what);
 
-	for (int k = 0; k < nsl_stage_param_count(s); k++) {
-		struct nsl_param_info pi;
-
-		nsl_stage_param_info(s, k, &pi);
-		need += (uint64_t)pi.numel * (1 + (uint64_t)slots) * sizeof(float);
-	}
-	if (len != need)
-		return nsl_error_set(EPROTO, "a stage of %" PRIu64 " bytes arrived where %" PRIu64 " were expected",
-				     len, need);
-	nsl_stage_set_steps(s, *(const uint64_t *)buf);
-	for (int k = 0; k < nsl_stage_param_count(s); k++) {
-		struct nsl_param_info pi;
-
-		nsl_stage_param_info(s, k, &pi);
-		if ((rc = nsl_stage_param_import(s, k, f)) < 0)
-			return rc;
-		f += pi.numel;
-		for (int q = 0; q < slots; q++) {
-			if ((rc = nsl_stage_state_import(s, k, q, f)) < 0)
-				return rc;
-			f += pi.numel;
-		}
-	}
-	return 0;
+	if (rc == 0 && (rc = nsl_record_load(s, &f, 1)) < 0)
+		rc = nsl_error_prefix(rc, "%s", what);
+	nsl_st_close(f);
+	return rc;
 }
 
-/* End of round r: this stage goes to the next peer, the previous peer's stage comes here. */
-static int swap(struct peer *p, int round)
+/*
+ * End of round r: this stage, packed as a record of len bytes in swap_tx_buf, goes to the next
+ * peer; the previous peer's stage comes here.
+ */
+static int swap(struct peer *p, int round, uint64_t len)
 {
 	struct job *j = p->job;
 	int next = (p->rank + 1) % j->npeers, prev = (p->rank + j->npeers - 1) % j->npeers;
 	int rc, incoming = nsl_job_stage_of(j, p->rank, round + 1);
+	char what[64];
 
-	if ((rc = nsl_peer_drain(p)) < 0)
-		return rc;
-	if ((rc = nsl_peer_pack_stage(p->stage, p->swap_tx_buf)) < 0)
-		return rc;
-	rc = nsl_peer_send(p, &p->tx_swap, next, NSL_MSG_STAGE, p->swap_tx_buf, nsl_job_swap_bytes(j, p->stage_idx), p->stage_idx, 0,
-		  round, 0);
+	rc = nsl_peer_send(p, &p->tx_swap, next, NSL_MSG_STAGE, p->swap_tx_buf, len, p->stage_idx, 0, round, 0);
 	if (rc < 0)
 		return rc;
 	nsl_stage_free(p->stage);
@@ -349,10 +317,21 @@ static int swap(struct peer *p, int round)
 	if (p->swap_rx.msg.type != NSL_MSG_STAGE || p->swap_rx.msg.stage != incoming)
 		return nsl_error_set(EPROTO, "peer %d sent message type %u for stage %u where stage %d was due", prev,
 				     p->swap_rx.msg.type, p->swap_rx.msg.stage, incoming);
-	if ((rc = nsl_peer_unpack_stage(p->stage, p->swap_rx.data, p->swap_rx.msg.len)) < 0)
+	snprintf(what, sizeof(what), "stage %d from peer %d", incoming + 1, prev);
+	if ((rc = nsl_peer_unpack_stage(j, p->stage, p->swap_rx.data, p->swap_rx.msg.len, what)) < 0)
 		return rc;
 	p->swap_rx.full = false;
 	return 0;
+}
+
+/* This peer's part of the checkpoint after `round` rounds: the record it is about to swap. */
+static int checkpoint(struct peer *p, int round, uint64_t len)
+{
+	struct job *j = p->job;
+	char manifest[8192];
+
+	nsl_job_manifest(j, round, manifest, sizeof(manifest));
+	return nsl_ckpt_write_stage(j->o->checkpoint, round, p->stage_idx, j->npeers, p->swap_tx_buf, len, manifest);
 }
 
 /* ---- one batch ---------------------------------------------------------------------------- */
@@ -547,12 +526,19 @@ int nsl_peer_setup(struct peer *p)
 	for (int i = 0; i < p->nexpect; i++) {
 		struct expect *e = &p->expect[i];
 
-		e->n = nsl_job_compile(j, nsl_job_stage_of(j, e->from, 0), 0, e->prog);
+		e->round = j->first_round;
+		e->done = j->first_round >= j->rounds;
+		e->n = e->done ? 0 : nsl_job_compile(j, nsl_job_stage_of(j, e->from, e->round), 0, e->prog);
 		if (e->n < 0)
 			return e->n;
 	}
 	nsl_idle_init(&p->idle, j->poll);
-	return make_stage(p, nsl_job_stage_of(j, p->rank, 0));
+	p->rounds_done = j->first_round;
+	if ((rc = make_stage(p, nsl_job_stage_of(j, p->rank, j->first_round))) < 0)
+		return rc;
+	if (j->resume != NULL && (rc = nsl_record_load(p->stage, j->resume->f, j->resume->n)) < 0)
+		return nsl_error_prefix(rc, "resuming stage %d from %s", p->stage_idx + 1, j->resume->path);
+	return 0;
 }
 
 int nsl_peer_train(struct peer *p)
@@ -560,8 +546,10 @@ int nsl_peer_train(struct peer *p)
 	struct job *j = p->job;
 	int rc;
 
-	for (int r = 0; r < j->rounds; r++) {
+	for (int r = j->first_round; r < j->rounds; r++) {
 		const bool owner = p->stage_idx == 0;
+		bool more = r + 1 < j->rounds, ckpt = j->o->checkpoint && (r + 1) % j->o->checkpoint_every == 0;
+		uint64_t len = 0;
 
 		if (owner && (rc = nsl_batcher_begin_epoch(&p->data, (uint64_t)(r / j->npeers))) < 0)
 			return rc;
@@ -572,7 +560,12 @@ int nsl_peer_train(struct peer *p)
 				atomic_fetch_add(&j->samples, nsl_job_batch_rows(j, b));
 		}
 		p->rounds_done = r + 1;
-		if (r + 1 < j->rounds && (rc = swap(p, r)) < 0)
+		/* A swap and a checkpoint are the same record; the last send must be done with its buffer. */
+		if ((more || ckpt) && ((rc = nsl_peer_drain(p)) < 0 || (rc = nsl_peer_pack_stage(p, r + 1, &len)) < 0))
+			return nsl_error_prefix(rc, "packing stage %d after round %d", p->stage_idx + 1, r + 1);
+		if (ckpt && (rc = checkpoint(p, r + 1, len)) < 0)
+			return nsl_error_prefix(rc, "checkpoint after round %d", r + 1);
+		if (more && (rc = swap(p, r, len)) < 0)
 			return nsl_error_prefix(rc, "swap after round %d", r + 1);
 	}
 	return nsl_peer_drain(p);

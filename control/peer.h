@@ -30,6 +30,8 @@
 #include "batcher.h"
 #include "chain.h"
 #include "dataset.h"
+#include "checkpoint.h"
+#include "record.h"
 #include "schedule.h"
 #include "train.h"
 
@@ -112,6 +114,11 @@ struct job {
 	uint32_t per_shard;           /* records each round trains on */
 	int batches;                  /* per round */
 	int rounds;
+	int first_round;              /* > 0 when resumed from a checkpoint */
+	struct nsl_ckpt *resume;      /* the checkpoint resumed from, or NULL */
+	char split_text[256];         /* "1,2,3" */
+	char config[3072];            /* what every peer must agree on, key=value lines */
+	uint64_t config_hash;
 	int micro;                    /* micro-batch rows */
 	int slots[NSL_CHAIN_MAX_STAGES];   /* micro-batches in flight on each stage */
 	int kmax;                     /* the most of them */
@@ -160,20 +167,10 @@ static inline int nsl_job_compile(const struct job *j, int stage, int b, struct 
 }
 
 
-static inline int64_t nsl_job_stage_floats(const struct job *j, int stage)
-{
-	int64_t n = 0;
-
-	for (int i = j->starts[stage]; i < j->starts[stage + 1]; i++)
-		n += nsl_model_layer_params(j->model, i);
-	return n;
-}
-
-/* A swap: the step count, then every parameter and each of its optimizer states, plain. */
+/* The most a swap of this stage (a record, record.h) takes. */
 static inline uint64_t nsl_job_swap_bytes(const struct job *j, int stage)
 {
-	return sizeof(uint64_t) +
-	       (uint64_t)nsl_job_stage_floats(j, stage) * (1 + (uint64_t)j->oc.ops->state_slots) * sizeof(float);
+	return nsl_record_cap(j->model, j->starts[stage], j->starts[stage + 1], j->oc.ops->state_slots);
 }
 
 /* ---- planning (job.c) ---- */
@@ -197,6 +194,15 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 
 /* One line: each peer's peak (the largest stage it held, as made, plus its buffers) and budget. */
 void nsl_job_print_peaks(const struct peer *peers, int n);
+
+/* The manifest of the checkpoint after `round` rounds (JSON). */
+void nsl_job_manifest(const struct job *j, int round, char *out, size_t cap);
+
+/* Open --resume's newest complete checkpoint and choose the round to start from. */
+int nsl_job_resume(struct job *j);
+
+/* Free what the plan and the resume made. */
+void nsl_job_end(struct job *j);
 
 /* "1.5 MiB": b in binary units, for messages. */
 const char *nsl_job_bytes(uint64_t b, char *buf, size_t cap);
@@ -237,8 +243,9 @@ int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const v
 /* Wait until everything this peer sent has arrived. */
 int nsl_peer_drain(struct peer *p);
 
-/* A stage as it travels: the step count, then every parameter and each of its optimizer states. */
-int nsl_peer_pack_stage(const struct nsl_stage *s, void *buf);
-int nsl_peer_unpack_stage(struct nsl_stage *s, const void *buf, uint64_t len);
+/* This peer's stage, after rounds_done rounds, as a record (record.h) in swap_tx_buf: *len bytes. */
+int nsl_peer_pack_stage(struct peer *p, int64_t rounds_done, uint64_t *len);
+/* Fill s from a record of job j's model received into buf; `what` names it in messages. */
+int nsl_peer_unpack_stage(const struct job *j, struct nsl_stage *s, const void *buf, uint64_t len, const char *what);
 
 #endif

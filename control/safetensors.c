@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct st_entry {
 struct nsl_st_file {
 	char *path;
 	uint8_t *bytes;            /* the whole file */
+	bool borrowed;             /* bytes are the caller's (nsl_st_parse) */
 	size_t size;
 	uint64_t data_off;
 	int n, cap;
@@ -59,18 +61,15 @@ static int64_t numel(const struct nsl_st_tensor *t)
 	return n;
 }
 
-int nsl_st_write(const char *path, const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta)
+/* The JSON header, padded with spaces to a multiple of 8; malloc'd into *out. */
+static int build_header(const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta, char **out,
+			size_t *len)
 {
-	char tmp[4096];
-	char *hdr = NULL;
-	size_t hlen = 0;
-	FILE *h = open_memstream(&hdr, &hlen);
-	uint64_t off = 0, padded;
-	FILE *f = NULL;
-	int rc = 0;
+	FILE *h = open_memstream(out, len);
+	uint64_t off = 0;
 
 	if (h == NULL)
-		return nsl_error_set(ENOMEM, "%s: out of memory", path);
+		return nsl_error_set(ENOMEM, "safetensors header: out of memory");
 	fputc('{', h);
 	if (nmeta > 0) {
 		fputs("\"__metadata__\":{", h);
@@ -100,50 +99,104 @@ int nsl_st_write(const char *path, const struct nsl_st_tensor *t, int n, const c
 	/* The spec allows trailing spaces; padding to 8 bytes keeps the data aligned for mmap users. */
 	while ((ftell(h) + 8) % 8)
 		fputc(' ', h);
-	fclose(h);
+	if (fclose(h) != 0) {
+		free(*out);
+		*out = NULL;
+		return nsl_error_set(ENOMEM, "safetensors header: out of memory");
+	}
+	return 0;
+}
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	f = fopen(tmp, "wb");
-	if (f == NULL) {
-		rc = nsl_error_set(errno, "%s: cannot create: %s", tmp, strerror(errno));
-		goto out;
-	}
-	padded = hlen;
-	{
-		uint8_t le[8];
+/* Write the chunks to path atomically: a temporary file beside it, fsync, rename. */
+static int write_atomic(const char *path, const void *const *chunk, const uint64_t *len, int n)
+{
+	char tmp[4096];
+	int fd, rc = 0;
 
-		for (int b = 0; b < 8; b++)
-			le[b] = (uint8_t)(padded >> (8 * b));
-		if (fwrite(le, 1, 8, f) != 8 || fwrite(hdr, 1, hlen, f) != hlen)
-			goto io_error;
-	}
-	for (int i = 0; i < n; i++) {
-		size_t cnt = (size_t)numel(&t[i]);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%lx", path, (int)getpid(), (unsigned long)pthread_self());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return nsl_error_set(errno, "%s: cannot create: %s", tmp, strerror(errno));
+	for (int i = 0; i < n && rc == 0; i++)
+		for (uint64_t done = 0; done < len[i];) {
+			ssize_t w = write(fd, (const uint8_t *)chunk[i] + done, len[i] - done);
 
-		/* x86 and every DPDK target we build for are little-endian, as the format wants. */
-		if (fwrite(t[i].data, sizeof(float), cnt, f) != cnt)
-			goto io_error;
-	}
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-		goto io_error;
-	if (fclose(f) != 0) {
-		f = NULL;
-		goto io_error;
-	}
-	f = NULL;
-	if (rename(tmp, path) != 0) {
+			if (w <= 0) {
+				rc = nsl_error_set(w < 0 ? errno : EIO, "%s: write failed: %s (disk full?)", tmp,
+						   strerror(w < 0 ? errno : EIO));
+				break;
+			}
+			done += (uint64_t)w;
+		}
+	if (rc == 0 && fsync(fd) != 0)
+		rc = nsl_error_set(errno, "%s: fsync failed: %s", tmp, strerror(errno));
+	if (close(fd) != 0 && rc == 0)
+		rc = nsl_error_set(errno, "%s: write failed: %s", tmp, strerror(errno));
+	if (rc == 0 && rename(tmp, path) != 0)
 		rc = nsl_error_set(errno, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+	if (rc < 0)
 		unlink(tmp);
-	}
-	goto out;
-io_error:
-	rc = nsl_error_set(errno ? errno : EIO, "%s: write failed: %s (disk full?)", tmp, strerror(errno ? errno : EIO));
-	if (f)
-		fclose(f);
-	unlink(tmp);
-out:
-	free(hdr);
 	return rc;
+}
+
+int nsl_st_write(const char *path, const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta)
+{
+	char *hdr = NULL;
+	size_t hlen = 0;
+	uint8_t le[8];
+	const void **chunk = calloc((size_t)n + 2, sizeof(*chunk));
+	uint64_t *len = calloc((size_t)n + 2, sizeof(*len));
+	int rc = chunk == NULL || len == NULL ? nsl_error_set(ENOMEM, "%s: out of memory", path)
+					      : build_header(t, n, meta, nmeta, &hdr, &hlen);
+
+	if (rc == 0) {
+		for (int b = 0; b < 8; b++)
+			le[b] = (uint8_t)((uint64_t)hlen >> (8 * b));
+		chunk[0] = le;
+		len[0] = 8;
+		chunk[1] = hdr;
+		len[1] = hlen;
+		/* x86 and every DPDK target we build for are little-endian, as the format wants. */
+		for (int i = 0; i < n; i++) {
+			chunk[i + 2] = t[i].data;
+			len[i + 2] = (uint64_t)numel(&t[i]) * sizeof(float);
+		}
+		rc = write_atomic(path, chunk, len, n + 2);
+	}
+	free(hdr);
+	free(chunk);
+	free(len);
+	return rc;
+}
+
+int nsl_st_write_bytes(const char *path, const void *bytes, uint64_t len)
+{
+	return write_atomic(path, &bytes, &len, 1);
+}
+
+int nsl_st_layout(const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta, void *buf, uint64_t cap,
+		  uint64_t *data_off, uint64_t *total)
+{
+	char *hdr = NULL;
+	size_t hlen = 0;
+	int rc = build_header(t, n, meta, nmeta, &hdr, &hlen);
+
+	if (rc < 0)
+		return rc;
+	*data_off = 8 + (uint64_t)hlen;
+	*total = *data_off;
+	for (int i = 0; i < n; i++)
+		*total += (uint64_t)numel(&t[i]) * sizeof(float);
+	if (*total > cap) {
+		free(hdr);
+		return nsl_error_set(EMSGSIZE, "safetensors: %llu bytes do not fit a buffer of %llu",
+				     (unsigned long long)*total, (unsigned long long)cap);
+	}
+	for (int b = 0; b < 8; b++)
+		((uint8_t *)buf)[b] = (uint8_t)((uint64_t)hlen >> (8 * b));
+	memcpy((uint8_t *)buf + 8, hdr, hlen);
+	free(hdr);
+	return 0;
 }
 
 /* ---- reading: a small JSON parser for exactly the header's grammar ---- */
@@ -459,56 +512,39 @@ static int check_entries(struct nsl_st_file *f)
 
 struct nsl_st_file *nsl_st_open(const char *path)
 {
-	struct nsl_st_file *f = calloc(1, sizeof(*f));
+	struct nsl_st_file *f = NULL;
 	struct stat st;
-	uint64_t hlen = 0;
-	int fd = -1;
+	uint8_t *bytes = NULL;
+	size_t size = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (f == NULL || (f->path = strdup(path)) == NULL) {
-		nsl_error_set(ENOMEM, "%s: out of memory", path);
-		goto fail;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		nsl_error_set(errno, "%s: cannot open weights: %s", path, strerror(errno));
-		goto fail;
+		goto out;
 	}
-	f->size = (size_t)st.st_size;
-	if (f->size < 8) {
-		nsl_error_set(EINVAL, "%s: %zu bytes is too short for a safetensors file", path, f->size);
-		goto fail;
+	size = (size_t)st.st_size;
+	if ((bytes = malloc(size + 1)) == NULL) {
+		nsl_error_set(ENOMEM, "%s: cannot hold %zu bytes in memory", path, size);
+		goto out;
 	}
-	f->bytes = malloc(f->size + 1);
-	if (f->bytes == NULL) {
-		nsl_error_set(ENOMEM, "%s: cannot hold %zu bytes in memory", path, f->size);
-		goto fail;
-	}
-	for (size_t got = 0; got < f->size;) {
-		ssize_t r = read(fd, f->bytes + got, f->size - got);
+	for (size_t got = 0; got < size;) {
+		ssize_t r = read(fd, bytes + got, size - got);
 
 		if (r <= 0) {
 			nsl_error_set(r < 0 ? errno : EIO, "%s: read failed at byte %zu", path, got);
-			goto fail;
+			goto out;
 		}
 		got += (size_t)r;
 	}
-	for (int b = 0; b < 8; b++)
-		hlen |= (uint64_t)f->bytes[b] << (8 * b);
-	if (hlen > ST_MAX_HEADER || hlen > f->size - 8) {
-		nsl_error_set(EINVAL, "%s: header length %llu exceeds the file (%zu bytes): not a safetensors file, or truncated",
-			      path, (unsigned long long)hlen, f->size);
-		goto fail;
+	if ((f = nsl_st_parse(bytes, size, path)) != NULL) {
+		f->borrowed = false;    /* the file's bytes are its own now */
+		bytes = NULL;
 	}
-	f->data_off = 8 + hlen;
-	if (parse_header(f, (const char *)f->bytes + 8, hlen) < 0 || check_entries(f) < 0)
-		goto fail;
-	close(fd);
-	return f;
-fail:
+out:
 	if (fd >= 0)
 		close(fd);
-	nsl_st_close(f);
-	return NULL;
+	free(bytes);
+	return f;
 }
 
 void nsl_st_close(struct nsl_st_file *f)
@@ -522,9 +558,44 @@ void nsl_st_close(struct nsl_st_file *f)
 		free(f->meta[i][1]);
 	}
 	free(f->e);
-	free(f->bytes);
+	if (!f->borrowed)
+		free(f->bytes);
 	free(f->path);
 	free(f);
+}
+
+struct nsl_st_file *nsl_st_parse(const void *bytes, uint64_t len, const char *what)
+{
+	struct nsl_st_file *f = calloc(1, sizeof(*f));
+	uint64_t hlen = 0;
+
+	if (f == NULL || (f->path = strdup(what)) == NULL) {
+		nsl_error_set(ENOMEM, "%s: out of memory", what);
+		nsl_st_close(f);
+		return NULL;
+	}
+	f->bytes = (uint8_t *)(uintptr_t)bytes;
+	f->borrowed = true;
+	f->size = (size_t)len;
+	if (len < 8) {
+		nsl_error_set(EINVAL, "%s: %llu bytes is too short for a safetensors file", what, (unsigned long long)len);
+		nsl_st_close(f);
+		return NULL;
+	}
+	for (int b = 0; b < 8; b++)
+		hlen |= (uint64_t)f->bytes[b] << (8 * b);
+	if (hlen > ST_MAX_HEADER || hlen > f->size - 8) {
+		nsl_error_set(EINVAL, "%s: header length %llu exceeds the file (%zu bytes): not a safetensors file, or truncated",
+			      what, (unsigned long long)hlen, f->size);
+		nsl_st_close(f);
+		return NULL;
+	}
+	f->data_off = 8 + hlen;
+	if (parse_header(f, (const char *)f->bytes + 8, hlen) < 0 || check_entries(f) < 0) {
+		nsl_st_close(f);
+		return NULL;
+	}
+	return f;
 }
 
 int nsl_st_find(const struct nsl_st_file *f, const char *name, struct nsl_st_tensor *out)

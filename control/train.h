@@ -46,6 +46,9 @@ struct nsl_train_opts {
 	uint32_t peer_timeout_ms;    /* a peer silent this long is lost (0: 750 with --cluster) */
 	uint32_t connect_timeout_s;  /* waiting for the neighbours' hello (default 60) */
 	bool huge;                   /* EAL with hugepages (real NICs) */
+	const char *checkpoint;      /* folder for checkpoints (NULL: none) */
+	int checkpoint_every;        /* rounds between checkpoints */
+	const char *resume;          /* folder to resume from (its newest complete checkpoint) */
 	uint64_t mem_limit;          /* every peer's budget in bytes (0 = none; a cluster file's win) */
 	int eal_argc;                /* after `--`: passed to EAL */
 	char **eal_argv;

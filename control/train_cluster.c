@@ -46,36 +46,6 @@ static void on_signal(int sig)
 		atomic_store(&signalled->stop, 2);
 }
 
-/* What every peer must agree on, one `key=value` per line. */
-static int config_text(const struct job *j, float base_lr, char *out, size_t cap)
-{
-	const struct nsl_train_opts *o = j->o;
-	int n = snprintf(out, cap, "model=%s\npeers=%d\nsplit=", j->model->text, j->npeers);
-
-	for (int s = 1; s < j->npeers && n > 0 && (size_t)n < cap; s++)
-		n += snprintf(out + n, cap - (size_t)n, "%s%d", s > 1 ? "," : "", j->starts[s]);
-	if (n > 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n,
-			      "\nschedule=%s\nmicro-batch=%d\nbatch=%d\nepochs=%d\nsamples-per-shard=%u\noptimizer=%s\n"
-			      "lr=%.9g\nlr-schedule=%d\nwarmup=%" PRId64 "\nlr-step=%.9g\nlr-gamma=%.9g\nmin-lr=%.9g\n"
-			      "momentum=%.9g\nweight-decay=%.9g\nseed=%" PRIu64 "\n",
-			      nsl_sched_name(o->schedule), j->micro, o->batch, o->epochs, j->per_shard, j->oc.ops->name,
-			      base_lr, (int)o->lr_schedule, o->warmup_steps, o->lr_step_epochs, o->lr_gamma, o->min_lr,
-			      j->oc.momentum, j->oc.weight_decay, o->seed);
-	if (n < 0 || (size_t)n >= cap)
-		return nsl_error_set(EINVAL, "the job's configuration is longer than %zu bytes (a shorter --model?)", cap);
-	return n;
-}
-
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 14695981039346656037ull;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 1099511628211ull;
-	return h;
-}
-
 /* The value of `key` in key=value lines, as a pointer and a length; NULL when absent. */
 static const char *lookup(const char *text, const char *key, size_t klen, size_t *vlen)
 {
@@ -127,7 +97,7 @@ static int check_hello(int from, const char *mine, const char *msg, uint64_t len
 }
 
 /* Each neighbour's first message in each direction is its hello. */
-static int hello(struct peer *p, const char *config, double timeout_s)
+static int hello(struct peer *p, double timeout_s)
 {
 	struct job *j = p->job;
 	const int n = j->npeers, who[2] = { (p->rank + 1) % n, (p->rank + n - 1) % n };
@@ -139,7 +109,9 @@ static int hello(struct peer *p, const char *config, double timeout_s)
 
 	if (buf == NULL)
 		return -ENOMEM;
-	len = snprintf(buf, HELLO_MAX, HELLO_MAGIC "rank=%d\nhash=%016" PRIx64 "\n%s", p->rank, fnv1a(config), config);
+	const char *config = j->config;
+
+	len = snprintf(buf, HELLO_MAX, HELLO_MAGIC "rank=%d\nhash=%016" PRIx64 "\n%s", p->rank, j->config_hash, config);
 	for (int i = 0; i < nb && rc == 0; i++) {
 		slot[i] = (struct nsl_msg){ .data = buf + HELLO_MAX * (i + 1), .len = HELLO_MAX, .peer = (uint16_t)who[i] };
 		out[i] = (struct nsl_msg){ .data = buf, .len = (uint64_t)len, .peer = (uint16_t)who[i],
@@ -250,13 +222,14 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 	struct job *j = p->job;
 	const int n = j->npeers, next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
 	bool have[NSL_CHAIN_MAX_STAGES] = { false };
-	int rc = nsl_peer_pack_stage(p->stage, p->swap_tx_buf);
+	uint64_t len;
+	char what[64];
+	int rc = nsl_peer_pack_stage(p, p->rounds_done, &len);
 
 	if (rc < 0)
 		return rc;
 	if (p->rank != 0) {
-		if ((rc = send_wait(p, next, NSL_MSG_STAGE, p->swap_tx_buf, nsl_job_swap_bytes(j, p->stage_idx),
-				    p->stage_idx)) < 0)
+		if ((rc = send_wait(p, next, NSL_MSG_STAGE, p->swap_tx_buf, len, p->stage_idx)) < 0)
 			return rc;
 		for (int g = 1; g < p->rank; g++)
 			if ((rc = recv_from(p, prev, NSL_MSG_STAGE)) < 0 ||
@@ -267,7 +240,7 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 	}
 	if ((rc = nsl_chain_init(c, p->cc, j->model, j->starts, n, j->o->batch, j->o->seed, &j->oc)) < 0)
 		return rc;
-	if ((rc = nsl_peer_unpack_stage(c->stages[p->stage_idx], p->swap_tx_buf, nsl_job_swap_bytes(j, p->stage_idx))) < 0)
+	if ((rc = nsl_peer_unpack_stage(j, c->stages[p->stage_idx], p->swap_tx_buf, len, "this peer's final stage")) < 0)
 		return rc;
 	have[p->stage_idx] = true;
 	for (int g = 1; g < n; g++) {
@@ -279,7 +252,8 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 		if (s >= n || have[s])
 			return nsl_error_set(EPROTO, "peer %d passed on stage %d, which is %s", prev, s,
 					     s >= n ? "not a stage of this job" : "here already");
-		if ((rc = nsl_peer_unpack_stage(c->stages[s], p->swap_rx.data, p->swap_rx.msg.len)) < 0)
+		snprintf(what, sizeof(what), "final stage %d from peer %d", s + 1, prev);
+		if ((rc = nsl_peer_unpack_stage(j, c->stages[s], p->swap_rx.data, p->swap_rx.msg.len, what)) < 0)
 			return rc;
 		have[s] = true;
 	}
@@ -401,7 +375,6 @@ static void close_ports(struct nsl_port *ports[2])
 
 struct run {
 	struct peer *p;
-	const char *config;
 	struct nsl_chain chain;
 	struct nsl_job_totals totals;
 	double train_time;
@@ -418,7 +391,7 @@ static void *peer_thread(void *arg)
 	int rc = nsl_eal_thread_register();
 
 	if (rc == 0 && (rc = nsl_peer_setup(p)) == 0 &&
-	    (rc = hello(p, r->config, (double)p->job->o->connect_timeout_s)) == 0) {
+	    (rc = hello(p, (double)p->job->o->connect_timeout_s)) == 0) {
 		t0 = nsl_now();
 		rc = nsl_peer_train(p);
 		r->train_time = nsl_now() - t0;
@@ -452,12 +425,12 @@ static bool is_pci(const char *devargs)
 	return *devargs && strncmp(devargs, "net_", 4) != 0;
 }
 
-static int run(struct job *j, const struct nsl_cluster *cl, int rank, const char *config, double t_start)
+static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_start)
 {
 	struct peer p = { .job = j, .rank = rank, .budget = cl->peers[rank].mem_limit ? cl->peers[rank].mem_limit
 											       : j->o->mem_limit };
 	struct nsl_port *ports[2] = { NULL, NULL };
-	struct run r = { .p = &p, .config = config };
+	struct run r = { .p = &p };
 	struct nsl_progress prog = { 0 };
 	struct nsl_eal_conf ec = { .mem_mb = nsl_job_dp_mem_mb(j, 1), .huge = j->o->huge,
 				   .extra_argc = j->o->eal_argc, .extra_argv = j->o->eal_argv };
@@ -516,7 +489,6 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, const char
 int nsl_train_cluster(const struct nsl_train_opts *o, const struct nsl_cluster *cl, int rank)
 {
 	struct job j = { 0 };
-	char config[HELLO_MAX - 128];
 	float base_lr;
 	double t_start = nsl_now();
 	int rc;
@@ -529,12 +501,12 @@ int nsl_train_cluster(const struct nsl_train_opts *o, const struct nsl_cluster *
 		budgets[i] = cl->peers[i].mem_limit ? cl->peers[i].mem_limit : o->mem_limit;
 	if ((rc = nsl_job_plan(&j, o, &base_lr)) == 0 && !o->dump_schedule &&
 	    (rc = nsl_job_check_memory(&j, budgets, "mem-limit in the cluster file, or --mem-limit")) == 0 &&
-	    (rc = config_text(&j, base_lr, config, sizeof(config))) >= 0) {
+	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0)) {
 		j.peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : DEFAULT_PEER_TIMEOUT_MS;
 		j.heartbeat_ms = HEARTBEAT_MS < j.peer_timeout_ms / 4 ? HEARTBEAT_MS : j.peer_timeout_ms / 4;
 		j.count_every_batch = true;
-		rc = run(&j, cl, rank, config, t_start);
+		rc = run(&j, cl, rank, t_start);
 	}
-	nsl_model_free(j.model);
+	nsl_job_end(&j);
 	return rc < 0 ? rc : 0;
 }

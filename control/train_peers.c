@@ -80,7 +80,9 @@ static int gather(struct job *j, struct nsl_chain *c, struct nsl_compute *cc, st
 	}
 
 	for (int s = 0; rc == 0 && s < j->npeers; s++) {
-		const struct nsl_stage *from = j->peers[nsl_job_rank_of(j, s, j->rounds - 1)].stage;
+		/* The stages stay where the last round trained them (or where a resume put them). */
+		const int last = j->first_round >= j->rounds ? j->first_round : j->rounds - 1;
+		const struct nsl_stage *from = j->peers[nsl_job_rank_of(j, s, last)].stage;
 
 		for (int k = 0; rc == 0 && k < nsl_stage_param_count(from); k++) {
 			struct nsl_param_info pi;
@@ -195,8 +197,9 @@ int nsl_train_peers(const struct nsl_train_opts *o)
 	rc = nsl_job_plan(&j, o, &base_lr);
 	for (int i = 0; i < o->peers && i < NSL_DATASET_MAX_PARTS; i++)
 		budgets[i] = o->mem_limit;
-	if (rc == 0 && !o->dump_schedule && (rc = nsl_job_check_memory(&j, budgets, "--mem-limit")) == 0)
+	if (rc == 0 && !o->dump_schedule && (rc = nsl_job_check_memory(&j, budgets, "--mem-limit")) == 0 &&
+	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0))
 		rc = run_peers(&j, t_start);
-	nsl_model_free(j.model);
+	nsl_job_end(&j);
 	return rc;
 }

@@ -39,6 +39,7 @@ void nsl_train_opts_default(struct nsl_train_opts *o)
 	o->direct = true;
 	o->schedule = NSL_SCHED_1F1B;
 	o->connect_timeout_s = 60;
+	o->checkpoint_every = 1;
 }
 
 void nsl_train_lr_schedule(const struct nsl_train_opts *o, float base, int64_t steps_per_epoch,

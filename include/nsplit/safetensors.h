@@ -28,7 +28,21 @@ struct nsl_st_tensor {
  */
 int nsl_st_write(const char *path, const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta);
 
+/* Write a whole encoded record (nsl_st_layout) to path atomically, as nsl_st_write does. */
+int nsl_st_write_bytes(const char *path, const void *bytes, uint64_t len);
+
+/*
+ * Lay out tensors t[0..n) (their data pointers unused) and the metadata in buf: the header goes
+ * in now, tensor i's bytes belong at buf + *data_off + the sum of the sizes before it, for the
+ * caller to fill. *total is the record's size. 0, or -EMSGSIZE (with *total) when cap is short.
+ */
+int nsl_st_layout(const struct nsl_st_tensor *t, int n, const char *const *meta, int nmeta, void *buf, uint64_t cap,
+		  uint64_t *data_off, uint64_t *total);
+
 struct nsl_st_file;
+
+/* As nsl_st_open, on a record in memory, which stays the caller's and must outlive the result. */
+struct nsl_st_file *nsl_st_parse(const void *bytes, uint64_t len, const char *what);
 
 /*
  * Read and validate a whole file: header length within the file, well-formed JSON, dtype F32

@@ -158,4 +158,7 @@ int64_t nsl_stage_out_size(const struct nsl_stage *s);
 /* Optimizer steps taken so far. */
 uint64_t nsl_stage_steps(const struct nsl_stage *s);
 
+/* The optimizer's name ("sgd", "adam", "adamw"): whose state nsl_stage_state_export gives. */
+const char *nsl_stage_optim_name(const struct nsl_stage *s);
+
 #endif

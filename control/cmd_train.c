@@ -87,7 +87,9 @@ static void usage(FILE *f)
 "\n"
 "Output\n"
 "  --metrics FILE       JSON lines: one per epoch and a final one (loss, test_acc,\n"
-"                       samples_per_s, wall_s, ...)\n"
+"                       samples_per_s, wall_s, ...); N-split jobs add one per round\n"
+"  --trace FILE         N-split jobs: every instruction of every peer as a span, a Chrome\n"
+"                       trace (JSON) for Perfetto; with --cluster each peer writes FILE.R\n"
 "  --save-weights FILE  safetensors with layer<i>.weight/bias in PyTorch layouts\n"
 "  --no-eval            skip the test-set evaluation\n"
 "  --no-progress        no progress line on the terminal\n"
@@ -99,7 +101,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
-	OPT_MEM_LIMIT, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
+	OPT_MEM_LIMIT, OPT_TRACE, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
 static const struct option long_opts[] = {
@@ -135,6 +137,7 @@ static const struct option long_opts[] = {
 	{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
 	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
 	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
+	{ "trace", required_argument, NULL, OPT_TRACE },
 	{ "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
 	{ "checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY },
 	{ "resume", required_argument, NULL, OPT_RESUME },
@@ -201,6 +204,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_READ_AHEAD: rc = nsl_cli_int("read-ahead", optarg, 1, 256, &o->read_ahead); break;
 		case OPT_NO_DIRECT: o->direct = false; break;
 		case OPT_MEM_LIMIT: rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
+		case OPT_TRACE: o->trace = optarg; break;
 		case OPT_CHECKPOINT: o->checkpoint = optarg; break;
 		case OPT_CKPT_EVERY: rc = nsl_cli_int("checkpoint-every", optarg, 1, 1 << 30, &o->checkpoint_every); break;
 		case OPT_RESUME: o->resume = optarg; break;
@@ -284,8 +288,9 @@ int nsl_cmd_train(int argc, char **argv)
 		nsl_cluster_free(&cl);
 		return rc < 0 ? nsl_cli_fail("train") : 0;
 	}
-	if (o.peers < 2 && (o.checkpoint || o.resume)) {
-		fprintf(stderr, "nsplit train: --checkpoint and --resume are for N-split jobs (--peers 2 or more, or --cluster)\n");
+	if (o.peers < 2 && (o.checkpoint || o.resume || o.trace)) {
+		fprintf(stderr, "nsplit train: --checkpoint, --resume and --trace are for N-split jobs (--peers 2 or more, or "
+				"--cluster)\n");
 		return 2;
 	}
 	if (o.peers > 1 && o.replay_peers > 0) {

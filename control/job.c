@@ -259,8 +259,96 @@ void nsl_job_manifest(const struct job *j, int round, char *out, size_t cap)
 		snprintf(out + n, cap - (size_t)n, "]\n}\n");
 }
 
+int nsl_job_records_open(struct job *j, bool metrics)
+{
+	j->round_stats = calloc((size_t)j->rounds, sizeof(*j->round_stats));
+	j->round_ready = calloc((size_t)j->rounds, sizeof(*j->round_ready));
+	if (j->round_stats == NULL || j->round_ready == NULL)
+		return nsl_error_set(ENOMEM, "out of memory for %d rounds' records", j->rounds);
+	if (metrics && j->o->metrics && (j->metrics = fopen(j->o->metrics, "w")) == NULL)
+		return nsl_error_set(errno, "--metrics %s: %s", j->o->metrics, strerror(errno));
+	return 0;
+}
+
+static void metrics_line(struct job *j, const char *event, int epoch, int round, const struct nsl_round_stat *s,
+			 double seconds)
+{
+	const int64_t step = (int64_t)(round + 1) * j->batches;
+
+	fprintf(j->metrics, "{\"event\":\"%s\",\"epoch\":%d,", event, epoch);
+	if (round >= 0 && strcmp(event, "round") == 0)
+		fprintf(j->metrics, "\"round\":%d,", round + 1);
+	fprintf(j->metrics, "\"step\":%" PRId64 ",\"loss\":%.6f,\"train_acc\":%.6f,\"test_loss\":null,"
+		"\"test_acc\":null,\"lr\":%.8g,\"samples_per_s\":%.2f,\"wall_s\":%.3f}\n",
+		step, s->seen ? s->loss_sum / (double)s->seen : 0, s->seen ? (double)s->correct / (double)s->seen : 0,
+		(double)nsl_lr_at(&j->sched, step - 1), seconds > 0 ? (double)s->seen / seconds : 0, s->t_end - j->t_train);
+	fflush(j->metrics);
+}
+
+void nsl_job_metrics_rounds(struct job *j, int *next, bool all_complete)
+{
+	for (; *next < j->rounds && (all_complete || atomic_load(&j->round_ready[*next])); (*next)++) {
+		const int r = *next, n = j->npeers;
+		const struct nsl_round_stat *s = &j->round_stats[r];
+		double before = r > j->first_round ? j->round_stats[r - 1].t_end : j->t_train;
+
+		if (j->metrics == NULL || r < j->first_round || s->seen == 0)
+			continue;
+		metrics_line(j, "round", r / n + 1, r, s, s->t_end - before);
+		if ((r + 1) % n == 0 && r + 1 - n >= j->first_round) {
+			struct nsl_round_stat e = { .t_end = s->t_end };
+			double start = r + 1 - n > j->first_round ? j->round_stats[r - n].t_end : j->t_train;
+
+			for (int k = r + 1 - n; k <= r; k++) {
+				e.loss_sum += j->round_stats[k].loss_sum;
+				e.correct += j->round_stats[k].correct;
+				e.seen += j->round_stats[k].seen;
+			}
+			metrics_line(j, "epoch", r / n + 1, r, &e, e.t_end - start);
+		}
+	}
+}
+
+void nsl_job_watch_start(struct job *j, struct nsl_job_watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->next_round = j->first_round;
+	w->done0 = atomic_load(&j->samples);
+	j->t_train = nsl_now();
+	nsl_progress_init(&w->prog, j->o->progress, (int64_t)j->per_shard * j->rounds);
+	w->prog.rounds = j->rounds;
+}
+
+void nsl_job_watch_tick(struct job *j, struct nsl_job_watch *w)
+{
+	const int64_t done = atomic_load(&j->samples);
+	const double el = nsl_now() - j->t_train;
+	const int64_t per_round = (int64_t)j->per_shard;
+
+	nsl_job_metrics_rounds(j, &w->next_round, false);
+	if (w->next_round > j->first_round && j->round_stats[w->next_round - 1].seen)
+		w->loss = j->round_stats[w->next_round - 1].loss_sum / (double)j->round_stats[w->next_round - 1].seen;
+	w->prog.round = (int)(done / per_round) + 1 > j->rounds ? j->rounds : (int)(done / per_round) + 1;
+	nsl_progress_update(&w->prog, (int)(done / (per_round * j->npeers)) + 1 > j->o->epochs
+				      ? j->o->epochs : (int)(done / (per_round * j->npeers)) + 1,
+			    j->o->epochs, done, el > 0 ? (double)(done - w->done0) / el : 0, w->loss);
+}
+
+void nsl_job_watch_end(struct job *j, struct nsl_job_watch *w)
+{
+	(void)j;
+	nsl_progress_clear(&w->prog);
+}
+
 void nsl_job_end(struct job *j)
 {
+	free(j->round_stats);
+	free(j->round_ready);
+	j->round_stats = NULL;
+	j->round_ready = NULL;
+	if (j->metrics != NULL)
+		fclose(j->metrics);
+	j->metrics = NULL;
 	if (j->resume != NULL) {
 		nsl_ckpt_close(j->resume);
 		free(j->resume);
@@ -307,8 +395,9 @@ int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_tota
 	struct nsl_eval_result ev = { 0 };
 	struct nsl_batcher test;
 	struct nsl_shard_reader_opts ro = { .depth = o->read_ahead, .direct = o->direct };
-	const double loss = t->loss_sum;
-	const int64_t correct = t->correct, seen = t->seen, step = (int64_t)j->rounds * j->batches;
+	double loss = t->loss_sum;
+	int64_t correct = t->correct, seen = t->seen;
+	const int64_t step = (int64_t)j->rounds * j->batches;
 	const double rate = (double)j->per_shard * (j->rounds - j->first_round) / train_time;
 	float *x = NULL;
 	int32_t *labels = NULL;
@@ -316,6 +405,16 @@ int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_tota
 	FILE *mf = NULL;
 	int rc = 0;
 
+	/* As the reference reports: the training loss and accuracy of the last epoch. */
+	if (j->round_stats != NULL && j->rounds - j->first_round >= j->npeers) {
+		loss = 0;
+		correct = seen = 0;
+		for (int r = j->rounds - j->npeers; r < j->rounds; r++) {
+			loss += j->round_stats[r].loss_sum;
+			correct += j->round_stats[r].correct;
+			seen += j->round_stats[r].seen;
+		}
+	}
 	if (o->eval) {
 		x = malloc((size_t)o->batch * (size_t)nsl_shape_size(j->model->input) * sizeof(float));
 		labels = malloc((size_t)o->batch * sizeof(int32_t));
@@ -339,14 +438,13 @@ int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_tota
 		printf("  test_loss %.4f  test_acc %.4f", ev.loss, ev.accuracy);
 	printf("  %.0f samples/s  %.1f s\n", rate, nsl_now() - t_start);
 	if (o->metrics) {
-		if ((mf = fopen(o->metrics, "w")) == NULL) {
+		if ((mf = j->metrics) == NULL && (mf = j->metrics = fopen(o->metrics, "w")) == NULL) {
 			rc = nsl_error_set(errno, "--metrics %s: %s", o->metrics, strerror(errno));
 			goto out;
 		}
 		nsl_train_metrics_line(mf, "final", o->epochs, step, seen ? loss / (double)seen : 0,
 				       seen ? (double)correct / (double)seen : 0, &ev, have_eval,
 				       nsl_lr_at(&j->sched, step - 1), rate, nsl_now() - t_start);
-		fclose(mf);
 	}
 	if (o->save_weights) {
 		if ((rc = nsl_chain_save(c, o->save_weights)) < 0)

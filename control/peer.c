@@ -11,6 +11,7 @@
 #include "nsplit/loss.h"
 #include "checkpoint.h"
 #include "peer.h"
+#include "progress.h"
 #include "record.h"
 
 int nsl_peer_fail(struct peer *p, int rc)
@@ -361,6 +362,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 
 	for (int i = 0; i < len && rc == 0; i++) {
 		const int m = p->prog[i].micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
+		const double t0 = p->trace.s ? nsl_now() : 0;
 		struct rxbuf *act = &p->rx[RX_ACT][slot], *lab = &p->rx[RX_LABELS][slot], *grad = &p->rx[RX_GRAD][slot];
 
 		switch ((enum nsl_op)p->prog[i].op) {
@@ -432,6 +434,8 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 		default:
 			rc = nsl_error_set(EINVAL, "instruction %u", p->prog[i].op);
 		}
+		if (p->trace.s)
+			nsl_trace_add(&p->trace, p->prog[i].op, s, round, b, m, t0, nsl_now());
 	}
 	return rc;
 }
@@ -481,6 +485,7 @@ void nsl_peer_free(struct peer *p)
 		free(p->expect[i].prog);
 	nsl_link_free(p->link);
 	nsl_stage_free(p->stage);
+	nsl_trace_free(&p->trace);
 	if (p->data_ok)
 		nsl_batcher_close(&p->data);
 	nsl_compute_free(p->cc);
@@ -508,6 +513,14 @@ int nsl_peer_setup(struct peer *p)
 				     j->files.train[p->rank], p->data.limit, j->per_shard);
 	if ((rc = peer_buffers(p)) < 0)
 		return rc;
+	if (j->o->trace) {
+		/* Every instruction of every batch left, and a swap per round; past a million, count only. */
+		size_t spans = (size_t)(j->rounds - j->first_round) *
+			       ((size_t)j->batches * (6 * (size_t)nsl_job_micro_count(j, j->o->batch) + 4) + 2);
+
+		if ((rc = nsl_trace_init(&p->trace, p->rank, spans < (1u << 20) ? spans : (1u << 20))) < 0)
+			return rc;
+	}
 	lc.max_msg = p->swap_rx.cap > p->rx[RX_ACT][0].cap ? p->swap_rx.cap : p->rx[RX_ACT][0].cap;
 	if (p->rx[RX_GRAD][0].cap > lc.max_msg)
 		lc.max_msg = p->rx[RX_GRAD][0].cap;
@@ -547,9 +560,11 @@ int nsl_peer_train(struct peer *p)
 	int rc;
 
 	for (int r = j->first_round; r < j->rounds; r++) {
-		const bool owner = p->stage_idx == 0;
+		const bool owner = p->stage_idx == 0, last = p->stage_idx == j->npeers - 1;
 		bool more = r + 1 < j->rounds, ckpt = j->o->checkpoint && (r + 1) % j->o->checkpoint_every == 0;
+		const struct nsl_round_stat before = { p->loss_sum, p->correct, p->seen, 0 };
 		uint64_t len = 0;
+		double t0;
 
 		if (owner && (rc = nsl_batcher_begin_epoch(&p->data, (uint64_t)(r / j->npeers))) < 0)
 			return rc;
@@ -559,14 +574,25 @@ int nsl_peer_train(struct peer *p)
 			if (owner || j->count_every_batch)
 				atomic_fetch_add(&j->samples, nsl_job_batch_rows(j, b));
 		}
+		if (last) {
+			j->round_stats[r] = (struct nsl_round_stat){ p->loss_sum - before.loss_sum, p->correct - before.correct,
+								     p->seen - before.seen, nsl_now() };
+			atomic_store(&j->round_ready[r], 1);
+		}
 		p->rounds_done = r + 1;
+		t0 = nsl_now();
 		/* A swap and a checkpoint are the same record; the last send must be done with its buffer. */
 		if ((more || ckpt) && ((rc = nsl_peer_drain(p)) < 0 || (rc = nsl_peer_pack_stage(p, r + 1, &len)) < 0))
 			return nsl_error_prefix(rc, "packing stage %d after round %d", p->stage_idx + 1, r + 1);
 		if (ckpt && (rc = checkpoint(p, r + 1, len)) < 0)
 			return nsl_error_prefix(rc, "checkpoint after round %d", r + 1);
+		if (ckpt)
+			nsl_trace_add(&p->trace, NSL_TRACE_CHECKPOINT, p->stage_idx, r, j->batches, 0, t0, nsl_now());
+		t0 = nsl_now();
 		if (more && (rc = swap(p, r, len)) < 0)
 			return nsl_error_prefix(rc, "swap after round %d", r + 1);
+		if (more)
+			nsl_trace_add(&p->trace, NSL_TRACE_SWAP, p->stage_idx, r, j->batches, 0, t0, nsl_now());
 	}
 	return nsl_peer_drain(p);
 }

@@ -33,6 +33,8 @@
 #include "checkpoint.h"
 #include "record.h"
 #include "schedule.h"
+#include "progress.h"
+#include "trace.h"
 #include "train.h"
 
 struct rxbuf {
@@ -61,6 +63,13 @@ struct txmsg {
 };
 
 struct job;
+
+/* What the last stage saw in one round. */
+struct nsl_round_stat {
+	double loss_sum;
+	int64_t correct, seen;
+	double t_end;             /* nsl_now() on the peer that filled it */
+};
 
 struct peer {
 	struct job *job;
@@ -94,7 +103,8 @@ struct peer {
 
 	double loss_sum;
 	int64_t correct, seen;
-	int rounds_done;
+	atomic_int rounds_done;
+	struct nsl_trace trace;   /* --trace: this peer's spans */
 	uint64_t budget;          /* bytes, 0 = none */
 	uint64_t peak;            /* the largest stage made here plus the buffers */
 	int rc;
@@ -119,6 +129,10 @@ struct job {
 	char split_text[256];         /* "1,2,3" */
 	char config[3072];            /* what every peer must agree on, key=value lines */
 	uint64_t config_hash;
+	struct nsl_round_stat *round_stats;   /* per round, filled by the peer holding the last stage */
+	atomic_int *round_ready;              /* in one process: round_stats[r] is filled */
+	FILE *metrics;                        /* --metrics, open for the whole job */
+	double t_train;                       /* when training began (nsl_now) */
 	int micro;                    /* micro-batch rows */
 	int slots[NSL_CHAIN_MAX_STAGES];   /* micro-batches in flight on each stage */
 	int kmax;                     /* the most of them */
@@ -203,6 +217,25 @@ int nsl_job_resume(struct job *j);
 
 /* Free what the plan and the resume made. */
 void nsl_job_end(struct job *j);
+
+/* While the peers train: the progress line, and the --metrics lines of rounds completed. */
+struct nsl_job_watch {
+	struct nsl_progress prog;
+	int next_round;           /* the first round without its metrics line */
+	int64_t done0;            /* samples done before this run (a resume) */
+	double loss;              /* the last completed round's */
+};
+void nsl_job_watch_start(struct job *j, struct nsl_job_watch *w);
+void nsl_job_watch_tick(struct job *j, struct nsl_job_watch *w);
+void nsl_job_watch_end(struct job *j, struct nsl_job_watch *w);
+
+/* Make the per-round records and, if `metrics`, open --metrics (before training). */
+int nsl_job_records_open(struct job *j, bool metrics);
+
+/* --metrics lines for the rounds from *next on that are complete: a round line each, an epoch
+ * line after the last round of each epoch; *next moves on. In one process rounds are complete
+ * as round_ready says; after a gather (one peer per process) every round is. */
+void nsl_job_metrics_rounds(struct job *j, int *next, bool all_complete);
 
 /* "1.5 MiB": b in binary units, for messages. */
 const char *nsl_job_bytes(uint64_t b, char *buf, size_t cap);

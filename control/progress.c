@@ -40,7 +40,10 @@ void nsl_progress_update(struct nsl_progress *p, int epoch, int epochs, int64_t 
 		return;
 	p->last_draw = now;
 	fmt_eta(eta, sizeof(eta), rate > 0 ? (double)(p->total - done) / rate : -1);
-	fprintf(stderr, "\r\033[Kepoch %d/%d  %5.1f%%  %.0f samples/s  loss %.4f  ETA %s", epoch, epochs,
+	fputs("\r\033[K", stderr);
+	if (p->rounds > 0)
+		fprintf(stderr, "round %d/%d  ", p->round, p->rounds);
+	fprintf(stderr, "epoch %d/%d  %5.1f%%  %.0f samples/s  loss %.4f  ETA %s", epoch, epochs,
 		p->total ? 100.0 * (double)done / (double)p->total : 0.0, rate, loss, eta);
 	fflush(stderr);
 }

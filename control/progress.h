@@ -14,6 +14,7 @@ struct nsl_progress {
 	bool enabled;
 	double start, last_draw;
 	int64_t total;           /* samples in the whole job */
+	int round, rounds;       /* N-split jobs: the round under way (1-based) and how many; 0: none */
 };
 
 /* Monotonic seconds. */

@@ -46,6 +46,7 @@ struct nsl_train_opts {
 	uint32_t peer_timeout_ms;    /* a peer silent this long is lost (0: 750 with --cluster) */
 	uint32_t connect_timeout_s;  /* waiting for the neighbours' hello (default 60) */
 	bool huge;                   /* EAL with hugepages (real NICs) */
+	const char *trace;           /* Chrome trace of every instruction (NULL: none) */
 	const char *checkpoint;      /* folder for checkpoints (NULL: none) */
 	int checkpoint_every;        /* rounds between checkpoints */
 	const char *resume;          /* folder to resume from (its newest complete checkpoint) */

@@ -32,11 +32,6 @@
 #define DEFAULT_PEER_TIMEOUT_MS 750
 #define LINGER_S 0.3
 
-struct totals_wire {
-	double loss_sum;
-	int64_t correct, seen;
-};
-
 static struct job *signalled;
 
 static void on_signal(int sig)
@@ -188,29 +183,47 @@ static int send_wait(struct peer *p, int to, uint8_t type, const void *data, uin
 /* The totals along the ring 1 -> 2 -> ... -> N-1 -> 0, each peer adding its own. */
 static int gather_totals(struct peer *p, struct nsl_job_totals *t)
 {
-	const int n = p->job->npeers, next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
-	struct totals_wire w = { p->loss_sum, p->correct, p->seen };
-	int rc;
+	struct job *j = p->job;
+	const int n = j->npeers, next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
+	const uint64_t bytes = ((uint64_t)j->rounds + 1) * sizeof(struct nsl_round_stat);
+	struct nsl_round_stat *mem = nsl_dp_alloc(2 * bytes, 64), *w = mem, *in = mem + j->rounds + 1;
+	struct rxbuf rb = { .data = in, .cap = bytes };
+	struct txmsg tm = { 0 };
+	int rc = mem == NULL ? -ENOMEM : 0;
 
+	if (rc < 0)
+		return rc;
+	/* Round r's entry is filled on the peer that held the last stage in it; times as seconds
+	 * into each peer's own training, since clocks of other hosts do not compare. */
+	for (int r = 0; r < j->rounds; r++) {
+		w[r] = j->round_stats[r];
+		if (w[r].seen)
+			w[r].t_end -= j->t_train;
+	}
+	w[j->rounds] = (struct nsl_round_stat){ p->loss_sum, p->correct, p->seen, 0 };
 	if (p->rank != 1) {
-		struct totals_wire in;
-
-		if ((rc = recv_from(p, prev, NSL_MSG_CONTROL)) < 0)
-			return rc;
-		if (p->swap_rx.msg.len != sizeof(in))
-			return nsl_error_set(EPROTO, "peer %d's totals are %" PRIu64 " bytes, not %zu", prev,
-					     p->swap_rx.msg.len, sizeof(in));
-		memcpy(&in, p->swap_rx.data, sizeof(in));
-		w.loss_sum += in.loss_sum;
-		w.correct += in.correct;
-		w.seen += in.seen;
+		if ((rc = post(p, &rb, prev)) == 0 && (rc = nsl_peer_wait_rx(p, &rb)) == 0 && rb.msg.len != bytes)
+			rc = nsl_error_set(EPROTO, "peer %d's totals are %" PRIu64 " bytes, not %" PRIu64, prev, rb.msg.len,
+					   bytes);
+		for (int r = 0; rc == 0 && r <= j->rounds; r++) {
+			w[r].loss_sum += in[r].loss_sum;
+			w[r].correct += in[r].correct;
+			w[r].seen += in[r].seen;
+			w[r].t_end = in[r].t_end > w[r].t_end ? in[r].t_end : w[r].t_end;
+		}
 	}
-	if (p->rank == 0) {
-		*t = (struct nsl_job_totals){ w.loss_sum, w.correct, w.seen };
-		return 0;
+	if (rc == 0 && p->rank == 0) {
+		*t = (struct nsl_job_totals){ w[j->rounds].loss_sum, w[j->rounds].correct, w[j->rounds].seen };
+		for (int r = 0; r < j->rounds; r++)
+			j->round_stats[r] = (struct nsl_round_stat){ w[r].loss_sum, w[r].correct, w[r].seen,
+								     w[r].t_end + j->t_train };
+	} else if (rc == 0) {
+		rc = nsl_peer_send(p, &tm, next, NSL_MSG_CONTROL, w, bytes, 0, 0, j->rounds, 0);
+		if (rc == 0)
+			rc = nsl_peer_wait_tx(p, &tm);
 	}
-	memcpy(p->swap_tx_buf, &w, sizeof(w));
-	return send_wait(p, next, NSL_MSG_CONTROL, p->swap_tx_buf, sizeof(w), 0);
+	nsl_dp_free(mem);
+	return rc;
 }
 
 /*
@@ -420,6 +433,19 @@ static void print_counters(const struct peer *p, struct nsl_port *ports[2])
 			nsl_port_print_xstats(ports[i], stdout);
 }
 
+/* Each process writes its own track, FILE.R, on the host's monotonic clock: tracks of one host merge. */
+static int write_trace(const struct peer *p)
+{
+	char path[4096];
+	const struct nsl_trace *t = &p->trace;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s.%d", p->job->o->trace, p->rank);
+	if ((rc = nsl_trace_write(path, &t, 1, 0)) == 0)
+		printf("peer %d: trace written to %s\n", p->rank, path);
+	return rc;
+}
+
 static bool is_pci(const char *devargs)
 {
 	return *devargs && strncmp(devargs, "net_", 4) != 0;
@@ -431,7 +457,7 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_s
 											       : j->o->mem_limit };
 	struct nsl_port *ports[2] = { NULL, NULL };
 	struct run r = { .p = &p };
-	struct nsl_progress prog = { 0 };
+	struct nsl_job_watch watch;
 	struct nsl_eal_conf ec = { .mem_mb = nsl_job_dp_mem_mb(j, 1), .huge = j->o->huge,
 				   .extra_argc = j->o->eal_argc, .extra_argv = j->o->eal_argv };
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -454,24 +480,26 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_s
 		printf("; %s schedule, micro-batch %d of batch %d; %u samples in shard %d; %d rounds\n",
 		       nsl_sched_name(j->o->schedule), j->micro, j->o->batch, j->per_shard, rank, j->rounds);
 		fflush(stdout);
+		nsl_job_watch_start(j, &watch);
 		if ((rc = -pthread_create(&th, NULL, peer_thread, &r)) < 0)
 			nsl_error_set(rc, "cannot start the peer's thread");
 	}
 	if (rc == 0) {
-		nsl_progress_init(&prog, j->o->progress, (int64_t)j->per_shard * j->rounds);
-		for (double t0 = nsl_now(); !atomic_load(&r.done); usleep(100000)) {
-			int64_t done = atomic_load(&j->samples);
-			double el = nsl_now() - t0;
-
-			nsl_progress_update(&prog, (int)(done / ((int64_t)j->per_shard * j->npeers)) + 1, j->o->epochs, done,
-					    el > 0 ? (double)done / el : 0, 0);
+		while (!atomic_load(&r.done)) {
+			/* The rounds' metrics come together at the end (peer 0 gathers them). */
+			nsl_job_watch_tick(j, &watch);
+			usleep(100000);
 		}
 		pthread_join(th, NULL);
-		nsl_progress_clear(&prog);
+		nsl_job_watch_end(j, &watch);
 		print_counters(&p, ports);
 		nsl_job_print_peaks(&p, 1);
 		if ((rc = r.rc) < 0)
 			nsl_error_set(rc, "%s", r.err);
+		if (rc == 0 && rank == 0)
+			nsl_job_metrics_rounds(j, &watch.next_round, true);
+		if (rc == 0 && j->o->trace)
+			rc = write_trace(&p);
 		if (rc == 0 && rank == 0)
 			rc = nsl_job_finish(j, &r.chain, &r.totals, r.train_time, t_start);
 		else if (rc == 0)
@@ -501,7 +529,7 @@ int nsl_train_cluster(const struct nsl_train_opts *o, const struct nsl_cluster *
 		budgets[i] = cl->peers[i].mem_limit ? cl->peers[i].mem_limit : o->mem_limit;
 	if ((rc = nsl_job_plan(&j, o, &base_lr)) == 0 && !o->dump_schedule &&
 	    (rc = nsl_job_check_memory(&j, budgets, "mem-limit in the cluster file, or --mem-limit")) == 0 &&
-	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0)) {
+	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0) && (rc = nsl_job_records_open(&j, rank == 0)) == 0) {
 		j.peer_timeout_ms = o->peer_timeout_ms ? o->peer_timeout_ms : DEFAULT_PEER_TIMEOUT_MS;
 		j.heartbeat_ms = HEARTBEAT_MS < j.peer_timeout_ms / 4 ? HEARTBEAT_MS : j.peer_timeout_ms / 4;
 		j.count_every_batch = true;

@@ -104,7 +104,7 @@ static int run_peers(struct job *j, double t_start)
 {
 	const int n = j->npeers;
 	struct nsl_port *ports[2 * NSL_DATASET_MAX_PARTS] = { 0 };
-	struct nsl_progress prog = { 0 };
+	struct nsl_job_watch watch;
 	double t0;
 	int rc, started = 0;
 	cpu_set_t cpus;
@@ -132,25 +132,30 @@ static int run_peers(struct job *j, double t_start)
 	       j->rounds == 1 ? "" : "s");
 	fflush(stdout);
 	atomic_store(&finished, 0);
-	t0 = nsl_now();
+	nsl_job_watch_start(j, &watch);
+	t0 = j->t_train;
 	for (; started < n; started++)
 		if ((rc = -pthread_create(&j->peers[started].thread, NULL, peer_main, &j->peers[started])) < 0) {
 			nsl_error_set(rc, "cannot start peer %d's thread", started);
 			atomic_store(&j->stop, 1);
 			break;
 		}
-	nsl_progress_init(&prog, j->o->progress, (int64_t)j->per_shard * j->rounds);
 	while (atomic_load(&finished) < started) {
-		int64_t done = atomic_load(&j->samples);
-		double el = nsl_now() - t0;
-
-		nsl_progress_update(&prog, (int)(done / ((int64_t)j->per_shard * n)) + 1, j->o->epochs, done,
-				    el > 0 ? (double)done / el : 0, 0);
+		nsl_job_watch_tick(j, &watch);
 		usleep(100000);
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(j->peers[i].thread, NULL);
-	nsl_progress_clear(&prog);
+	nsl_job_watch_end(j, &watch);
+	nsl_job_metrics_rounds(j, &watch.next_round, false);
+	if (rc == 0 && j->o->trace) {
+		const struct nsl_trace *tracks[NSL_DATASET_MAX_PARTS];
+
+		for (int i = 0; i < n; i++)
+			tracks[i] = &j->peers[i].trace;
+		if ((rc = nsl_trace_write(j->o->trace, tracks, n, t0)) == 0)
+			printf("trace of every instruction written to %s (open it in https://ui.perfetto.dev)\n", j->o->trace);
+	}
 	/* Report the peer that failed first, not those that stopped because of it. */
 	for (int pass = 0; pass < 2 && rc == 0; pass++)
 		for (int i = 0; i < n && rc == 0; i++)
@@ -198,7 +203,7 @@ int nsl_train_peers(const struct nsl_train_opts *o)
 	for (int i = 0; i < o->peers && i < NSL_DATASET_MAX_PARTS; i++)
 		budgets[i] = o->mem_limit;
 	if (rc == 0 && !o->dump_schedule && (rc = nsl_job_check_memory(&j, budgets, "--mem-limit")) == 0 &&
-	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0))
+	    (o->resume == NULL || (rc = nsl_job_resume(&j)) == 0) && (rc = nsl_job_records_open(&j, true)) == 0)
 		rc = run_peers(&j, t_start);
 	nsl_job_end(&j);
 	return rc;

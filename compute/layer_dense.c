@@ -95,5 +95,6 @@ const struct nsl_layer_ops nsl_layer_dense_ops = {
 	.prepare = nsl_weighted_prepare,
 	.forward = nsl_weighted_forward,
 	.backward = nsl_weighted_backward,
+	.flush = nsl_weighted_flush,
 	.fini = nsl_weighted_fini,
 };

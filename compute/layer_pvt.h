@@ -57,6 +57,7 @@ struct nsl_layer_ctx {
 	struct nsl_compute *cc;
 	const struct nsl_allocator *alloc;  /* parameters and gradients (they travel in swaps) */
 	int max_batch;
+	int defer_rows;            /* > 0: weight gradients wait for flush, over up to this many rows */
 };
 
 struct nsl_layer;
@@ -82,6 +83,13 @@ struct nsl_layer_ops {
 	 */
 	int (*backward)(struct nsl_layer *l, int batch, const float *x, const float *y, const float *dy,
 			float *dx, bool accumulate);
+	/*
+	 * Optional. With ctx->defer_rows, backward computes dx only and keeps its rows' x and
+	 * gradient at row l->defer_row0 of a batch-sized buffer; flush then computes the weight
+	 * gradients of every row kept, as one batch-sized op, into param.grad (accumulate or not).
+	 * Returns 1 when it wrote gradients, 0 when no rows were kept, or a negative errno.
+	 */
+	int (*flush)(struct nsl_layer *l, bool accumulate);
 	/* Release what init and prepare created (not the struct itself). */
 	void (*fini)(struct nsl_layer *l);
 };
@@ -107,6 +115,7 @@ struct nsl_layer {
 	void *saved;
 	void *own_saved;
 	size_t scratchpad_bytes;   /* largest oneDNN scratchpad of its primitives */
+	int defer_row0;            /* deferred weight gradients: the first row of this backward's batch */
 	void *priv;
 };
 

@@ -30,7 +30,8 @@ int nsl_prim_prepare(struct nsl_layer *l, struct nsl_prim_table *t, int batch, n
 	struct nsl_prim_slot *s;
 	int rc;
 
-	if (batch < 1 || batch > l->ctx->max_batch)
+	/* Deferred weight gradients run at the batch's size, which may pass the micro-batch's. */
+	if (batch < 1 || (batch > l->ctx->max_batch && batch > l->ctx->defer_rows))
 		return nsl_error_set(EINVAL, "layer %d (%s): batch %d outside 1..%d (the max batch)", l->index,
 				     kind_name(l), batch, l->ctx->max_batch);
 	if (slot_find(t, batch) != NULL)

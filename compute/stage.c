@@ -232,7 +232,8 @@ struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stag
 	s->seed = cfg->seed;
 	s->optim = cfg->optim;
 	s->alloc = cfg->alloc ? cfg->alloc : &nsl_allocator_libc;
-	s->ctx = (struct nsl_layer_ctx){ .cc = cc, .alloc = s->alloc, .max_batch = cfg->max_batch };
+	s->ctx = (struct nsl_layer_ctx){ .cc = cc, .alloc = s->alloc, .max_batch = cfg->max_batch,
+					 .defer_rows = cfg->defer_rows > 0 ? cfg->defer_rows : 0 };
 	s->grads_zero = true;
 	s->no_fuse = cfg->no_fuse;
 	s->ncontexts = cfg->contexts ? cfg->contexts : 1;
@@ -350,6 +351,11 @@ int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const floa
 
 int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy, const float **dx)
 {
+	return nsl_stage_backward_rows(s, k, -1, batch, dy, dx);
+}
+
+int nsl_stage_backward_rows(struct nsl_stage *s, int k, int row0, int batch, const float *dy, const float **dx)
+{
 	struct inflight *f;
 	const float *g = dy;
 	int b = 0, rc;
@@ -368,6 +374,7 @@ int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy
 		float *gx = j > 0 ? s->grad_buf[b] : f->dx;
 
 		l->saved = f->saved[j];
+		l->defer_row0 = row0;
 		rc = l->ops->backward(l, batch, x, f->out[j], g, gx, !s->grads_zero);
 		if (rc < 0)
 			return nsl_error_prefix(rc, "layer %d (%s) backward", l->index, l->ops->name);
@@ -375,7 +382,9 @@ int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy
 		b ^= 1;
 	}
 	f->batch = 0;
-	s->grads_zero = false;
+	/* Deferred, the weight gradients are still to come: nsl_stage_step writes them. */
+	if (s->ctx.defer_rows == 0)
+		s->grads_zero = false;
 	*dx = g;
 	return 0;
 }
@@ -387,6 +396,20 @@ int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const fl
 
 int nsl_stage_step(struct nsl_stage *s, float lr)
 {
+	bool wrote = false;
+
+	for (int j = 0; j < s->nl; j++) {
+		struct nsl_layer *l = s->layers[j];
+		int rc;
+
+		if (l->ops->flush == NULL)
+			continue;
+		if ((rc = l->ops->flush(l, !s->grads_zero)) < 0)
+			return rc;
+		wrote |= rc > 0;
+	}
+	if (wrote && s->ctx.defer_rows > 0)
+		s->grads_zero = false;
 	s->steps++;
 	for (int k = 0; k < s->nparams; k++) {
 		struct stage_param *sp = &s->params[k];

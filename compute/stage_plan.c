@@ -57,7 +57,12 @@ int nsl_stage_memory_plan(const struct nsl_stage_config *cfg, int batch, struct 
 		case NSL_LAYER_MAXPOOL: out->activations += out_bytes; break;          /* workspace */
 		case NSL_LAYER_DROPOUT: out->activations += out_bytes / sizeof(float); break;   /* mask */
 		case NSL_LAYER_DENSE:
-		case NSL_LAYER_CONV: out->scratch += params + out_bytes; break;     /* gradient sums, dz */
+		case NSL_LAYER_CONV:
+			/* gradient sums, dz, and the batch's rows kept for deferred weight gradients */
+			out->scratch += params + out_bytes +
+					(size_t)(cfg->defer_rows > 0 ? cfg->defer_rows : 0) *
+						(in_floats + (size_t)nsl_shape_size(m->shapes[i + 1])) * sizeof(float);
+			break;
 		default: break;
 		}
 		if (in_floats > widest)

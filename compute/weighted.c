@@ -215,6 +215,17 @@ int nsl_weighted_init(struct nsl_layer *l, struct nsl_weighted *w, const struct 
 		return nsl_error_prefix(ENOMEM, "layer %d (%s)", l->index, kind->name);
 	l->scratch_bytes = (l->params[0].count + l->params[1].count) * sizeof(float) +
 			   (w->dz ? (size_t)l->ctx->max_batch * (size_t)nsl_shape_size(l->out) * sizeof(float) : 0);
+	if (l->ctx->defer_rows > 0) {
+		const size_t rows = (size_t)l->ctx->defer_rows;
+
+		w->x_all = nsl_alloc_zeroed(&nsl_allocator_libc, rows * (size_t)nsl_shape_size(l->in) * sizeof(float),
+					    "deferred weight-gradient inputs");
+		w->g_all = nsl_alloc_zeroed(&nsl_allocator_libc, rows * (size_t)nsl_shape_size(l->out) * sizeof(float),
+					    "deferred weight-gradient gradients");
+		if (w->x_all == NULL || w->g_all == NULL)
+			return nsl_error_prefix(ENOMEM, "layer %d (%s)", l->index, kind->name);
+		l->scratch_bytes += rows * (size_t)(nsl_shape_size(l->in) + nsl_shape_size(l->out)) * sizeof(float);
+	}
 	rc = nsl_layer_mem(l, &w->w, &w->wmd, NULL);
 	if (rc == 0)
 		rc = nsl_layer_mem(l, &w->dw, &w->wmd, NULL);
@@ -249,6 +260,9 @@ int nsl_weighted_forward(struct nsl_layer *l, int batch, const float *x, float *
 	return 0;
 }
 
+static int weight_grads(struct nsl_layer *l, struct nsl_prim_slot *s, const float *x, dnnl_memory_t g,
+			bool accumulate);
+
 static void add_into(float *dst, const float *src, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -259,7 +273,7 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 			  float *dx, bool accumulate)
 {
 	struct nsl_weighted *w = l->priv;
-	struct nsl_param *wp = &l->params[0], *bp = &l->params[1];
+	struct nsl_param *wp = &l->params[0];
 	struct nsl_prim_slot *s;
 	dnnl_memory_t g;
 	int rc;
@@ -290,8 +304,54 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 		if (rc == 0)
 			rc = nsl_dnnl_exec(l->ctx->cc, s->bwd, 3, args, "backward data");
 	}
+	if (rc == 0 && w->x_all != NULL) {
+		/* Deferred: keep this batch's rows for the flush, where they are one op's rows. */
+		const size_t in = (size_t)nsl_shape_size(l->in), out = (size_t)nsl_shape_size(l->out);
+		const int row0 = l->defer_row0 >= 0 ? l->defer_row0 : w->rows_kept;
+		const float *gsrc = g == s->dz ? w->dz : dy;
+
+		if (row0 + batch > l->ctx->defer_rows)
+			return nsl_error_set(EINVAL, "layer %d (%s): rows %d-%d are past the %d a batch holds", l->index,
+					     w->kind->name, row0, row0 + batch - 1, l->ctx->defer_rows);
+		memcpy(w->x_all + (size_t)row0 * in, x, (size_t)batch * in * sizeof(float));
+		memcpy(w->g_all + (size_t)row0 * out, gsrc, (size_t)batch * out * sizeof(float));
+		if (row0 + batch > w->rows_kept)
+			w->rows_kept = row0 + batch;
+		return 0;
+	}
 	if (rc == 0)
-		rc = nsl_layer_bind(s->x, x);
+		rc = weight_grads(l, s, x, g, accumulate);
+	if (rc < 0)
+		return nsl_error_prefix(rc, "layer %d (%s)", l->index, w->kind->name);
+	return 0;
+}
+
+int nsl_weighted_flush(struct nsl_layer *l, bool accumulate)
+{
+	struct nsl_weighted *w = l->priv;
+	struct nsl_prim_slot *s;
+	int rc, rows = w->rows_kept;
+
+	if (rows == 0)
+		return 0;
+	w->rows_kept = 0;
+	/* The batch's shape is made once, at the first flush; only its weights op runs. */
+	if ((rc = nsl_prim_prepare(l, &w->prims, rows, prepared_build)) < 0 ||
+	    (rc = nsl_prim_get(l, &w->prims, rows, &s)) < 0)
+		return rc;
+	if ((rc = nsl_layer_bind(s->dy, w->g_all)) == 0)
+		rc = weight_grads(l, s, w->x_all, s->dy, accumulate);
+	return rc < 0 ? nsl_error_prefix(rc, "layer %d (%s) weight gradients", l->index, w->kind->name) : 1;
+}
+
+/* dW and db of x and g (bound to the slot's memory) into the gradients, added or overwritten. */
+static int weight_grads(struct nsl_layer *l, struct nsl_prim_slot *s, const float *x, dnnl_memory_t g,
+			bool accumulate)
+{
+	struct nsl_weighted *w = l->priv;
+	struct nsl_param *wp = &l->params[0], *bp = &l->params[1];
+	int rc = nsl_layer_bind(s->x, x);
+
 	/* Accumulating: oneDNN overwrites its outputs, so this call's gradients go to scratch first. */
 	if (rc == 0)
 		rc = nsl_layer_bind(w->dw, accumulate ? w->dw_acc : wp->grad);
@@ -309,9 +369,7 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 		add_into(wp->grad, w->dw_acc, wp->count);
 		add_into(bp->grad, w->db_acc, bp->count);
 	}
-	if (rc < 0)
-		return nsl_error_prefix(rc, "layer %d (%s)", l->index, w->kind->name);
-	return 0;
+	return rc;
 }
 
 void nsl_weighted_fini(struct nsl_layer *l)
@@ -329,6 +387,8 @@ void nsl_weighted_fini(struct nsl_layer *l)
 	nsl_alloc_free(&nsl_allocator_libc, w->dw_acc);
 	nsl_alloc_free(&nsl_allocator_libc, w->db_acc);
 	nsl_alloc_free(&nsl_allocator_libc, w->dz);
+	nsl_alloc_free(&nsl_allocator_libc, w->x_all);
+	nsl_alloc_free(&nsl_allocator_libc, w->g_all);
 	free(w);
 	l->priv = NULL;
 }

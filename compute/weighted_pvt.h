@@ -51,6 +51,9 @@ struct nsl_weighted {
 	dnnl_memory_t w, b, dw, db;
 	float *dw_acc, *db_acc;       /* one call's gradients when accumulating */
 	float *dz;                    /* act'(y) * dy, max_batch x outputs */
+	/* Deferred weight gradients: every row's input and output gradient since the last flush. */
+	float *x_all, *g_all;         /* defer_rows x inputs, defer_rows x outputs */
+	int rows_kept;                /* rows [0, rows_kept) hold a backward's data */
 	struct nsl_prim_table prims;
 };
 
@@ -66,6 +69,7 @@ int nsl_weighted_prepare(struct nsl_layer *l, int batch);
 int nsl_weighted_forward(struct nsl_layer *l, int batch, const float *x, float *y, bool train, uint64_t key);
 int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const float *y, const float *dy,
 			  float *dx, bool accumulate);
+int nsl_weighted_flush(struct nsl_layer *l, bool accumulate);
 /* Releases everything and frees l->priv. */
 void nsl_weighted_fini(struct nsl_layer *l);
 

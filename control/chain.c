@@ -11,7 +11,7 @@
 #include "chain.h"
 
 int nsl_chain_init(struct nsl_chain *c, struct nsl_compute *cc, const struct nsl_model *m, const int *starts,
-		   int nstages, int max_batch, uint64_t seed, const struct nsl_optim_config *optim)
+		   int nstages, int max_batch, uint64_t seed, const struct nsl_optim_config *optim, bool defer)
 {
 	memset(c, 0, sizeof(*c));
 	if (nstages < 1 || nstages > NSL_CHAIN_MAX_STAGES)
@@ -23,7 +23,7 @@ int nsl_chain_init(struct nsl_chain *c, struct nsl_compute *cc, const struct nsl
 	for (int i = 0; i < nstages; i++) {
 		struct nsl_stage_config cfg = {
 			.model = m, .first = starts[i], .last = starts[i + 1], .max_batch = max_batch,
-			.seed = seed, .optim = *optim, .alloc = &nsl_allocator_libc,
+			.seed = seed, .optim = *optim, .alloc = &nsl_allocator_libc, .defer_rows = defer ? max_batch : 0,
 		};
 
 		c->stages[i] = nsl_stage_create(cc, &cfg);
@@ -94,7 +94,7 @@ int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float
 		*loss_sum += loss;
 		g = c->dlogits;
 		for (int i = c->nstages - 1; i >= 0 && rc == 0; i--)
-			rc = nsl_stage_backward(c->stages[i], rows, g, &g);
+			rc = nsl_stage_backward_rows(c->stages[i], 0, r, rows, g, &g);
 	}
 	for (int i = 0; i < c->nstages && rc == 0; i++)
 		rc = nsl_stage_step(c->stages[i], lr);

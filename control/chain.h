@@ -27,9 +27,14 @@ struct nsl_chain {
 	float *dlogits;       /* max_batch x classes */
 };
 
-/* Build the stages [starts[i], starts[i+1]). Returns 0 or a negative errno with a message. */
+/*
+ * Build the stages [starts[i], starts[i+1]). `defer`: weight gradients wait for the step and are
+ * computed over the whole batch at once (nsl_stage_config.defer_rows), as the N-split peers do,
+ * so a chain trained on micro-batches sums them in the peers' order. Returns 0 or a negative
+ * errno with a message.
+ */
 int nsl_chain_init(struct nsl_chain *c, struct nsl_compute *cc, const struct nsl_model *m, const int *starts,
-		   int nstages, int max_batch, uint64_t seed, const struct nsl_optim_config *optim);
+		   int nstages, int max_batch, uint64_t seed, const struct nsl_optim_config *optim, bool defer);
 
 void nsl_chain_fini(struct nsl_chain *c);
 

@@ -101,7 +101,7 @@ static int run(const struct eval_opts *o)
 	nsl_optim_config_init(&oc, "sgd");
 	starts[0] = 0;
 	starts[1] = m->nlayers;
-	if ((rc = nsl_chain_init(&chain, cc, m, starts, 1, o->batch, 0, &oc)) < 0)
+	if ((rc = nsl_chain_init(&chain, cc, m, starts, 1, o->batch, 0, &oc, false)) < 0)
 		goto out;
 	chain_ok = true;
 	if ((rc = nsl_chain_load(&chain, o->weights)) < 0)

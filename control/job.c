@@ -211,7 +211,8 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 	nsl_job_buffers(j, &b);
 	for (int s = 0; s < j->npeers; s++) {
 		struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[s], .last = j->starts[s + 1],
-						.max_batch = j->micro, .contexts = j->slots[s], .optim = j->oc };
+						.max_batch = j->micro, .contexts = j->slots[s], .optim = j->oc,
+						.defer_rows = j->o->batch };
 		struct nsl_stage_memory m;
 		int rc = nsl_stage_memory_plan(&cfg, j->micro, &m);
 		uint64_t need = m.total + b.total;

@@ -256,6 +256,7 @@ static int make_stage(struct peer *p, int stage)
 	int k = j->slots[stage];
 	struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[stage], .last = j->starts[stage + 1],
 					.max_batch = j->micro, .contexts = k, .seed = j->o->seed, .optim = j->oc,
+					.defer_rows = j->o->batch,
 					.alloc = &nsl_allocator_dp };
 	int rc, rem = (int)(j->per_shard % (uint32_t)j->o->batch) % j->micro;
 
@@ -418,7 +419,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 
 			/* This slot's last input gradient may still be on its way to the previous peer. */
 			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0)
-				rc = nsl_stage_backward_in(p->stage, slot, mr, dy, &p->dx[slot]);
+				rc = nsl_stage_backward_rows(p->stage, slot, m * j->micro, mr, dy, &p->dx[slot]);
 			/* The input and the gradient of this micro-batch are used up: their slots may refill. */
 			act->full = false;
 			grad->full = false;

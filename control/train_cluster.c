@@ -251,7 +251,7 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 				return rc;
 		return 0;
 	}
-	if ((rc = nsl_chain_init(c, p->cc, j->model, j->starts, n, j->o->batch, j->o->seed, &j->oc)) < 0)
+	if ((rc = nsl_chain_init(c, p->cc, j->model, j->starts, n, j->o->batch, j->o->seed, &j->oc, false)) < 0)
 		return rc;
 	if ((rc = nsl_peer_unpack_stage(j, c->stages[p->stage_idx], p->swap_tx_buf, len, "this peer's final stage")) < 0)
 		return rc;

@@ -71,7 +71,7 @@ static int open_ports(struct job *j, struct nsl_port **ports)
 /* The final weights, gathered from the peers into one chain (for evaluation and saving). */
 static int gather(struct job *j, struct nsl_chain *c, struct nsl_compute *cc, struct nsl_job_totals *t)
 {
-	int rc = nsl_chain_init(c, cc, j->model, j->starts, j->npeers, j->o->batch, j->o->seed, &j->oc);
+	int rc = nsl_chain_init(c, cc, j->model, j->starts, j->npeers, j->o->batch, j->o->seed, &j->oc, false);
 
 	for (int i = 0; i < j->npeers; i++) {
 		t->loss_sum += j->peers[i].loss_sum;

@@ -218,7 +218,7 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		rc = -EINVAL;
 		goto out;
 	}
-	if ((rc = nsl_chain_init(&r.chain, r.cc, r.model, starts, nstages, o->batch, o->seed, &oc)) < 0)
+	if ((rc = nsl_chain_init(&r.chain, r.cc, r.model, starts, nstages, o->batch, o->seed, &oc, true)) < 0)
 		goto out;
 	r.chain_ok = true;
 

@@ -14,6 +14,7 @@
 static const char *const names[] = {
 	[NSL_POLL_AUTO] = "auto",
 	[NSL_POLL_BUSY] = "busy",
+	[NSL_POLL_YIELD] = "yield",
 	[NSL_POLL_ADAPTIVE] = "adaptive",
 };
 
@@ -24,7 +25,7 @@ int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out)
 			*out = (enum nsl_poll_mode)m;
 			return 0;
 		}
-	return nsl_error_set(EINVAL, "polling mode '%s': give auto, busy or adaptive", s ? s : "");
+	return nsl_error_set(EINVAL, "polling mode '%s': give auto, busy, adaptive or yield", s ? s : "");
 }
 
 const char *nsl_poll_mode_name(enum nsl_poll_mode m)
@@ -45,7 +46,7 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
 	if (m != NSL_POLL_BUSY)
 		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	*w = (struct nsl_idle){
-		.mode = m == NSL_POLL_BUSY ? NSL_POLL_BUSY : NSL_POLL_ADAPTIVE,
+		.mode = m == NSL_POLL_BUSY || m == NSL_POLL_YIELD ? m : NSL_POLL_ADAPTIVE,
 		.nap_us = NSL_IDLE_NAP_MIN_US,
 	};
 }
@@ -64,7 +65,7 @@ void nsl_idle_after(struct nsl_idle *w, int work)
 		_mm_pause();
 		return;
 	}
-	if (w->empty <= NSL_IDLE_SPINS + NSL_IDLE_YIELDS) {
+	if (w->mode == NSL_POLL_YIELD || w->empty <= NSL_IDLE_SPINS + NSL_IDLE_YIELDS) {
 		w->yields++;
 		sched_yield();
 		return;

@@ -55,7 +55,7 @@ expect 2 'give --peers N' -- "$nsplit" launch
 expect 2 'memif is the transport' -- "$nsplit" launch --peers 2 --transport ring
 expect 2 'is the launcher' -- "$nsplit" launch --peers 2 --rank 1
 # Memory budgets: a job that does not fit is refused before training, naming peer, stage, bytes.
-expect 1 'peer 0 cannot hold stage 1 (layers 0-0): it needs 12.8 MiB' -- "$nsplit" train --peers 4 --mem-limit 2M --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 'peer 0 cannot hold stage 1 (layers 0-0): it needs 13.1 MiB' -- "$nsplit" train --peers 4 --mem-limit 2M --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 '--mem-limit: "lots" is not a size' -- "$nsplit" train --peers 4 --mem-limit lots
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
 expect 1 'peer 1 cannot hold stage 1 (layers 0-0)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400

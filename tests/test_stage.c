@@ -23,6 +23,7 @@
 #define STEPS 6
 
 static struct nsl_compute *cc;
+static int defer_rows;   /* nets made by net_init_in_flight defer weight gradients over this many rows */
 
 struct net {
 	int n;
@@ -35,7 +36,8 @@ static int net_init_in_flight(struct net *net, const struct nsl_model *m, const 
 	net->n = n;
 	for (int i = 0; i < n; i++) {
 		struct nsl_stage_config cfg = { .model = m, .first = starts[i], .last = starts[i + 1],
-						.max_batch = max_batch, .contexts = contexts, .seed = seed };
+						.max_batch = max_batch, .contexts = contexts, .seed = seed,
+						.defer_rows = defer_rows };
 
 		nsl_optim_config_init(&cfg.optim, optim);
 		if (cfg.optim.ops == &nsl_optim_sgd)
@@ -224,8 +226,18 @@ static void test_microbatch_accumulation(void)
  * GPipe order: every micro-batch's forward through every stage, each in its own slot, then the
  * backwards. Summed in the same order as one at a time, so equal bit for bit.
  */
+/* GPipe order; backwards in reverse order when asked, placed at their rows when `rows`. */
+static int net_train_gpipe_order(struct net *net, const struct nsl_model *m, const float *x, const int32_t *y,
+				 uint64_t key, float lr, bool reverse, bool rows);
+
 static int net_train_gpipe(struct net *net, const struct nsl_model *m, const float *x, const int32_t *y,
 			   uint64_t key, float lr)
+{
+	return net_train_gpipe_order(net, m, x, y, key, lr, false, false);
+}
+
+static int net_train_gpipe_order(struct net *net, const struct nsl_model *m, const float *x, const int32_t *y,
+				 uint64_t key, float lr, bool reverse, bool rows)
 {
 	const int mb = 2, nmb = BATCH / mb;
 	int64_t in = nsl_shape_size(m->input);
@@ -241,13 +253,15 @@ static int net_train_gpipe(struct net *net, const struct nsl_model *m, const flo
 				return -1;
 		logits[k] = a;
 	}
-	for (int k = 0; k < nmb; k++) {
+	for (int q = 0; q < nmb; q++) {
+		const int k = reverse ? nmb - 1 - q : q;
 		const float *g = dl[k];
 
 		if (nsl_softmax_xent(logits[k], y + k * mb, mb, m->classes, 1.0f / BATCH, dl[k], NULL, &loss) < 0)
 			return -1;
 		for (int i = net->n - 1; i >= 0; i--)
-			if (nsl_stage_backward_in(net->s[i], k, mb, g, &g) < 0)
+			if ((rows ? nsl_stage_backward_rows(net->s[i], k, k * mb, mb, g, &g)
+				  : nsl_stage_backward_in(net->s[i], k, mb, g, &g)) < 0)
 				return -1;
 	}
 	for (int i = 0; i < net->n; i++)
@@ -294,6 +308,55 @@ static void test_micro_batches_in_flight(void)
 	free(x);
 	net_free(&a);
 	net_free(&b);
+	nsl_model_free(m);
+}
+
+/*
+ * Deferred weight gradients: backwards placed at their rows give the same weights in any order,
+ * bitwise, and the same as gradients computed at each backward up to the order of the sums.
+ */
+static void test_deferred_weights(void)
+{
+	struct nsl_model *m = nsl_model_parse("conv:4x3x3,relu,maxpool:2,flatten,dense:16,relu,dense:10",
+					      (struct nsl_shape){ 1, 10, 10 });
+	int starts[3] = { 0, 3, 0 };
+	int64_t in;
+	struct net fwd, rev, now;
+	float *x, *pf, *pr, *pn;
+	int32_t y[BATCH];
+	size_t n;
+	double worst = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	starts[2] = m->nlayers;
+	in = nsl_shape_size(m->input);
+	x = malloc(sizeof(float) * BATCH * (size_t)in);
+	defer_rows = BATCH;
+	CU_ASSERT_EQUAL_FATAL(net_init_in_flight(&fwd, m, starts, 2, "adam", 5, 2, BATCH / 2), 0);
+	CU_ASSERT_EQUAL_FATAL(net_init_in_flight(&rev, m, starts, 2, "adam", 5, 2, BATCH / 2), 0);
+	defer_rows = 0;
+	CU_ASSERT_EQUAL_FATAL(net_init_in_flight(&now, m, starts, 2, "adam", 5, 2, BATCH / 2), 0);
+	for (int step = 0; step < STEPS; step++) {
+		random_batch(m, (uint64_t)step, x, y);
+		CU_ASSERT_EQUAL_FATAL(net_train_gpipe_order(&fwd, m, x, y, (uint64_t)step * 1000, 0.01f, false, true), 0);
+		CU_ASSERT_EQUAL_FATAL(net_train_gpipe_order(&rev, m, x, y, (uint64_t)step * 1000, 0.01f, true, true), 0);
+		CU_ASSERT_EQUAL_FATAL(net_train_gpipe_order(&now, m, x, y, (uint64_t)step * 1000, 0.01f, false, false), 0);
+	}
+	pf = net_params(&fwd, &n);
+	pr = net_params(&rev, &n);
+	pn = net_params(&now, &n);
+	CU_ASSERT(memcmp(pf, pr, n * sizeof(float)) == 0);
+	for (size_t i = 0; i < n; i++)
+		worst = fabs((double)pf[i] - (double)pn[i]) > worst ? fabs((double)pf[i] - (double)pn[i]) : worst;
+	CU_ASSERT(worst < 1e-5);
+	CU_ASSERT(worst > 0 || memcmp(pf, pn, n * sizeof(float)) == 0);
+	free(pf);
+	free(pr);
+	free(pn);
+	free(x);
+	net_free(&fwd);
+	net_free(&rev);
+	net_free(&now);
 	nsl_model_free(m);
 }
 
@@ -413,7 +476,8 @@ static void test_memory_plan(void)
 		for (int first = 0; first < m->nlayers; first += 2)
 			for (int contexts = 1; contexts <= 3; contexts += 2) {
 				struct nsl_stage_config cfg = { .model = m, .first = first, .last = m->nlayers,
-								.max_batch = 16, .contexts = contexts, .seed = 1 };
+								.max_batch = 16, .contexts = contexts, .seed = 1,
+								.defer_rows = contexts == 3 ? 64 : 0 };
 				struct nsl_stage_memory plan, real;
 				struct nsl_stage *s;
 
@@ -468,6 +532,7 @@ static const struct nsl_test_case cases[] = {
 	{ "micro-batches accumulate to the batch gradient", test_microbatch_accumulation },
 	{ "micro-batches in flight equal one at a time", test_micro_batches_in_flight },
 	{ "optimizer state moves between stages", test_state_moves },
+	{ "deferred weight gradients: any backward order, same weights", test_deferred_weights },
 	{ "seed decides initialisation", test_seed_decides_init },
 	{ "memory report", test_memory_report },
 	{ "memory planned from the model matches the stage made", test_memory_plan },

@@ -23,6 +23,7 @@ enum nsl_poll_mode {
 	NSL_POLL_AUTO = 0,
 	NSL_POLL_BUSY,
 	NSL_POLL_ADAPTIVE,
+	NSL_POLL_YIELD,           /* spin, then yield the core for as long as it takes; never sleep */
 };
 
 /* Adaptive: empty polls spun before yielding, yields before napping, and the naps. */
@@ -32,7 +33,7 @@ enum nsl_poll_mode {
 #define NSL_IDLE_NAP_MAX_US 200
 
 struct nsl_idle {
-	enum nsl_poll_mode mode;  /* busy or adaptive */
+	enum nsl_poll_mode mode;  /* busy, adaptive or yield */
 	uint32_t empty;           /* empty polls in a row */
 	uint32_t nap_us;          /* the next nap */
 	uint64_t yields, naps;    /* counters, for summaries */

@@ -52,6 +52,12 @@ struct nsl_stage_config {
 	int first, last;                   /* layers [first, last), 0 <= first < last <= nlayers */
 	int max_batch;                     /* largest batch (micro-batch) forward will see */
 	int contexts;                      /* micro-batches in flight at once (0 = 1) */
+	/*
+	 * > 0: defer weight gradients. Each backward computes input gradients only and keeps its
+	 * rows; nsl_stage_step first computes the weight gradients of all rows kept (up to this
+	 * many: the batch) as one batch-sized op per layer, off the pipeline's critical path.
+	 */
+	int defer_rows;
 	uint64_t seed;                     /* initialisation and dropout */
 	struct nsl_optim_config optim;
 	/* Parameters, gradients, optimizer state, outputs and input gradients: the memory that may
@@ -119,7 +125,15 @@ int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, 
 			 uint64_t key);
 int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy, const float **dx);
 
-/* Apply the optimizer with learning rate lr to every parameter, then zero the gradients. */
+/*
+ * With defer_rows: the same, keeping this micro-batch's rows as rows [row0, row0 + batch) of
+ * the batch, so the weight gradients do not depend on the order backwards run in
+ * (nsl_stage_backward_in appends them in arrival order).
+ */
+int nsl_stage_backward_rows(struct nsl_stage *s, int k, int row0, int batch, const float *dy, const float **dx);
+
+/* Apply the optimizer with learning rate lr to every parameter (after the deferred weight
+ * gradients, if any), then zero the gradients. */
 int nsl_stage_step(struct nsl_stage *s, float lr);
 
 /* Memory held for micro-batch `batch` (activations scale with it; the rest is fixed). */

@@ -319,25 +319,64 @@ int nsl_model_parse_split(const struct nsl_model *m, const char *text, int *star
 	return n;
 }
 
+/* A partial split's worth: its largest stage, then how many stages start at a layer without weights. */
+struct split_cost {
+	int64_t max;
+	int penalty;
+	int from;                 /* where the last stage starts */
+};
+
+static bool better(struct split_cost a, struct split_cost b)
+{
+	return a.max < b.max || (a.max == b.max && a.penalty < b.penalty);
+}
+
 int nsl_model_even_split(const struct nsl_model *m, int nstages, int *starts)
 {
-	int64_t total = 0, acc = 0;
-	int s = 1;
+	const int n = m->nlayers;
+	int64_t *prefix;
+	struct split_cost *best;
 
-	if (nstages < 1 || nstages > m->nlayers)
-		return nsl_error_set(EINVAL, "cannot cut a %d-layer model into %d stages", m->nlayers, nstages);
-	for (int i = 0; i < m->nlayers; i++)
-		total += nsl_model_layer_params(m, i);
-	starts[0] = 0;
-	/* Cut after the layer where the running count first reaches s/nstages of the total, but
-	 * leave at least one layer for every later stage. */
-	for (int i = 0; i < m->nlayers && s < nstages; i++) {
-		acc += nsl_model_layer_params(m, i);
-		int remaining_layers = m->nlayers - (i + 1);
-
-		if ((acc * nstages >= total * s && i + 1 > starts[s - 1]) || remaining_layers == nstages - s)
-			starts[s++] = i + 1;
+	if (nstages < 1 || nstages > n)
+		return nsl_error_set(EINVAL, "cannot cut a %d-layer model into %d stages", n, nstages);
+	prefix = calloc((size_t)n + 1, sizeof(*prefix));
+	best = calloc((size_t)(nstages + 1) * (size_t)(n + 1), sizeof(*best));
+	if (prefix == NULL || best == NULL) {
+		free(prefix);
+		free(best);
+		return nsl_error_set(ENOMEM, "out of memory splitting the model");
 	}
-	starts[nstages] = m->nlayers;
+	for (int i = 0; i < n; i++)
+		prefix[i + 1] = prefix[i] + nsl_model_layer_params(m, i);
+	/*
+	 * The stages with the smallest largest parameter count (a pipeline runs at its slowest
+	 * stage's pace, and a stage's work grows with its weights); among those, activations stay
+	 * with the layer before them, where they fuse, rather than start a stage.
+	 * best[k * (n + 1) + i]: layers [0, i) in k stages.
+	 */
+	for (int k = 0; k <= nstages; k++)
+		for (int i = 0; i <= n; i++)
+			best[k * (n + 1) + i] = (struct split_cost){ INT64_MAX, 0, -1 };
+	best[0] = (struct split_cost){ 0, 0, 0 };
+	for (int k = 1; k <= nstages; k++)
+		for (int i = k; i <= n - (nstages - k); i++)
+			for (int j = k - 1; j < i; j++) {
+				struct split_cost prev = best[(k - 1) * (n + 1) + j], c;
+
+				if (prev.from < 0)
+					continue;
+				c.max = prefix[i] - prefix[j] > prev.max ? prefix[i] - prefix[j] : prev.max;
+				c.penalty = prev.penalty + (j > 0 && nsl_model_layer_params(m, j) == 0);
+				c.from = j;
+				if (better(c, best[k * (n + 1) + i]))
+					best[k * (n + 1) + i] = c;
+			}
+	starts[nstages] = n;
+	for (int k = nstages, i = n; k > 0; k--) {
+		i = best[k * (n + 1) + i].from;
+		starts[k - 1] = i;
+	}
+	free(prefix);
+	free(best);
 	return nstages;
 }

@@ -197,6 +197,29 @@ int nsl_peer_wait_tx(struct peer *p, struct txmsg *t)
 	return 0;
 }
 
+/*
+ * The link moves frames only when polled, and this thread polls only while it waits: before it
+ * computes, let what it sent leave and what it received be acknowledged, or a neighbour waits
+ * for a whole forward or backward. A few polls while they find work, never a nap.
+ */
+static void kick(struct peer *p)
+{
+	for (int i = 0; i < 8 && nsl_link_poll(p->link) > 0; i++)
+		;
+}
+
+/* Before a computation: slots freed since the last wait become credit the neighbours see now. */
+static int post_all(struct peer *p)
+{
+	int rc;
+
+	for (int i = 0; i < p->nexpect; i++)
+		if ((rc = post_expected(p, &p->expect[i])) < 0)
+			return rc;
+	kick(p);
+	return 0;
+}
+
 int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const void *data, uint64_t len,
 		int stage, int micro, int round, int64_t step)
 {
@@ -211,6 +234,7 @@ int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const v
 	if (rc < 0)
 		return rc;
 	t->busy = true;
+	kick(p);
 	return 0;
 }
 
@@ -391,7 +415,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			const float *x = s == 0 ? p->x + (int64_t)m * j->micro * in_size : act->data;
 
 			/* The output buffer of this slot may still be on its way to the next peer. */
-			if ((rc = nsl_peer_wait_tx(p, &p->tx_act[slot])) == 0)
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_act[slot])) == 0 && (rc = post_all(p)) == 0)
 				rc = nsl_stage_forward_in(p->stage, slot, mr, x, &p->y[slot], true, (uint64_t)step);
 			break;
 		}
@@ -418,7 +442,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			const float *dy = s == n - 1 ? p->dlogits + (int64_t)slot * j->micro * classes : grad->data;
 
 			/* This slot's last input gradient may still be on its way to the previous peer. */
-			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0)
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0 && (rc = post_all(p)) == 0)
 				rc = nsl_stage_backward_rows(p->stage, slot, m * j->micro, mr, dy, &p->dx[slot]);
 			/* The input and the gradient of this micro-batch are used up: their slots may refill. */
 			act->full = false;

@@ -104,6 +104,7 @@ struct peer {
 	double loss_sum;
 	int64_t correct, seen;
 	atomic_int rounds_done;
+	double t_ready, t_done;   /* set up, and done training (nsl_now) */
 	struct nsl_trace trace;   /* --trace: this peer's spans */
 	uint64_t budget;          /* bytes, 0 = none */
 	uint64_t peak;            /* the largest stage made here plus the buffers */

@@ -28,8 +28,11 @@ static void *peer_main(void *arg)
 	struct job *j = p->job;
 	int rc = nsl_eal_thread_register();
 
-	if (rc == 0 && (rc = nsl_peer_setup(p)) == 0)
+	if (rc == 0 && (rc = nsl_peer_setup(p)) == 0) {
+		p->t_ready = nsl_now();
 		rc = nsl_peer_train(p);
+		p->t_done = nsl_now();
+	}
 	if (rc < 0)
 		nsl_peer_fail(p, rc);
 	atomic_fetch_add(&finished, 1);
@@ -162,7 +165,14 @@ static int run_peers(struct job *j, double t_start)
 			if (j->peers[i].rc < 0 && (pass == 1 || j->peers[i].rc != -ECANCELED))
 				rc = nsl_error_set(j->peers[i].rc, "%s", j->peers[i].err);
 	if (rc == 0) {
-		double train_time = nsl_now() - t0;
+		/* Training proper: from the last peer ready (stages made) to the last one done. */
+		double ready = t0, done = t0, train_time;
+
+		for (int i = 0; i < n; i++) {
+			ready = j->peers[i].t_ready > ready ? j->peers[i].t_ready : ready;
+			done = j->peers[i].t_done > done ? j->peers[i].t_done : done;
+		}
+		train_time = done - ready;
 
 		nsl_job_print_peaks(j->peers, n);
 		struct nsl_compute *cc = nsl_compute_create(j->o->threads);

@@ -83,13 +83,19 @@ static void test_splits(void)
 	CU_ASSERT_EQUAL(nsl_model_parse_split(m, "5", starts, 8), -EINVAL);
 	CU_ASSERT_EQUAL(nsl_model_parse_split(m, "0", starts, 8), -EINVAL);
 	CU_ASSERT_EQUAL(nsl_model_parse_split(m, "2x", starts, 8), -EINVAL);
-	/* even by parameters: 784*512 dominates, so the first stage holds only layer 0 */
+	/* even by parameters: 784*512 dominates, so the first stage holds layer 0 and its relu */
 	CU_ASSERT_EQUAL(nsl_model_even_split(m, 2, starts), 2);
-	CU_ASSERT(starts[0] == 0 && starts[1] == 1 && starts[2] == 5);
+	CU_ASSERT(starts[0] == 0 && starts[1] == 2 && starts[2] == 5);
 	CU_ASSERT_EQUAL(nsl_model_even_split(m, 5, starts), 5);
 	for (int i = 0; i < 5; i++)
 		CU_ASSERT_EQUAL(starts[i], i);
 	CU_ASSERT_EQUAL(nsl_model_even_split(m, 6, starts), -EINVAL);
+	nsl_model_free(m);
+	/* four big layers over four stages: one each, the small last layer with the fourth */
+	m = nsl_model_parse("mlp:784-1024-1024-1024-1024-10", img);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	CU_ASSERT_EQUAL(nsl_model_even_split(m, 4, starts), 4);
+	CU_ASSERT(starts[1] == 2 && starts[2] == 4 && starts[3] == 6 && starts[4] == 9);
 	nsl_model_free(m);
 }
 

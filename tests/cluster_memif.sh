@@ -22,6 +22,8 @@ CNN="conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,rel
 
 # shellcheck source=tests/need_data.sh
 source "$HERE/need_data.sh"
+# shellcheck source=tests/weights.sh
+source "$HERE/weights.sh"
 nsl_need_data "$DATA"
 if ((EUID != 0)); then
 	echo "SKIP: cluster_memif.sh runs DPDK processes that need root here"
@@ -38,16 +40,6 @@ cleanup() {
 trap cleanup EXIT
 failed=0
 COMMON=(--data "$DATA" --epochs 1 --limit-samples 6000 --batch 64 --seed 1 --threads 1 --no-progress)
-
-check() { # name reference got
-	local verdict
-	if verdict=$(/usr/bin/python3 "$HERE/compare_weights.py" "$2" "$3" 0 2>&1); then
-		echo "ok: $1: $verdict"
-	else
-		echo "FAIL: $1: $verdict"
-		failed=1
-	fi
-}
 
 train() { # out command args...
 	local out=$1
@@ -69,7 +61,7 @@ for c in "${cases[@]}"; do
 	read -r -a opts <<<"${c#*|}"
 	train "$tmp/$name-launch.st" launch --peers 3 --transport memif "${opts[@]}" || continue
 	train "$tmp/$name-ring.st" train --peers 3 "${opts[@]}" || continue
-	check "$name: 3 processes over memif = 3 peers in one process" "$tmp/$name-ring.st" "$tmp/$name-launch.st"
+	nsl_check_weights "$name: 3 processes over memif = 3 peers in one process" "$tmp/$name-ring.st" "$tmp/$name-launch.st"
 	ref=()
 	for ((i = 0; i < ${#opts[@]}; i++)); do
 		case ${opts[i]} in
@@ -78,7 +70,7 @@ for c in "${cases[@]}"; do
 		esac
 	done
 	train "$tmp/$name-ref.st" train --peers 1 --replay-peers 3 "${ref[@]}" || continue
-	check "$name: 3 processes over memif = reference replaying their samples" "$tmp/$name-ref.st" "$tmp/$name-launch.st"
+	nsl_check_weights "$name: 3 processes over memif = reference replaying their samples" "$tmp/$name-ref.st" "$tmp/$name-launch.st"
 done
 grep -q "peer 1: copied by nsplit: 0 B on send" "$tmp/mlp-1f1b-launch.st.log" || {
 	echo "FAIL: peer 1 did not report its link counters (or copied on send)"

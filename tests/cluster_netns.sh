@@ -13,21 +13,12 @@ NSPLIT=$(realpath "${1:?usage: cluster_netns.sh NSPLIT_BINARY [DATA_DIR]}")
 DATA=${2:-${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}}
 HERE=$(dirname "$0")
 
-skip() {
-	echo "cluster_netns.sh: SKIP: $*" >&2
-	if [[ "${CI:-}" == true ]]; then
-		echo "cluster_netns.sh: CI=true, so a skip is a failure" >&2
-		exit 1
-	fi
-	exit 77
-}
-
 # shellcheck source=tests/need_data.sh
 source "$HERE/need_data.sh"
 nsl_need_data "$DATA"
-((EUID == 0)) || skip "needs root for network namespaces (run as root)"
-command -v ip >/dev/null || skip "no 'ip' command (Debian package iproute2; scripts/deps.sh installs it)"
-command -v nft >/dev/null || skip "no 'nft' command (Debian package nftables; scripts/deps.sh installs it)"
+# shellcheck source=tests/netns.sh
+source "$HERE/netns.sh"
+nsl_netns_require cluster_netns.sh
 
 id=$$
 nbr=nsl-cbr-$id
@@ -35,15 +26,12 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-cnetns.XXXXXX")
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	for i in 0 1 2; do ip netns del "nsl-c$i-$id" 2>/dev/null || true; done
-	ip netns del "$nbr" 2>/dev/null || true
+	nsl_netns_cleanup
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-ip netns add "$nbr" 2>"$tmp/err" || skip "cannot create a network namespace: $(cat "$tmp/err")"
-ip -n "$nbr" link add br0 type bridge
-ip -n "$nbr" link set br0 up
+nsl_netns_bridge "$nbr" 2
 {
 	echo "; 3 peers in namespaces nsl-c{0,1,2}-$id, on a bridge that loses 2% of frames"
 	echo "[job]"
@@ -52,25 +40,11 @@ ip -n "$nbr" link set br0 up
 	echo "micro-batch = 8"
 } >"$tmp/cluster.ini"
 for i in 0 1 2; do
-	ns=nsl-c$i-$id
 	mac=02:00:00:00:0$i:01
-	ip netns add "$ns"
-	ip link add "v$i-$id" netns "$ns" type veth peer name "p$i-$id" netns "$nbr"
-	ip -n "$ns" link set "v$i-$id" address "$mac"
-	ip -n "$ns" link set "v$i-$id" up
-	ip -n "$nbr" link set "p$i-$id" master br0
-	ip -n "$nbr" link set "p$i-$id" up
+	nsl_netns_join "$nbr" "nsl-c$i-$id" "v$i-$id" "$mac"
 	printf '[peer%d]\nport = net_af_packet0,iface=v%d-%s\nmac = %s\nip = 10.77.0.%d\n' "$i" "$i" "$id" "$mac" $((i + 1)) \
 		>>"$tmp/cluster.ini"
 done
-ip netns exec "$nbr" nft -f - <<EOF 2>"$tmp/err" || skip "nftables refused the bridge table: $(cat "$tmp/err")"
-table bridge nsl_loss {
-	chain forward {
-		type filter hook forward priority 0; policy accept;
-		numgen random mod 100 < 2 counter drop
-	}
-}
-EOF
 
 COMMON=(--data "$DATA" --epochs 1 --limit-samples 6000 --batch 64 --seed 1 --threads 1 --no-progress --no-eval)
 for i in 0 1 2; do
@@ -90,7 +64,7 @@ pids=()
 echo "--- peer 0:"
 cat "$tmp/peer0.log"
 echo "--- bridge drops:"
-ip netns exec "$nbr" nft list table bridge nsl_loss | grep counter || true
+nsl_netns_drops "$nbr"
 ((rc == 0)) || exit 1
 grep -Eq "retransmits [1-9]" "$tmp/peer0.log" "$tmp/peer1.log" "$tmp/peer2.log" || {
 	echo "FAIL: no peer retransmitted anything: did the bridge drop frames?"

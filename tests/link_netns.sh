@@ -11,18 +11,9 @@ set -euo pipefail
 
 NSPLIT=$(realpath "${1:?usage: link_netns.sh NSPLIT_BINARY}")
 
-skip() {
-	echo "link_netns.sh: SKIP: $*" >&2
-	if [[ "${CI:-}" == true ]]; then
-		echo "link_netns.sh: CI=true, so a skip is a failure" >&2
-		exit 1
-	fi
-	exit 77
-}
-
-((EUID == 0)) || skip "needs root for network namespaces (run as root)"
-command -v ip >/dev/null || skip "no 'ip' command (Debian package iproute2; scripts/deps.sh installs it)"
-command -v nft >/dev/null || skip "no 'nft' command (Debian package nftables; scripts/deps.sh installs it)"
+# shellcheck source=tests/netns.sh
+source "$(dirname "$0")/netns.sh"
+nsl_netns_require link_netns.sh
 
 id=$$
 na=nsl-a-$id nb=nsl-b-$id nbr=nsl-br-$id
@@ -30,34 +21,14 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-netns.XXXXXX")
 rx_pid=""
 cleanup() {
 	[[ -z "$rx_pid" ]] || kill "$rx_pid" 2>/dev/null || true
-	for n in "$na" "$nb" "$nbr"; do
-		ip netns del "$n" 2>/dev/null || true
-	done
+	nsl_netns_cleanup
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-ip netns add "$na" 2>"$tmp/err" || skip "cannot create a network namespace: $(cat "$tmp/err")"
-ip netns add "$nb"
-ip netns add "$nbr"
-ip link add "va$id" netns "$na" type veth peer name "pa$id" netns "$nbr"
-ip link add "vb$id" netns "$nb" type veth peer name "pb$id" netns "$nbr"
-ip -n "$nbr" link add br0 type bridge
-for p in "pa$id" "pb$id"; do
-	ip -n "$nbr" link set "$p" master br0
-	ip -n "$nbr" link set "$p" up
-done
-ip -n "$nbr" link set br0 up
-ip -n "$na" link set "va$id" up
-ip -n "$nb" link set "vb$id" up
-ip netns exec "$nbr" nft -f - <<EOF 2>"$tmp/err" || skip "nftables refused the bridge table: $(cat "$tmp/err")"
-table bridge nsl_loss {
-	chain forward {
-		type filter hook forward priority 0; policy accept;
-		numgen random mod 100 < 5 counter drop
-	}
-}
-EOF
+nsl_netns_bridge "$nbr" 5
+nsl_netns_join "$nbr" "$na" "va$id"
+nsl_netns_join "$nbr" "$nb" "vb$id"
 
 common=(--count 200 --size 256K --random-sizes --seed 5 --deadline 300 --peer-timeout 20000)
 ip netns exec "$nb" "$NSPLIT" link --self 1 --port "net_af_packet0,iface=vb$id" "${common[@]}" \
@@ -71,7 +42,7 @@ rx_pid=""
 echo "--- receiver (peer 1):"
 cat "$tmp/rx.log"
 echo "--- bridge drops:"
-ip netns exec "$nbr" nft list table bridge nsl_loss | grep counter || true
+nsl_netns_drops "$nbr"
 grep -q "peer 1 received 200 messages" "$tmp/rx.log" || {
 	echo "link_netns.sh: peer 1 did not receive all 200 messages intact" >&2
 	rc=1

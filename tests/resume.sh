@@ -18,6 +18,8 @@ MLP="mlp:784-512-256-10"
 
 # shellcheck source=tests/need_data.sh
 source "$HERE/need_data.sh"
+# shellcheck source=tests/weights.sh
+source "$HERE/weights.sh"
 nsl_need_data "$DATA"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-resume.XXXXXX")
@@ -30,16 +32,6 @@ trap cleanup EXIT
 failed=0
 COMMON=(--data "$DATA" --model "$MLP" --batch 64 --seed 1 --threads 1 --no-progress --no-eval --optimizer adam
 	--lr 0.001)
-
-check() { # name a b
-	local verdict
-	if verdict=$(/usr/bin/python3 "$HERE/compare_weights.py" "$2" "$3" 0 2>&1); then
-		echo "ok: $1: $verdict"
-	else
-		echo "FAIL: $1: $verdict"
-		failed=1
-	fi
-}
 
 echo "== 1. 4 peers killed after round 5, resumed"
 FOUR=(--peers 4 --epochs 3 --limit-samples 12000 "${COMMON[@]}")
@@ -68,7 +60,7 @@ echo "killed with $(ls "$tmp/ck4" | tr '\n' ' ')on disk"
 	exit 1
 }
 grep "resuming from" "$tmp/resumed.log"
-check "killed after round 5 and resumed = uninterrupted" "$tmp/whole.st" "$tmp/resumed.st"
+nsl_check_weights "killed after round 5 and resumed = uninterrupted" "$tmp/whole.st" "$tmp/resumed.st"
 
 echo "== 2. a 2-peer checkpoint resumes as 3 peers"
 "$NSPLIT" train --peers 2 --epochs 1 --limit-samples 6000 "${COMMON[@]}" --checkpoint "$tmp/ck2" \
@@ -81,7 +73,7 @@ echo "== 2. a 2-peer checkpoint resumes as 3 peers"
 	cat "$tmp/three.log"
 	exit 1
 }
-check "2-peer checkpoint loaded by 3 peers cut elsewhere" "$tmp/two.st" "$tmp/three.st"
+nsl_check_weights "2-peer checkpoint loaded by 3 peers cut elsewhere" "$tmp/two.st" "$tmp/three.st"
 if "$NSPLIT" train --peers 3 --epochs 2 --limit-samples 6000 "${COMMON[@]}" --resume "$tmp/ck2" \
 	>"$tmp/more.log" 2>&1 && grep -q "epoch 2/2" "$tmp/more.log"; then
 	echo "ok: 3 peers train on from the 2-peer checkpoint: $(grep 'epoch 2/2' "$tmp/more.log")"

@@ -394,7 +394,7 @@ int nsl_stage_backward(struct nsl_stage *s, int batch, const float *dy, const fl
 	return nsl_stage_backward_in(s, 0, batch, dy, dx);
 }
 
-int nsl_stage_step(struct nsl_stage *s, float lr)
+int nsl_stage_weight_grads(struct nsl_stage *s)
 {
 	bool wrote = false;
 
@@ -410,6 +410,15 @@ int nsl_stage_step(struct nsl_stage *s, float lr)
 	}
 	if (wrote && s->ctx.defer_rows > 0)
 		s->grads_zero = false;
+	return 0;
+}
+
+int nsl_stage_step(struct nsl_stage *s, float lr)
+{
+	int rc = nsl_stage_weight_grads(s);
+
+	if (rc < 0)
+		return rc;
 	s->steps++;
 	for (int k = 0; k < s->nparams; k++) {
 		struct stage_param *sp = &s->params[k];

@@ -453,6 +453,9 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			rc = nsl_peer_send(p, &p->tx_grad[slot], prev, NSL_MSG_GRADIENT, p->dx[slot],
 				  (uint64_t)mr * (uint64_t)in_size * sizeof(float), s - 1, m, round, step);
 			break;
+		case NSL_OP_WGRAD:
+			rc = nsl_stage_weight_grads(p->stage);
+			break;
 		case NSL_OP_STEP:
 			rc = nsl_stage_step(p->stage, lr);
 			break;

@@ -23,6 +23,7 @@ static const char *const op_names[NSL_OP_COUNT] = {
 	[NSL_OP_RECV_GRAD] = "recv_grad",
 	[NSL_OP_BWD] = "bwd",
 	[NSL_OP_SEND_GRAD] = "send_grad",
+	[NSL_OP_WGRAD] = "wgrad",
 	[NSL_OP_STEP] = "step",
 };
 
@@ -138,6 +139,9 @@ int nsl_sched_compile(enum nsl_sched_kind k, int nstages, int stage, int nmicro,
 	default:
 		return nsl_error_set(EINVAL, "schedule: unknown kind %d", (int)k);
 	}
+	/* bwd computes input gradients only; the weights' come once, over the whole batch (zero-bubble
+	 * schedules' split of backward): the last stage's starts while the others still backpropagate. */
+	put(&e, NSL_OP_WGRAD, 0);
 	put(&e, NSL_OP_STEP, 0);
 	if (e.n > cap)
 		return nsl_error_set(ENOSPC, "schedule: %d instructions for room for %d", e.n, cap);
@@ -165,7 +169,7 @@ void nsl_sched_print(FILE *f, const struct nsl_instr *prog, int n)
 		char tok[32];
 		int len;
 
-		if (prog[i].op == NSL_OP_LOAD || prog[i].op == NSL_OP_STEP)
+		if (prog[i].op == NSL_OP_LOAD || prog[i].op == NSL_OP_WGRAD || prog[i].op == NSL_OP_STEP)
 			len = snprintf(tok, sizeof(tok), "%s", nsl_op_name(prog[i].op));
 		else
 			len = snprintf(tok, sizeof(tok), "%s:%u", nsl_op_name(prog[i].op), prog[i].micro);

@@ -38,6 +38,7 @@ enum nsl_op {
 	NSL_OP_RECV_GRAD,     /* the next stage's input gradient */
 	NSL_OP_BWD,
 	NSL_OP_SEND_GRAD,     /* to the previous stage */
+	NSL_OP_WGRAD,         /* the weight gradients of every micro-batch, as one batch-sized op */
 	NSL_OP_STEP,          /* optimizer step with the batch's accumulated gradients */
 	NSL_OP_COUNT,
 };
@@ -49,7 +50,7 @@ struct nsl_instr {
 
 /* Instructions of one stage's batch program, at most (for NSL_SCHED_MAX_MICRO micro-batches). */
 #define NSL_SCHED_MAX_MICRO 4096
-#define NSL_SCHED_MAX_INSTR (2 + 6 * NSL_SCHED_MAX_MICRO)
+#define NSL_SCHED_MAX_INSTR (3 + 6 * NSL_SCHED_MAX_MICRO)
 
 /* "nsplit", "gpipe" or "1f1b". 0, or -EINVAL with a message listing them. */
 int nsl_sched_parse(const char *s, enum nsl_sched_kind *out);

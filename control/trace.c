@@ -51,7 +51,8 @@ int nsl_trace_write(const char *path, const struct nsl_trace *const *tracks, int
 		first = false;
 		for (size_t i = 0; i < t->n; i++) {
 			const struct nsl_trace_span *s = &t->s[i];
-			const bool has_micro = s->op != NSL_OP_LOAD && s->op != NSL_OP_STEP && s->op < NSL_OP_COUNT;
+			const bool has_micro = s->op != NSL_OP_LOAD && s->op != NSL_OP_WGRAD && s->op != NSL_OP_STEP &&
+					       s->op < NSL_OP_COUNT;
 
 			fprintf(f, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"name\":\"%s", t->rank, span_name(s->op));
 			if (has_micro)

@@ -16,7 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"fwd": "#4c72b0", "bwd": "#dd8452", "step": "#55a868", "loss": "#c44e52", "load": "#8172b3"}
+COLOURS = {"fwd": "#4c72b0", "bwd": "#dd8452", "wgrad": "#55a868", "step": "#1b5e20", "loss": "#c44e52",
+           "load": "#8172b3"}
 
 
 def main():
@@ -49,7 +50,8 @@ def main():
     ax.set_yticklabels([f"stage {stage[t]} ({names[t]})" for t in tids])
     ax.invert_yaxis()
     ax.set_xlabel("ms")
-    ax.set_title(f"round {a.round}, batch {a.batch}: forward blue, backward orange, step green, waiting grey")
+    ax.set_title(f"round {a.round}, batch {a.batch}: forward blue, backward orange, weight gradients green, "
+                 "waiting grey")
     fig.tight_layout()
     fig.savefig(a.out, dpi=120)
     print(f"plot_trace.py: {a.out}")

@@ -58,7 +58,7 @@ expect 2 'is the launcher' -- "$nsplit" launch --peers 2 --rank 1
 expect 1 'peer 0 cannot hold stage 1 (layers 0-0): it needs 13.1 MiB' -- "$nsplit" train --peers 4 --mem-limit 2M --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 '--mem-limit: "lots" is not a size' -- "$nsplit" train --peers 4 --mem-limit lots
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
-expect 1 'peer 1 cannot hold stage 1 (layers 0-0)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 'peer 1 cannot hold stage 1 (layers 0-1)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'and its budget is 3.0 MiB (mem-limit in the cluster file' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'fewer samples than the 4 shards' -- "$nsplit" train --peers 4 --cache "$work/c" --limit-samples 3
 expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"

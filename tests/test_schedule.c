@@ -61,6 +61,7 @@ static void run_batch(enum nsl_sched_kind k, int n, int nmicro)
 		len[s] = nsl_sched_compile(k, n, s, nmicro, prog[s], NSL_SCHED_MAX_INSTR);
 		CU_ASSERT_FATAL(len[s] > 0);
 		CU_ASSERT_EQUAL(prog[s][len[s] - 1].op, NSL_OP_STEP);
+		CU_ASSERT_EQUAL(prog[s][len[s] - 2].op, NSL_OP_WGRAD);
 		CU_ASSERT_EQUAL(prog[s][0].op == NSL_OP_LOAD, s == 0);
 	}
 	while (moved && done < n) {
@@ -132,11 +133,11 @@ static void test_shapes(void)
 	struct nsl_instr p[64];
 	int n;
 
-	/* one stage, one micro-batch: load, fwd, loss, bwd, step */
+	/* one stage, one micro-batch: load, fwd, loss, bwd, wgrad, step */
 	n = nsl_sched_compile(NSL_SCHED_NSPLIT, 1, 0, 1, p, 64);
-	CU_ASSERT_EQUAL_FATAL(n, 5);
+	CU_ASSERT_EQUAL_FATAL(n, 6);
 	CU_ASSERT(p[0].op == NSL_OP_LOAD && p[1].op == NSL_OP_FWD && p[2].op == NSL_OP_LOSS && p[3].op == NSL_OP_BWD &&
-		  p[4].op == NSL_OP_STEP);
+		  p[4].op == NSL_OP_WGRAD && p[5].op == NSL_OP_STEP);
 	/* 1f1b, stage 0 of 4 with 6 micro-batches: three forwards before the first backward */
 	n = nsl_sched_compile(NSL_SCHED_1F1B, 4, 0, 6, p, 64);
 	CU_ASSERT_FATAL(n > 0);

@@ -132,8 +132,11 @@ int nsl_stage_backward_in(struct nsl_stage *s, int k, int batch, const float *dy
  */
 int nsl_stage_backward_rows(struct nsl_stage *s, int k, int row0, int batch, const float *dy, const float **dx);
 
+/* With defer_rows: the weight gradients of every row kept since the last step, now. 0 or an errno. */
+int nsl_stage_weight_grads(struct nsl_stage *s);
+
 /* Apply the optimizer with learning rate lr to every parameter (after the deferred weight
- * gradients, if any), then zero the gradients. */
+ * gradients, if any are left), then zero the gradients. */
 int nsl_stage_step(struct nsl_stage *s, float lr);
 
 /* Memory held for micro-batch `batch` (activations scale with it; the rest is fixed). */

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 
@@ -27,12 +30,36 @@ static void usage(FILE *f)
 		fprintf(f, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
 }
 
+/*
+ * N-split peers share cores with each other and with their links' polling, so OpenMP threads
+ * that finish a parallel region must sleep rather than spin (libgomp spins for a while by
+ * default). libgomp reads OMP_WAIT_POLICY as it loads, before main: set it and start again.
+ * A user's own OMP_WAIT_POLICY is left as it is.
+ */
+static void passive_openmp(int argc, char **argv)
+{
+	bool peers = false;
+
+	if (getenv("OMP_WAIT_POLICY") != NULL || strcmp(argv[1], "train") != 0)
+		return;
+	for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--cluster") == 0 || strncmp(argv[i], "--cluster=", 10) == 0 ||
+		    (strcmp(argv[i], "--peers") == 0 && i + 1 < argc && strcmp(argv[i + 1], "1") != 0) ||
+		    (strncmp(argv[i], "--peers=", 8) == 0 && strcmp(argv[i] + 8, "1") != 0))
+			peers = true;
+	if (!peers || setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	/* Not started again: carry on with the default policy. */
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	passive_openmp(argc, argv);
 	for (size_t i = 0; i < NSUB; i++) {
 		if (strcmp(argv[1], subcommands[i].name) == 0) {
 			return subcommands[i].run(argc - 1, argv + 1);

@@ -337,8 +337,8 @@ void nsl_job_watch_tick(struct job *j, struct nsl_job_watch *w)
 
 void nsl_job_watch_end(struct job *j, struct nsl_job_watch *w)
 {
-	(void)j;
 	nsl_progress_clear(&w->prog);
+	nsl_job_metrics_rounds(j, &w->next_round, false);
 }
 
 void nsl_job_end(struct job *j)

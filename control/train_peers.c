@@ -150,7 +150,6 @@ static int run_peers(struct job *j, double t_start)
 	for (int i = 0; i < started; i++)
 		pthread_join(j->peers[i].thread, NULL);
 	nsl_job_watch_end(j, &watch);
-	nsl_job_metrics_rounds(j, &watch.next_round, false);
 	if (rc == 0 && j->o->trace) {
 		const struct nsl_trace *tracks[NSL_DATASET_MAX_PARTS];
 

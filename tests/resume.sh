@@ -52,6 +52,8 @@ if ! kill -9 "$victim" 2>/dev/null; then
 	exit 1
 fi
 wait "$victim" || true
+# A killed process leaves its DPDK runtime folder behind.
+rm -rf "/var/run/dpdk/nsplit-$victim-"*
 victim=""
 echo "killed with $(ls "$tmp/ck4" | tr '\n' ' ')on disk"
 "$NSPLIT" train "${FOUR[@]}" --checkpoint "$tmp/ck4" --resume "$tmp/ck4" --save-weights "$tmp/resumed.st" \

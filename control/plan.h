@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The optimal split: where to cut a model into N stages, and in which order the peers take them
+ * in the rotation, for a cost model of its layers and of the links (measured by `nsplit
+ * profile`), the peers' relative speeds and memory budgets.
+ *
+ * Costs of a plan (starts[], the split; order[], the rotation: in round r stage s runs on peer
+ * order[(r + s) mod N]), for S samples per shard:
+ *   compute of stage s on peer p, per sample    C_s / speed_p, C_s = sum of its layers' fwd + bwd
+ *   transfer across the cut after stage s       X_s = 2 (latency / micro + bytes_s / bandwidth)
+ *                                                (the activation forward, its gradient back)
+ *   memory of stage s                           M_s = sum of its layers' fixed bytes (parameters,
+ *                                                gradients, optimizer state) + micro x slots x
+ *                                                their activation bytes per sample
+ * Objectives, summed over the N rounds of an epoch:
+ *   NSL_PLAN_EPOCH (the paper's N-split: one sample in the pipeline at a time)
+ *       round time = S (sum_s C_s / speed + sum_s X_s)
+ *   NSL_PLAN_BOTTLENECK (gpipe, 1f1b: the pipeline runs at its slowest part)
+ *       round time = S max(max_s C_s / speed, max_s X_s)
+ * Constraint: under rotation every stage visits every peer, so M_s must fit the smallest budget.
+ */
+#ifndef NSL_PLAN_H
+#define NSL_PLAN_H
+
+#include <stdint.h>
+
+#define NSL_PLAN_MAX_PEERS 64
+
+struct nsl_cost_layer {
+	double fwd_s, bwd_s;          /* seconds per sample */
+	double fixed_bytes;           /* parameters, gradients, optimizer state */
+	double act_bytes;             /* its output, per sample (what crosses a cut after it) */
+};
+
+struct nsl_cost {
+	int nlayers;
+	struct nsl_cost_layer *layer;
+	double link_bw;               /* bytes/s between two peers */
+	double link_lat;              /* seconds per message */
+	int micro;                    /* rows per message */
+	int slots;                    /* micro-batches a stage keeps in flight (memory) */
+};
+
+enum nsl_plan_objective {
+	NSL_PLAN_EPOCH,
+	NSL_PLAN_BOTTLENECK,
+};
+
+struct nsl_plan_req {
+	const struct nsl_cost *cost;
+	int npeers;
+	const double *speed;          /* per peer, relative (NULL: all 1) */
+	const double *budget;         /* per peer, bytes (NULL or 0: unlimited) */
+	enum nsl_plan_objective objective;
+	double samples_per_shard;
+};
+
+struct nsl_plan {
+	int starts[NSL_PLAN_MAX_PEERS + 1];
+	int order[NSL_PLAN_MAX_PEERS];
+	double epoch_s;               /* the objective: seconds per epoch */
+	double stage_compute_s[NSL_PLAN_MAX_PEERS];   /* per sample, at speed 1 */
+	double stage_bytes[NSL_PLAN_MAX_PEERS];
+	double samples_per_s;
+};
+
+/* The objective of a given split and order; INFINITY when a stage does not fit a budget. */
+double nsl_plan_evaluate(const struct nsl_plan_req *r, const int *starts, const int *order);
+
+/*
+ * The best plan. 0, or -ENOSPC (no split fits: the message names the smallest budget that would)
+ * or -EINVAL with a message. Exact (ties allowed): splits by dynamic programming when the order
+ * cannot matter (equal speeds, or the N-split objective), else every order with the first peer
+ * fixed and, for each, every split while those number at most a few million; past that, the
+ * best order for the split that balances the speed-normalised work.
+ */
+int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out);
+
+/* The smallest per-peer budget under which some split into n stages fits. */
+double nsl_plan_min_budget(const struct nsl_cost *c, int n);
+
+#endif

@@ -52,14 +52,22 @@ static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec
 			if (inet_pton(AF_INET, v, &a) != 1)
 				rc = nsl_error_set(EINVAL, "%s: [%s] ip = %s is not an IPv4 address", path, sec, v);
 			p->ip = ntohl(a.s_addr);
+		} else if (strcmp(k, "speed") == 0) {
+			char *end;
+
+			p->speed = strtod(v, &end);
+			if (end == v || *end || !(p->speed > 0 && p->speed < 1e6))
+				rc = nsl_error_set(EINVAL, "%s: [%s] speed = %s is not a positive number", path, sec, v);
 		} else if (strcmp(k, "mem-limit") == 0) {
 			if ((rc = nsl_cli_bytes("mem-limit", v, &p->mem_limit)) < 0)
 				rc = nsl_error_prefix(rc, "%s: [%s]", path, sec);
 		} else {
-			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit)",
+			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit, speed)",
 					   path, sec, k);
 		}
 	}
+	if (p->speed == 0)
+		p->speed = 1;
 	if (rc == 0 && !*p->port && !*p->port_next)
 		rc = nsl_error_set(EINVAL, "%s: [%s] names no port: give port = DEVARGS, or port-next and port-prev", path,
 				   sec);

@@ -13,6 +13,7 @@
  *   mac = 02:00:00:00:00:01   ; this peer's MAC (default: broadcast to it)
  *   ip = 10.77.0.1        ; its IPv4 address (default 10.77.0.<i + 1>)
  *   mem-limit = 2G        ; its memory budget (default none)
+ *   speed = 1.5           ; its compute speed relative to the others (nsplit plan; default 1)
  */
 #ifndef NSL_CLUSTER_H
 #define NSL_CLUSTER_H
@@ -30,6 +31,7 @@ struct nsl_cluster_peer {
 	bool has_mac;
 	uint32_t ip;              /* host order; 0 = default */
 	uint64_t mem_limit;       /* bytes; 0 = none */
+	double speed;             /* relative compute speed, for nsplit plan (default 1) */
 };
 
 struct nsl_cluster {

@@ -60,6 +60,22 @@ expect 2 '--mem-limit: "lots" is not a size' -- "$nsplit" train --peers 4 --mem-
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
 expect 1 'peer 1 cannot hold stage 1 (layers 0-1)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'and its budget is 3.0 MiB (mem-limit in the cluster file' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
+# Profile and plan: a cost file measured here plans; bad plans and cost files are refused.
+expect 0 'cost file written to' -- "$nsplit" profile --model mlp:784-64-32-10 --batch 32 --out "$work/cost.json"
+expect 0 'predicted:' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2
+expect 0 '"split":[' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule nsplit --json
+expect 1 'smallest budget every peer needs is' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --mem-limit 10K
+expect 2 'give --cost FILE' -- "$nsplit" plan --peers 2
+expect 1 'was measured for model dense:64,relu,dense:32,relu,dense:10' -- "$nsplit" plan --cost "$work/cost.json" --peers 2
+printf '{"format": "nsplit-cost 1", "model": "dense:64,relu,dense:32,relu,dense:10", "layers": [' >"$work/bad.json"
+expect 1 'line 1:' -- "$nsplit" plan --cost "$work/bad.json" --model mlp:784-64-32-10
+sed 's/"layer": 4,/"layer": 9,/' "$work/cost.json" >"$work/nine.json"
+expect 1 'names layer 9, which does not exist' -- "$nsplit" plan --cost "$work/nine.json" --model mlp:784-64-32-10
+sed 's/"kind": "relu"/"kind": "gelu"/' "$work/cost.json" >"$work/kind.json"
+expect 1 'is gelu there, relu in the model' -- "$nsplit" plan --cost "$work/kind.json" --model mlp:784-64-32-10
+echo '{"a": 1}' >"$work/other.json"
+expect 1 'not an nsplit cost file' -- "$nsplit" plan --cost "$work/other.json" --model mlp:784-64-32-10
+expect 1 'line 1: a value was due' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10
 expect 1 'fewer samples than the 4 shards' -- "$nsplit" train --peers 4 --cache "$work/c" --limit-samples 3
 expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"
 expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --limit-samples 100

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* `nsplit plan`: the optimal split of a model over N peers from a cost file (plan.h, cost.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "nsplit/model.h"
+#include "cli.h"
+#include "cluster.h"
+#include "commands.h"
+#include "cost.h"
+#include "plan.h"
+#include "schedule.h"
+
+struct plan_opts {
+	const char *model, *cost, *cluster;
+	struct nsl_shape input;
+	int peers, batch, micro;
+	uint64_t mem_limit;
+	int64_t samples;
+	enum nsl_sched_kind schedule;
+	bool json;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: nsplit plan --cost FILE [options]\n"
+	      "Print the split of a model over N peers, and the order of the peers in the rotation,\n"
+	      "that trains an epoch fastest under the peers' memory budgets, with every peer's\n"
+	      "predicted time and memory.\n"
+	      "  --cost FILE        what nsplit profile measured\n"
+	      "  --model M          the model (default mlp:784-512-256-10; must be the cost file's)\n"
+	      "  --input CxHxW      the sample shape (default 1x28x28)\n"
+	      "  --peers N          peers (default 4; a cluster file's count otherwise)\n"
+	      "  --cluster FILE     peers with a speed and a mem-limit each (see nsplit train --help)\n"
+	      "  --mem-limit SIZE   every peer's budget where the cluster file gives none\n"
+	      "  --schedule S       nsplit (the shortest epoch of one sample at a time), gpipe or 1f1b\n"
+	      "                     (the smallest bottleneck); default 1f1b\n"
+	      "  --batch B          default the cost file's\n"
+	      "  --micro-batch M    default the cost file's\n"
+	      "  --samples N        training samples in all (default 60000)\n"
+	      "  --json             one JSON object instead of the table\n",
+	      f);
+}
+
+static int parse(int argc, char **argv, struct plan_opts *o)
+{
+	static const struct option opts[] = {
+		{ "cost", required_argument, NULL, 'c' }, { "model", required_argument, NULL, 'm' },
+		{ "input", required_argument, NULL, 'i' }, { "peers", required_argument, NULL, 'p' },
+		{ "cluster", required_argument, NULL, 'k' }, { "mem-limit", required_argument, NULL, 'l' },
+		{ "schedule", required_argument, NULL, 's' }, { "batch", required_argument, NULL, 'b' },
+		{ "micro-batch", required_argument, NULL, 'u' }, { "samples", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	int c, rc = 0;
+
+	optind = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->cost = optarg; break;
+		case 'm': o->model = optarg; break;
+		case 'i':
+			if (sscanf(optarg, "%dx%dx%d", &o->input.c, &o->input.h, &o->input.w) != 3 || o->input.c < 1 ||
+			    o->input.h < 1 || o->input.w < 1)
+				rc = nsl_error_set(EINVAL, "--input %s: give CxHxW, such as 1x28x28", optarg);
+			break;
+		case 'p': rc = nsl_cli_int("peers", optarg, 1, NSL_PLAN_MAX_PEERS, &o->peers); break;
+		case 'k': o->cluster = optarg; break;
+		case 'l': rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
+		case 's': {
+			enum nsl_sched_kind k;
+
+			rc = nsl_sched_parse(optarg, &k);
+			o->schedule = k;
+			break;
+		}
+		case 'b': rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
+		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
+		case 'n': rc = nsl_cli_i64("samples", optarg, 1, INT64_MAX / 2, &o->samples); break;
+		case 'j': o->json = true; break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (rc < 0)
+		return nsl_cli_fail("plan") + 1;
+	if (optind < argc || o->cost == NULL) {
+		fprintf(stderr, "nsplit plan: %s (see nsplit plan --help)\n",
+			o->cost == NULL ? "give --cost FILE (made by nsplit profile)" : "unexpected argument");
+		return 2;
+	}
+	return 0;
+}
+
+static void print_table(const struct plan_opts *o, const struct nsl_model *m, const struct nsl_plan_req *r,
+			const struct nsl_plan *p)
+{
+	const int n = r->npeers;
+
+	printf("plan for %s over %d peers, %s schedule (%s), cost file %s\n", m->text, n, nsl_sched_name(o->schedule),
+	       r->objective == NSL_PLAN_EPOCH ? "one sample at a time: the shortest epoch"
+					      : "pipelined: the slowest stage or cut sets the pace",
+	       o->cost);
+	printf("split: --split ");
+	for (int s = 1; s < n; s++)
+		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
+	printf("%s\n\n%6s %8s %16s %12s\n", n == 1 ? "(one stage)" : "", "stage", "layers", "compute us/smp", "memory MiB");
+	for (int s = 0; s < n; s++)
+		printf("%6d %4d-%-3d %16.2f %12.1f\n", s + 1, p->starts[s], p->starts[s + 1] - 1, p->stage_compute_s[s] * 1e6,
+		       p->stage_bytes[s] / 1048576.0);
+	printf("\n%6s %8s %16s %12s %12s\n", "peer", "speed", "compute s/epoch", "peak MiB", "budget MiB");
+	for (int q = 0; q < n; q++) {
+		double busy = 0, peak = 0;
+
+		/* Over an epoch the peer holds every stage once: in round r stage s is on order[(r + s) mod n]. */
+		for (int s = 0; s < n; s++) {
+			busy += p->stage_compute_s[s] * r->samples_per_shard / (r->speed ? r->speed[q] : 1);
+			peak = p->stage_bytes[s] > peak ? p->stage_bytes[s] : peak;
+		}
+		char b[32] = "-";
+
+		if (r->budget && r->budget[q] > 0)
+			snprintf(b, sizeof(b), "%.1f", r->budget[q] / 1048576.0);
+		printf("%6d %8.2f %16.3f %12.1f %12s\n", q, r->speed ? r->speed[q] : 1, busy, peak / 1048576.0, b);
+	}
+	printf("\nrotation order:");
+	for (int q = 0; q < n; q++)
+		printf(" %d", p->order[q]);
+	printf("\npredicted: %.3f s per epoch, %.0f samples/s\n", p->epoch_s, p->samples_per_s);
+}
+
+static void print_json(const struct plan_opts *o, const struct nsl_model *m, const struct nsl_plan_req *r,
+		       const struct nsl_plan *p)
+{
+	const int n = r->npeers;
+
+	printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",\"split\":[", m->text, n, nsl_sched_name(o->schedule));
+	for (int s = 1; s < n; s++)
+		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
+	printf("],\"order\":[");
+	for (int q = 0; q < n; q++)
+		printf("%s%d", q ? "," : "", p->order[q]);
+	printf("],\"epoch_s\":%.6g,\"samples_per_s\":%.6g,\"stages\":[", p->epoch_s, p->samples_per_s);
+	for (int s = 0; s < n; s++)
+		printf("%s{\"first\":%d,\"last\":%d,\"compute_s_per_sample\":%.6g,\"bytes\":%.0f}", s ? "," : "", p->starts[s],
+		       p->starts[s + 1] - 1, p->stage_compute_s[s], p->stage_bytes[s]);
+	printf("]}\n");
+}
+
+int nsl_cmd_plan(int argc, char **argv)
+{
+	struct plan_opts o = { .model = "mlp:784-512-256-10", .input = { 1, 28, 28 }, .peers = 0, .samples = 60000,
+			       .schedule = NSL_SCHED_1F1B };
+	struct nsl_cluster cl = { 0 };
+	struct nsl_model *m = NULL;
+	struct nsl_cost c = { 0 };
+	struct nsl_plan p;
+	double speed[NSL_PLAN_MAX_PEERS], budget[NSL_PLAN_MAX_PEERS];
+	int rc = parse(argc, argv, &o);
+
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (o.cluster && (rc = nsl_cluster_load(o.cluster, &cl)) < 0)
+		return nsl_cli_fail("plan");
+	if (o.peers == 0)
+		o.peers = o.cluster ? cl.npeers : 4;
+	if (o.cluster && o.peers != cl.npeers) {
+		rc = nsl_error_set(EINVAL, "--peers %d, but %s describes %d peers", o.peers, o.cluster, cl.npeers);
+		goto out;
+	}
+	if (o.peers > NSL_PLAN_MAX_PEERS) {
+		rc = nsl_error_set(EINVAL, "--peers %d: at most %d", o.peers, NSL_PLAN_MAX_PEERS);
+		goto out;
+	}
+	if ((m = nsl_model_parse(o.model, o.input)) == NULL || (rc = nsl_cost_read(o.cost, m, &c)) < 0) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (o.micro > 0)
+		c.micro = o.micro;
+	if (o.batch == 0)
+		o.batch = c.micro * 8;
+	/* Micro-batches a stage keeps: one for the paper's, all for gpipe, up to N for 1f1b's first. */
+	c.slots = o.schedule == NSL_SCHED_NSPLIT ? 1
+		: o.schedule == NSL_SCHED_GPIPE ? (o.batch + c.micro - 1) / c.micro : o.peers;
+	for (int q = 0; q < o.peers; q++) {
+		speed[q] = o.cluster ? cl.peers[q].speed : 1;
+		budget[q] = (double)(o.cluster && cl.peers[q].mem_limit ? cl.peers[q].mem_limit : o.mem_limit);
+	}
+	{
+		struct nsl_plan_req r = { .cost = &c, .npeers = o.peers, .speed = speed, .budget = budget,
+					  .objective = o.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
+					  .samples_per_shard = (double)o.samples / o.peers };
+
+		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
+			if (o.json)
+				print_json(&o, m, &r, &p);
+			else
+				print_table(&o, m, &r, &p);
+		}
+	}
+out:
+	free(c.layer);
+	nsl_model_free(m);
+	nsl_cluster_free(&cl);
+	return rc < 0 ? nsl_cli_fail("plan") : 0;
+}

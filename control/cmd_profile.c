@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * `nsplit profile`: what the planner needs to know of this machine. Each layer alone, as a
+ * one-layer stage on `--micro-batch` rows: forward and backward seconds per sample (the best of a
+ * few timed runs, each long enough to time), its parameters', gradients' and optimizer state's
+ * bytes, its output's bytes per sample; and two peers joined by a net_ring pair in this process:
+ * the link's bandwidth (4 MiB messages) and latency (half a 64-byte round trip). Writes a cost
+ * file (cost.h) and prints a table.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/compute.h"
+#include "nsplit/eal.h"
+#include "nsplit/error.h"
+#include "nsplit/link.h"
+#include "nsplit/port.h"
+#include "nsplit/rng.h"
+#include "nsplit/stage.h"
+#include "cli.h"
+#include "commands.h"
+#include "cost.h"
+#include "progress.h"
+
+#define TIMED_S 0.05
+#define RUNS 3
+
+struct profile_opts {
+	const char *model, *optimizer, *out;
+	struct nsl_shape input;
+	int batch, micro, threads;
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: nsplit profile [options]\n"
+	      "Measure each layer of a model and a link between two peers on this machine, for\n"
+	      "nsplit plan: writes a JSON cost file.\n"
+	      "  --model M          as nsplit train's (default mlp:784-512-256-10)\n"
+	      "  --input CxHxW      the sample shape (default 1x28x28, Fashion-MNIST)\n"
+	      "  --batch B          the training batch (default 64)\n"
+	      "  --micro-batch M    rows per micro-batch, as the layers will run (default batch / 8)\n"
+	      "  --optimizer NAME   sgd, adam or adamw: its state counts in each layer's bytes (default sgd,\n"
+	      "                     with momentum)\n"
+	      "  --threads T        compute threads per peer (default 1)\n"
+	      "  --out FILE         the cost file (default cost.json)\n",
+	      f);
+}
+
+static int parse(int argc, char **argv, struct profile_opts *o)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' }, { "input", required_argument, NULL, 'i' },
+		{ "batch", required_argument, NULL, 'b' }, { "micro-batch", required_argument, NULL, 'u' },
+		{ "optimizer", required_argument, NULL, 'o' }, { "threads", required_argument, NULL, 't' },
+		{ "out", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	int c, rc = 0;
+
+	optind = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o->model = optarg; break;
+		case 'i':
+			if (sscanf(optarg, "%dx%dx%d", &o->input.c, &o->input.h, &o->input.w) != 3 || o->input.c < 1 ||
+			    o->input.h < 1 || o->input.w < 1)
+				rc = nsl_error_set(EINVAL, "--input %s: give CxHxW, such as 1x28x28", optarg);
+			break;
+		case 'b': rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
+		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
+		case 'o': o->optimizer = optarg; break;
+		case 't': rc = nsl_cli_int("threads", optarg, 1, 1024, &o->threads); break;
+		case 'f': o->out = optarg; break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (rc < 0)
+		return nsl_cli_fail("profile") + 1;
+	if (optind < argc) {
+		fprintf(stderr, "nsplit profile: unexpected argument \"%s\"\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+static int run_layer(struct nsl_stage *s, int rows, const float *x, const float *dy, bool backward)
+{
+	const float *y, *dx;
+	int rc = nsl_stage_forward(s, rows, x, &y, backward, 0);
+
+	if (rc == 0 && backward)
+		rc = nsl_stage_backward(s, rows, dy, &dx);
+	return rc;
+}
+
+/* Seconds per call, the best of RUNS runs of enough calls to take TIMED_S each. */
+static double time_calls(struct nsl_stage *s, int rows, const float *x, const float *dy, bool backward)
+{
+	double best = 1e30;
+	int calls = 1;
+
+	for (int run = 0; run < RUNS; run++) {
+		double t0 = nsl_now(), t;
+
+		for (int k = 0; k < calls; k++)
+			if (run_layer(s, rows, x, dy, backward) < 0)
+				return -1;
+		t = nsl_now() - t0;
+		if (t < TIMED_S && run == 0) {
+			/* Too short to time: size the runs from this one and start again. */
+			calls = (int)(calls * TIMED_S / (t > 1e-7 ? t : 1e-7)) + 1;
+			run = -1;
+			continue;
+		}
+		best = t / calls < best ? t / calls : best;
+	}
+	return best;
+}
+
+static int profile_layers(const struct profile_opts *o, const struct nsl_model *m, const struct nsl_optim_config *oc,
+			  struct nsl_cost *c, double *fixed_state)
+{
+	struct nsl_compute *cc = nsl_compute_create(o->threads);
+	int rc = cc == NULL ? -EINVAL : 0;
+
+	for (int i = 0; i < m->nlayers && rc == 0; i++) {
+		struct nsl_stage_config cfg = { .model = m, .first = i, .last = i + 1, .max_batch = o->micro, .seed = 1,
+						.optim = *oc };
+		const int64_t in = nsl_shape_size(m->shapes[i]), out = nsl_shape_size(m->shapes[i + 1]);
+		float *x = malloc(sizeof(float) * (size_t)(in * o->micro)), *dy = malloc(sizeof(float) * (size_t)(out * o->micro));
+		struct nsl_stage *s = NULL;
+		struct nsl_stage_memory mem;
+		struct nsl_rng g;
+		double f, fb;
+
+		if (x == NULL || dy == NULL) {
+			rc = nsl_error_set(ENOMEM, "out of memory");
+		} else if ((s = nsl_stage_create(cc, &cfg)) == NULL || nsl_stage_prepare(s, o->micro) < 0) {
+			rc = nsl_error_prefix(-EINVAL, "profiling layer %d", i);
+		} else {
+			nsl_rng_seed(&g, 1, (uint64_t)i);
+			for (int64_t k = 0; k < in * o->micro; k++)
+				x[k] = nsl_rng_uniform(&g);
+			for (int64_t k = 0; k < out * o->micro; k++)
+				dy[k] = nsl_rng_uniform(&g) - 0.5f;
+			f = time_calls(s, o->micro, x, dy, false);
+			fb = time_calls(s, o->micro, x, dy, true);
+			if (f < 0 || fb < 0) {
+				rc = nsl_error_prefix(-EIO, "profiling layer %d", i);
+			} else {
+				nsl_stage_memory(s, o->micro, &mem);
+				c->layer[i] = (struct nsl_cost_layer){
+					.fwd_s = f / o->micro,
+					.bwd_s = (fb > f ? fb - f : 0) / o->micro,
+					.fixed_bytes = (double)(mem.params + mem.grads + mem.optim_state),
+					.act_bytes = (double)out * sizeof(float),
+				};
+				fixed_state[i] = (double)(mem.params + mem.optim_state);
+			}
+		}
+		nsl_stage_free(s);
+		free(x);
+		free(dy);
+	}
+	nsl_compute_free(cc);
+	return rc;
+}
+
+/* One thread polls both ends, as the link tests do: n messages of `bytes`, one at a time. */
+static double exchange(struct nsl_link *l[2], void *src, void *dst, uint64_t bytes, int n, bool round_trip)
+{
+	double t0 = nsl_now();
+
+	for (int k = 0; k < n; k++)
+		for (int dir = 0; dir < (round_trip ? 2 : 1); dir++) {
+			struct nsl_msg out = { .data = src, .len = bytes, .peer = (uint16_t)(1 - dir), .type = NSL_MSG_CONTROL };
+			struct nsl_msg slot = { .data = dst, .len = bytes, .peer = (uint16_t)dir }, *got = NULL, *sent = NULL;
+
+			if (nsl_link_post(l[1 - dir], &slot) < 0 || nsl_link_send(l[dir], &out) < 0)
+				return -1;
+			while (got == NULL || sent == NULL) {
+				if (nsl_link_poll(l[0]) < 0 || nsl_link_poll(l[1]) < 0 || nsl_now() - t0 > 30)
+					return -1;
+				if (got == NULL)
+					nsl_link_recv(l[1 - dir], &got, 1);
+				if (sent == NULL)
+					nsl_link_sent(l[dir], &sent, 1);
+			}
+			if (got->status < 0 || sent->status < 0)
+				return -1;
+		}
+	return nsl_now() - t0;
+}
+
+static int profile_link(struct nsl_cost *c)
+{
+	struct nsl_port *ports[2] = { NULL, NULL };
+	struct nsl_link *l[2] = { NULL, NULL };
+	const uint64_t big = 4u << 20;
+	void *src = NULL, *dst = NULL;
+	double t;
+	int rc = nsl_eal_init(&(struct nsl_eal_conf){ .mem_mb = 256 });
+
+	if (rc == 0)
+		rc = nsl_port_ring_pair("profile", &(struct nsl_port_conf){ 0 }, ports);
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		uint8_t mac[6];
+
+		if ((l[i] = nsl_link_create(&(struct nsl_link_conf){ .self = (uint16_t)i, .max_msg = big })) == NULL) {
+			rc = -EINVAL;
+			break;
+		}
+		nsl_port_mac(ports[1 - i], mac);
+		rc = nsl_link_add_peer(l[i], (uint16_t)(1 - i), ports[i], mac, 0);
+	}
+	if (rc == 0 && ((src = nsl_dp_alloc(big, 64)) == NULL || (dst = nsl_dp_alloc(big, 64)) == NULL))
+		rc = -ENOMEM;
+	if (rc == 0) {
+		exchange(l, src, dst, big, 2, false);   /* warm-up */
+		t = exchange(l, src, dst, big, 16, false);
+		c->link_bw = t > 0 ? 16.0 * (double)big / t : 0;
+		t = exchange(l, src, dst, 64, 200, true);
+		c->link_lat = t > 0 ? t / 400 : 0;
+		if (c->link_bw <= 0 || c->link_lat <= 0)
+			rc = nsl_error_set(EIO, "profile: the net_ring link did not carry its messages");
+	}
+	nsl_dp_free(src);
+	nsl_dp_free(dst);
+	for (int i = 0; i < 2; i++)
+		nsl_link_free(l[i]);
+	for (int i = 0; i < 2; i++)
+		nsl_port_close(ports[i]);
+	nsl_eal_cleanup();
+	return rc;
+}
+
+int nsl_cmd_profile(int argc, char **argv)
+{
+	struct profile_opts o = { .model = "mlp:784-512-256-10", .optimizer = "sgd", .out = "cost.json",
+				  .input = { 1, 28, 28 }, .batch = 64, .threads = 1 };
+	struct nsl_optim_config oc;
+	struct nsl_model *m = NULL;
+	struct nsl_cost c = { 0 };
+	double *move = NULL, *state = NULL;
+	char machine[128] = "";
+	FILE *cpu;
+	int rc = parse(argc, argv, &o);
+
+	if (rc != 0)
+		return rc == 1 ? 0 : rc;
+	if (o.micro == 0)
+		o.micro = o.batch / 8 > 0 ? o.batch / 8 : 1;
+	if ((rc = nsl_optim_config_init(&oc, o.optimizer)) < 0 || (m = nsl_model_parse(o.model, o.input)) == NULL)
+		return nsl_cli_fail("profile");
+	if (oc.ops == &nsl_optim_sgd)
+		oc.momentum = 0.9f;
+	c.nlayers = m->nlayers;
+	c.micro = o.micro;
+	c.slots = 1;
+	c.layer = calloc((size_t)m->nlayers, sizeof(*c.layer));
+	move = calloc((size_t)m->nlayers, sizeof(double));
+	state = calloc((size_t)m->nlayers, sizeof(double));
+	if (c.layer == NULL || move == NULL || state == NULL) {
+		rc = nsl_error_set(ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((cpu = fopen("/proc/cpuinfo", "r")) != NULL) {
+		char line[256];
+
+		while (fgets(line, sizeof(line), cpu))
+			if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+				snprintf(machine, sizeof(machine), "%s", strchr(line, ':') + 2);
+				machine[strcspn(machine, "\n")] = 0;
+				break;
+			}
+		fclose(cpu);
+	}
+	printf("profiling %s: %d layers, micro-batch %d of batch %d, %d thread%s\n", m->text, m->nlayers, o.micro, o.batch,
+	       o.threads, o.threads == 1 ? "" : "s");
+	fflush(stdout);
+	if ((rc = profile_layers(&o, m, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
+		goto out;
+	printf("%5s %-8s %12s %12s %12s %12s %10s\n", "layer", "kind", "fwd us/smp", "bwd us/smp", "fixed KiB",
+	       "act B/smp", "move ms");
+	for (int i = 0; i < m->nlayers; i++) {
+		move[i] = state[i] / c.link_bw;
+		printf("%5d %-8s %12.3f %12.3f %12.1f %12.0f %10.3f\n", i, nsl_layer_kind_name(m->layers[i].kind),
+		       c.layer[i].fwd_s * 1e6, c.layer[i].bwd_s * 1e6, c.layer[i].fixed_bytes / 1024, c.layer[i].act_bytes,
+		       move[i] * 1e3);
+	}
+	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us\n", c.link_bw / 1e9, c.link_lat * 1e6);
+	rc = nsl_cost_write(o.out, &c, m,
+			    &(struct nsl_cost_meta){ .batch = o.batch, .micro = o.micro, .threads = o.threads,
+						     .machine = machine, .transport = "net_ring", .move_s = move });
+	if (rc == 0)
+		printf("cost file written to %s\n", o.out);
+out:
+	free(c.layer);
+	free(move);
+	free(state);
+	nsl_model_free(m);
+	return rc < 0 ? nsl_cli_fail("profile") : 0;
+}

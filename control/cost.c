@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nsplit/error.h"
+#include "cost.h"
+#include "json.h"
+
+#define FORMAT "nsplit-cost 1"
+
+int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_model *m, const struct nsl_cost_meta *meta)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return nsl_error_set(errno, "%s: %s", path, strerror(errno));
+	fprintf(f, "{\n  \"format\": \"%s\",\n  \"model\": \"%s\",\n  \"input\": \"%dx%dx%d\",\n", FORMAT, m->text,
+		m->input.c, m->input.h, m->input.w);
+	fprintf(f, "  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"threads\": %d,\n  \"machine\": \"%s\",\n  \"layers\": [\n",
+		meta->batch, meta->micro, meta->threads, meta->machine ? meta->machine : "");
+	for (int i = 0; i < c->nlayers; i++)
+		fprintf(f, "    { \"layer\": %d, \"kind\": \"%s\", \"fwd_s\": %.6e, \"bwd_s\": %.6e, \"fixed_bytes\": %.0f, "
+			   "\"act_bytes\": %.0f, \"move_s\": %.6e }%s\n",
+			i, nsl_layer_kind_name(m->layers[i].kind), c->layer[i].fwd_s, c->layer[i].bwd_s, c->layer[i].fixed_bytes,
+			c->layer[i].act_bytes, meta->move_s ? meta->move_s[i] : 0.0, i + 1 < c->nlayers ? "," : "");
+	fprintf(f, "  ],\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, \"latency_s\": %.6e }\n}\n",
+		meta->transport ? meta->transport : "", c->link_bw, c->link_lat);
+	if (fclose(f) != 0)
+		return nsl_error_set(EIO, "%s: write failed (disk full?)", path);
+	return 0;
+}
+
+static int number(const char *path, const struct nsl_json *obj, const char *key, const char *where, double *out)
+{
+	const struct nsl_json *v = nsl_json_get(obj, key);
+
+	if (v == NULL || v->type != NSL_JSON_NUMBER || v->number < 0)
+		return nsl_error_set(EINVAL, "%s: %s: \"%s\" is %s; a number of 0 or more is due", path, where, key,
+				     v == NULL ? "missing" : "not a number of 0 or more");
+	*out = v->number;
+	return 0;
+}
+
+int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *c)
+{
+	struct nsl_json *root = nsl_json_load(path);
+	const struct nsl_json *fmt, *model, *layers, *link;
+	bool *seen = NULL;
+	double micro = 1;
+	int rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (root == NULL)
+		return -EINVAL;
+	fmt = nsl_json_get(root, "format");
+	model = nsl_json_get(root, "model");
+	layers = nsl_json_get(root, "layers");
+	link = nsl_json_get(root, "link");
+	if (fmt == NULL || fmt->type != NSL_JSON_STRING || strcmp(fmt->string, FORMAT) != 0) {
+		rc = nsl_error_set(EINVAL, "%s: not an nsplit cost file (no \"format\": \"%s\"; make one with nsplit profile)",
+				   path, FORMAT);
+		goto out;
+	}
+	if (model == NULL || model->type != NSL_JSON_STRING || strcmp(model->string, m->text) != 0) {
+		rc = nsl_error_set(EINVAL, "%s was measured for model %s; this job's is %s (profile it: nsplit profile --model ...)",
+				   path, model && model->type == NSL_JSON_STRING ? model->string : "(none)", m->text);
+		goto out;
+	}
+	if (layers == NULL || layers->type != NSL_JSON_ARRAY || link == NULL || link->type != NSL_JSON_OBJECT) {
+		rc = nsl_error_set(EINVAL, "%s: \"layers\" (an array) and \"link\" (an object) are due", path);
+		goto out;
+	}
+	c->nlayers = m->nlayers;
+	c->layer = calloc((size_t)m->nlayers, sizeof(*c->layer));
+	seen = calloc((size_t)m->nlayers, sizeof(*seen));
+	if (c->layer == NULL || seen == NULL) {
+		rc = nsl_error_set(ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int k = 0; k < layers->n && rc == 0; k++) {
+		const struct nsl_json *e = &layers->child[k], *kind = nsl_json_get(e, "kind");
+		char where[32];
+		double idx = -1;
+
+		snprintf(where, sizeof(where), "layers[%d]", k);
+		if ((rc = number(path, e, "layer", where, &idx)) < 0)
+			break;
+		if (idx != (int)idx || idx >= m->nlayers || seen[(int)idx]) {
+			rc = nsl_error_set(EINVAL, "%s: %s names layer %g, which %s (the model has layers 0 to %d)", path, where, idx,
+					   idx < m->nlayers && idx == (int)idx ? "comes twice" : "does not exist", m->nlayers - 1);
+			break;
+		}
+		if (kind == NULL || kind->type != NSL_JSON_STRING ||
+		    strcmp(kind->string, nsl_layer_kind_name(m->layers[(int)idx].kind)) != 0) {
+			rc = nsl_error_set(EINVAL, "%s: layer %d is %s there, %s in the model", path, (int)idx,
+					   kind && kind->type == NSL_JSON_STRING ? kind->string : "of no kind",
+					   nsl_layer_kind_name(m->layers[(int)idx].kind));
+			break;
+		}
+		seen[(int)idx] = true;
+		struct nsl_cost_layer *l = &c->layer[(int)idx];
+
+		if ((rc = number(path, e, "fwd_s", where, &l->fwd_s)) == 0 && (rc = number(path, e, "bwd_s", where, &l->bwd_s)) == 0 &&
+		    (rc = number(path, e, "fixed_bytes", where, &l->fixed_bytes)) == 0)
+			rc = number(path, e, "act_bytes", where, &l->act_bytes);
+	}
+	for (int i = 0; i < m->nlayers && rc == 0; i++)
+		if (!seen[i])
+			rc = nsl_error_set(EINVAL, "%s: no costs for layer %d", path, i);
+	if (rc == 0 && (rc = number(path, link, "bandwidth_Bps", "link", &c->link_bw)) == 0)
+		rc = number(path, link, "latency_s", "link", &c->link_lat);
+	if (rc == 0 && c->link_bw <= 0)
+		rc = nsl_error_set(EINVAL, "%s: link: bandwidth_Bps must be above 0", path);
+	if (rc == 0 && nsl_json_get(root, "micro_batch") != NULL)
+		rc = number(path, root, "micro_batch", "the file", &micro);
+	c->micro = micro >= 1 ? (int)micro : 1;
+	c->slots = 1;
+out:
+	free(seen);
+	nsl_json_free(root);
+	if (rc < 0) {
+		free(c->layer);
+		c->layer = NULL;
+	}
+	return rc;
+}

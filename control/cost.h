@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Cost files: what `nsplit profile` measured, as JSON, for `nsplit plan`:
+ *   { "format": "nsplit-cost 1", "model": "dense:512,relu,...", "input": "1x28x28",
+ *     "batch": 64, "micro_batch": 8, "threads": 1, "machine": "...",
+ *     "layers": [ { "layer": 0, "kind": "dense", "fwd_s": ..., "bwd_s": ...,    (per sample)
+ *                   "fixed_bytes": ..., "act_bytes": ..., "move_s": ... }, ... ],
+ *     "link": { "transport": "net_ring", "bandwidth_Bps": ..., "latency_s": ... } }
+ * fixed_bytes: parameters, gradients and optimizer state; act_bytes: the layer's output per
+ * sample; move_s: the time to move the layer's parameters and optimizer state to another peer.
+ */
+#ifndef NSL_COST_H
+#define NSL_COST_H
+
+#include "nsplit/model.h"
+#include "plan.h"
+
+struct nsl_cost_meta {
+	int batch, micro, threads;
+	const char *machine;
+	const char *transport;
+	const double *move_s;         /* per layer, may be NULL */
+};
+
+int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_model *m, const struct nsl_cost_meta *meta);
+
+/*
+ * Read a cost file for model m into c (c->layer allocated: free it). 0, or -EINVAL naming the
+ * file and what is wrong: not a cost file, another model, a layer that does not exist, missing
+ * or negative numbers.
+ */
+int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *c);
+
+#endif

@@ -20,7 +20,7 @@
 struct plan_opts {
 	const char *model, *cost, *cluster;
 	struct nsl_shape input;
-	int peers, batch, micro;
+	int peers, batch, micro, cores;
 	uint64_t mem_limit;
 	int64_t samples;
 	enum nsl_sched_kind schedule;
@@ -44,6 +44,8 @@ static void usage(FILE *f)
 	      "  --batch B          default the cost file's\n"
 	      "  --micro-batch M    default the cost file's\n"
 	      "  --samples N        training samples in all (default 60000)\n"
+	      "  --cores C          every peer on one host of C cores (as nsplit train --peers N runs\n"
+	      "                     them; default: a core each)\n"
 	      "  --json             one JSON object instead of the table\n",
 	      f);
 }
@@ -56,7 +58,7 @@ static int parse(int argc, char **argv, struct plan_opts *o)
 		{ "cluster", required_argument, NULL, 'k' }, { "mem-limit", required_argument, NULL, 'l' },
 		{ "schedule", required_argument, NULL, 's' }, { "batch", required_argument, NULL, 'b' },
 		{ "micro-batch", required_argument, NULL, 'u' }, { "samples", required_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' }, { "cores", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
 
@@ -84,6 +86,7 @@ static int parse(int argc, char **argv, struct plan_opts *o)
 		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
 		case 'n': rc = nsl_cli_i64("samples", optarg, 1, INT64_MAX / 2, &o->samples); break;
 		case 'j': o->json = true; break;
+		case 'r': rc = nsl_cli_int("cores", optarg, 1, 4096, &o->cores); break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}
@@ -196,7 +199,7 @@ int nsl_cmd_plan(int argc, char **argv)
 	{
 		struct nsl_plan_req r = { .cost = &c, .npeers = o.peers, .speed = speed, .budget = budget,
 					  .objective = o.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
-					  .samples_per_shard = (double)o.samples / o.peers };
+					  .samples_per_shard = (double)o.samples / o.peers, .cores = o.cores };
 
 		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
 			if (o.json)

@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * `nsplit profile`: what the planner needs to know of this machine. Each layer alone, as a
- * one-layer stage on `--micro-batch` rows: forward and backward seconds per sample (the best of a
- * few timed runs, each long enough to time), its parameters', gradients' and optimizer state's
- * bytes, its output's bytes per sample; and two peers joined by a net_ring pair in this process:
+ * `nsplit profile`: what the planner needs to know of this machine: each layer (profile.h) and
+ * two peers joined by a net_ring pair in this process:
  * the link's bandwidth (4 MiB messages) and latency (half a 64-byte round trip). Writes a cost
  * file (cost.h) and prints a table.
  */
@@ -24,10 +22,9 @@
 #include "cli.h"
 #include "commands.h"
 #include "cost.h"
+#include "profile.h"
 #include "progress.h"
 
-#define TIMED_S 0.05
-#define RUNS 3
 
 struct profile_opts {
 	const char *model, *optimizer, *out;
@@ -86,89 +83,6 @@ static int parse(int argc, char **argv, struct profile_opts *o)
 		return 2;
 	}
 	return 0;
-}
-
-static int run_layer(struct nsl_stage *s, int rows, const float *x, const float *dy, bool backward)
-{
-	const float *y, *dx;
-	int rc = nsl_stage_forward(s, rows, x, &y, backward, 0);
-
-	if (rc == 0 && backward)
-		rc = nsl_stage_backward(s, rows, dy, &dx);
-	return rc;
-}
-
-/* Seconds per call, the best of RUNS runs of enough calls to take TIMED_S each. */
-static double time_calls(struct nsl_stage *s, int rows, const float *x, const float *dy, bool backward)
-{
-	double best = 1e30;
-	int calls = 1;
-
-	for (int run = 0; run < RUNS; run++) {
-		double t0 = nsl_now(), t;
-
-		for (int k = 0; k < calls; k++)
-			if (run_layer(s, rows, x, dy, backward) < 0)
-				return -1;
-		t = nsl_now() - t0;
-		if (t < TIMED_S && run == 0) {
-			/* Too short to time: size the runs from this one and start again. */
-			calls = (int)(calls * TIMED_S / (t > 1e-7 ? t : 1e-7)) + 1;
-			run = -1;
-			continue;
-		}
-		best = t / calls < best ? t / calls : best;
-	}
-	return best;
-}
-
-static int profile_layers(const struct profile_opts *o, const struct nsl_model *m, const struct nsl_optim_config *oc,
-			  struct nsl_cost *c, double *fixed_state)
-{
-	struct nsl_compute *cc = nsl_compute_create(o->threads);
-	int rc = cc == NULL ? -EINVAL : 0;
-
-	for (int i = 0; i < m->nlayers && rc == 0; i++) {
-		struct nsl_stage_config cfg = { .model = m, .first = i, .last = i + 1, .max_batch = o->micro, .seed = 1,
-						.optim = *oc };
-		const int64_t in = nsl_shape_size(m->shapes[i]), out = nsl_shape_size(m->shapes[i + 1]);
-		float *x = malloc(sizeof(float) * (size_t)(in * o->micro)), *dy = malloc(sizeof(float) * (size_t)(out * o->micro));
-		struct nsl_stage *s = NULL;
-		struct nsl_stage_memory mem;
-		struct nsl_rng g;
-		double f, fb;
-
-		if (x == NULL || dy == NULL) {
-			rc = nsl_error_set(ENOMEM, "out of memory");
-		} else if ((s = nsl_stage_create(cc, &cfg)) == NULL || nsl_stage_prepare(s, o->micro) < 0) {
-			rc = nsl_error_prefix(-EINVAL, "profiling layer %d", i);
-		} else {
-			nsl_rng_seed(&g, 1, (uint64_t)i);
-			for (int64_t k = 0; k < in * o->micro; k++)
-				x[k] = nsl_rng_uniform(&g);
-			for (int64_t k = 0; k < out * o->micro; k++)
-				dy[k] = nsl_rng_uniform(&g) - 0.5f;
-			f = time_calls(s, o->micro, x, dy, false);
-			fb = time_calls(s, o->micro, x, dy, true);
-			if (f < 0 || fb < 0) {
-				rc = nsl_error_prefix(-EIO, "profiling layer %d", i);
-			} else {
-				nsl_stage_memory(s, o->micro, &mem);
-				c->layer[i] = (struct nsl_cost_layer){
-					.fwd_s = f / o->micro,
-					.bwd_s = (fb > f ? fb - f : 0) / o->micro,
-					.fixed_bytes = (double)(mem.params + mem.grads + mem.optim_state),
-					.act_bytes = (double)out * sizeof(float),
-				};
-				fixed_state[i] = (double)(mem.params + mem.optim_state);
-			}
-		}
-		nsl_stage_free(s);
-		free(x);
-		free(dy);
-	}
-	nsl_compute_free(cc);
-	return rc;
 }
 
 /* One thread polls both ends, as the link tests do: n messages of `bytes`, one at a time. */
@@ -283,7 +197,7 @@ int nsl_cmd_profile(int argc, char **argv)
 	printf("profiling %s: %d layers, micro-batch %d of batch %d, %d thread%s\n", m->text, m->nlayers, o.micro, o.batch,
 	       o.threads, o.threads == 1 ? "" : "s");
 	fflush(stdout);
-	if ((rc = profile_layers(&o, m, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
+	if ((rc = nsl_profile_layers(m, o.micro, o.threads, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
 		goto out;
 	printf("%5s %-8s %12s %12s %12s %12s %10s\n", "layer", "kind", "fwd us/smp", "bwd us/smp", "fixed KiB",
 	       "act B/smp", "move ms");

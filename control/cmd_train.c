@@ -48,7 +48,10 @@ static void usage(FILE *f)
 "                       adaptive when peers outnumber cores)\n"
 "  --split I,J,...      cut the model into stages starting at layers I, J, ... (with N peers:\n"
 "                       N - 1 cuts, default even by parameter count; with one peer the\n"
-"                       stages run one after another, same weights as the uncut model)\n"
+"                       stages run one after another, same weights as the uncut model);\n"
+"                       auto: the planner's split for the schedule (see nsplit plan)\n"
+"  --cost FILE          --split auto plans from this cost file (nsplit profile); without it\n"
+"                       the layers are measured first (not with --cluster)\n"
 "  --mem-limit SIZE     each peer's memory budget (512M, 2G): a job that does not fit\n"
 "                       every stage the rotation brings a peer is refused before training\n"
 "  --threads T          compute threads (default: every core this process may use)\n"
@@ -101,7 +104,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
-	OPT_MEM_LIMIT, OPT_TRACE, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
+	OPT_MEM_LIMIT, OPT_COST, OPT_TRACE, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
 static const struct option long_opts[] = {
@@ -138,6 +141,7 @@ static const struct option long_opts[] = {
 	{ "no-direct", no_argument, NULL, OPT_NO_DIRECT },
 	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
 	{ "trace", required_argument, NULL, OPT_TRACE },
+	{ "cost", required_argument, NULL, OPT_COST },
 	{ "checkpoint", required_argument, NULL, OPT_CHECKPOINT },
 	{ "checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY },
 	{ "resume", required_argument, NULL, OPT_RESUME },
@@ -205,6 +209,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_NO_DIRECT: o->direct = false; break;
 		case OPT_MEM_LIMIT: rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
 		case OPT_TRACE: o->trace = optarg; break;
+		case OPT_COST: o->cost = optarg; break;
 		case OPT_CHECKPOINT: o->checkpoint = optarg; break;
 		case OPT_CKPT_EVERY: rc = nsl_cli_int("checkpoint-every", optarg, 1, 1 << 30, &o->checkpoint_every); break;
 		case OPT_RESUME: o->resume = optarg; break;

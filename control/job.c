@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* An N-split job's plan (shards, split, micro-batches, slots) and its ending (evaluation, records). */
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,9 @@
 #include "nsplit/error.h"
 #include "evaluate.h"
 #include "peer.h"
+#include "cost.h"
+#include "plan.h"
+#include "profile.h"
 #include "progress.h"
 
 /* ---- the job ------------------------------------------------------------------------------ */
@@ -55,6 +59,57 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+/*
+ * --split auto: the planner's split (plan.h), from --cost FILE, or from this machine's layers
+ * measured now with a link as fast as net_ring's in one process (nsplit profile measures it).
+ */
+static int auto_split(struct job *j, const struct nsl_train_opts *o)
+{
+	struct nsl_cost c = { .micro = j->micro, .link_bw = 1e10, .link_lat = 5e-6 };
+	double budget[NSL_PLAN_MAX_PEERS];
+	struct nsl_plan p;
+	int rc;
+
+	if (o->peers > NSL_PLAN_MAX_PEERS)
+		return nsl_error_set(EINVAL, "--split auto: at most %d peers", NSL_PLAN_MAX_PEERS);
+	if (o->cost) {
+		rc = nsl_cost_read(o->cost, j->model, &c);
+		c.micro = j->micro;
+	} else if (o->cluster) {
+		rc = nsl_error_set(EINVAL, "--split auto with --cluster needs --cost FILE (made by nsplit profile): every "
+				   "peer must plan from the same costs");
+	} else if ((c.layer = calloc((size_t)j->model->nlayers, sizeof(*c.layer))) == NULL) {
+		rc = nsl_error_set(ENOMEM, "out of memory");
+	} else {
+		c.nlayers = j->model->nlayers;
+		printf("--split auto: measuring the model's layers on this machine (nsplit profile makes a cost file once)\n");
+		fflush(stdout);
+		rc = nsl_profile_layers(j->model, j->micro, 1, &j->oc, &c, NULL);
+	}
+	if (rc == 0) {
+		/* In one process every peer shares this process's cores. */
+		cpu_set_t cpus;
+		struct nsl_plan_req r = { .cost = &c, .npeers = o->peers, .budget = budget,
+					  .objective = o->schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
+					  .samples_per_shard = j->per_shard };
+
+		if (!o->cluster && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
+			r.cores = CPU_COUNT(&cpus);
+
+		c.slots = o->schedule == NSL_SCHED_NSPLIT ? 1
+			: o->schedule == NSL_SCHED_GPIPE ? (o->batch + j->micro - 1) / j->micro : o->peers;
+		for (int q = 0; q < o->peers; q++)
+			budget[q] = (double)o->mem_limit;
+		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
+			memcpy(j->starts, p.starts, sizeof(int) * (size_t)(o->peers + 1));
+			printf("--split auto: the planner's split, predicted %.0f samples/s (compute and links only)\n",
+			       p.samples_per_s);
+		}
+	}
+	free(c.layer);
+	return rc < 0 ? nsl_error_prefix(rc, "--split auto") : 0;
+}
+
 /* Plan the job: shards, split, micro-batches, slots. */
 int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 {
@@ -84,15 +139,7 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		rc = nsl_error_prefix(EINVAL, "%s", j->files.train[0]);
 		goto out;
 	}
-	if (o->split && *o->split) {
-		rc = nsl_model_parse_split(j->model, o->split, j->starts, NSL_CHAIN_MAX_STAGES);
-		if (rc >= 0 && rc != o->peers)
-			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers; give %d layer numbers", o->split,
-					   rc, o->peers, o->peers - 1);
-	} else {
-		rc = nsl_model_even_split(j->model, o->peers, j->starts);
-	}
-	if (rc < 0 || (rc = nsl_train_setup_optim(o, &j->oc, base_lr)) < 0)
+	if ((rc = nsl_train_setup_optim(o, &j->oc, base_lr)) < 0)
 		goto out;
 	j->batches = (int)((j->per_shard + (uint32_t)o->batch - 1) / (uint32_t)o->batch);
 	j->rounds = o->epochs * o->peers;
@@ -100,6 +147,18 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		 : o->schedule == NSL_SCHED_NSPLIT ? 1 : (o->batch / (2 * o->peers) > 0 ? o->batch / (2 * o->peers) : 1);
 	if (j->micro > o->batch)
 		j->micro = o->batch;
+	if (o->split && strcmp(o->split, "auto") == 0) {
+		rc = auto_split(j, o);
+	} else if (o->split && *o->split) {
+		rc = nsl_model_parse_split(j->model, o->split, j->starts, NSL_CHAIN_MAX_STAGES);
+		if (rc >= 0 && rc != o->peers)
+			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers; give %d layer numbers", o->split,
+					   rc, o->peers, o->peers - 1);
+	} else {
+		rc = nsl_model_even_split(j->model, o->peers, j->starts);
+	}
+	if (rc < 0)
+		goto out;
 	if ((o->batch + j->micro - 1) / j->micro > NSL_SCHED_MAX_MICRO) {
 		rc = nsl_error_set(EINVAL, "--micro-batch %d: batch %d would make more than %d micro-batches", j->micro,
 				   o->batch, NSL_SCHED_MAX_MICRO);

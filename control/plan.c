@@ -90,16 +90,20 @@ static double evaluate(const struct nsl_plan_req *r, const struct sums *s, const
 		}
 	}
 	for (int round = 0; round < n; round++) {
-		double t = r->objective == NSL_PLAN_EPOCH ? cut_sum : cut_max;
+		double t = r->objective == NSL_PLAN_EPOCH ? cut_sum : cut_max, busy = cut_sum;
 
 		for (int k = 0; k < n; k++) {
 			double c = stage_work(s, starts[k], starts[k + 1]) / speed_of(r, order[(round + k) % n]);
 
+			busy += c;
 			if (r->objective == NSL_PLAN_EPOCH)
 				t += c;
 			else if (c > t)
 				t = c;
 		}
+		/* Peers sharing a host's cores: the round takes at least all their work over the cores. */
+		if (r->objective == NSL_PLAN_BOTTLENECK && r->cores > 0 && busy / r->cores > t)
+			t = busy / r->cores;
 		epoch += t * r->samples_per_shard;
 	}
 	return epoch;
@@ -297,7 +301,7 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 		out->order[p] = p;
 	}
 	hmean = n / hmean;
-	if (r->objective == NSL_PLAN_EPOCH || equal) {
+	if (r->objective == NSL_PLAN_EPOCH || (equal && r->cores <= 0)) {
 		/* The order cannot matter: every stage meets every peer once an epoch, and the
 		 * N-split's sum of stage work over a round is the same whoever holds what. */
 		v = split_dp(c, &s, n, limit, r->objective == NSL_PLAN_EPOCH, speed_of(r, 0), out->starts);
@@ -318,10 +322,23 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 			}
 		} while (next_split(starts, n, L));
 	} else {
-		/* Too many to look at: balance the work at the peers' harmonic-mean speed. */
+		/* Too many to look at: the split balancing the work at the peers' harmonic-mean speed,
+		 * or the one moving the fewest bytes (what shared cores favour), each in its best order. */
+		int other[NSL_PLAN_MAX_PEERS + 1], order[NSL_PLAN_MAX_PEERS];
+
 		v = split_dp(c, &s, n, limit, false, hmean, out->starts);
-		if (!isinf(v))
-			best_order(r, &s, out->starts, out->order);
+		if (!isinf(v) && !isnan(v)) {
+			v = best_order(r, &s, out->starts, out->order);
+			if (r->cores > 0 && !isnan(split_dp(c, &s, n, limit, true, hmean, other))) {
+				double w = best_order(r, &s, other, order);
+
+				if (w < v) {
+					v = w;
+					memcpy(out->starts, other, sizeof(int) * (size_t)(n + 1));
+					memcpy(out->order, order, sizeof(int) * (size_t)n);
+				}
+			}
+		}
 	}
 	if (isnan(v)) {
 		rc = nsl_error_set(ENOMEM, "plan: out of memory");

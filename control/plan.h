@@ -16,7 +16,8 @@
  *   NSL_PLAN_EPOCH (the paper's N-split: one sample in the pipeline at a time)
  *       round time = S (sum_s C_s / speed + sum_s X_s)
  *   NSL_PLAN_BOTTLENECK (gpipe, 1f1b: the pipeline runs at its slowest part)
- *       round time = S max(max_s C_s / speed, max_s X_s)
+ *       round time = S max(max_s C_s / speed, max_s X_s, (sum_s C_s / speed + sum_s X_s) / cores)
+ *       where the last term counts only when the peers share `cores` cores (one host)
  * Constraint: under rotation every stage visits every peer, so M_s must fit the smallest budget.
  */
 #ifndef NSL_PLAN_H
@@ -53,6 +54,7 @@ struct nsl_plan_req {
 	const double *budget;         /* per peer, bytes (NULL or 0: unlimited) */
 	enum nsl_plan_objective objective;
 	double samples_per_shard;
+	int cores;                    /* > 0: every peer on one host of this many cores (0: a core each) */
 };
 
 struct nsl_plan {
@@ -70,9 +72,10 @@ double nsl_plan_evaluate(const struct nsl_plan_req *r, const int *starts, const 
 /*
  * The best plan. 0, or -ENOSPC (no split fits: the message names the smallest budget that would)
  * or -EINVAL with a message. Exact (ties allowed): splits by dynamic programming when the order
- * cannot matter (equal speeds, or the N-split objective), else every order with the first peer
- * fixed and, for each, every split while those number at most a few million; past that, the
- * best order for the split that balances the speed-normalised work.
+ * cannot matter and nothing is shared (equal speeds and a core each, or the N-split objective),
+ * else every order with the first peer fixed and, for each, every split while those number at
+ * most a few million; past that, the better of the split that balances the speed-normalised work
+ * and the one that moves the fewest bytes, each with its best order.
  */
 int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out);
 

@@ -19,7 +19,8 @@ struct nsl_train_opts {
 	const char *model;
 	const char *data_dir;
 	const char *cache_dir;       /* where shard files are made on first use */
-	const char *split;           /* "I,J,...": run the model as stages one after another */
+	const char *split;           /* "I,J,...": run the model as stages one after another; "auto": planned */
+	const char *cost;            /* --split auto: the cost file (NULL: measure the layers now) */
 	int epochs;
 	int batch;
 	const char *optimizer;

@@ -73,6 +73,8 @@ sed 's/"layer": 4,/"layer": 9,/' "$work/cost.json" >"$work/nine.json"
 expect 1 'names layer 9, which does not exist' -- "$nsplit" plan --cost "$work/nine.json" --model mlp:784-64-32-10
 sed 's/"kind": "relu"/"kind": "gelu"/' "$work/cost.json" >"$work/kind.json"
 expect 1 'is gelu there, relu in the model' -- "$nsplit" plan --cost "$work/kind.json" --model mlp:784-64-32-10
+expect 0 "the planner's split" -- "$nsplit" train --peers 2 --split auto --cost "$work/cost.json" --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400 --no-eval --no-progress
+expect 1 'needs --cost FILE' -- "$nsplit" train --cluster "$work/two.ini" --rank 0 --split auto --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400
 echo '{"a": 1}' >"$work/other.json"
 expect 1 'not an nsplit cost file' -- "$nsplit" plan --cost "$work/other.json" --model mlp:784-64-32-10
 expect 1 'line 1: a value was due' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10

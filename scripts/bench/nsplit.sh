@@ -13,7 +13,10 @@
 # is the best of BENCH_REPEAT runs, the runs of one case spread over the sweep (other load on
 # the machine only ever slows a run down).
 # Prints a table, then one JSON object per line and case: model, schedule, peers, micro_batch,
-# samples_per_s, vs_reference. With BENCH_TRACE=FILE it also writes a Chrome trace of the wide
+# samples_per_s, vs_reference. Then the planner against the default split: the CNN over 4 peers
+# under 1f1b, cut where `nsplit train` cuts by default (parameter count) and where the planner
+# cuts from a `nsplit profile` taken in the same run (--split auto --cost), best of BENCH_REPEAT
+# each, and their ratio (one more JSON line). With BENCH_TRACE=FILE it also writes a Chrome trace of the wide
 # model's 1f1b 4-peer run and, with matplotlib, a picture of one batch of it (FILE.png).
 #
 # Environment: NSPLIT_BUILD_DIR (build), BENCH_SAMPLES (30720), BENCH_REPEAT (3), BENCH_POLL
@@ -95,6 +98,29 @@ if [[ -n "${BENCH_TRACE:-}" && " $MODELS " == *" wide "* ]]; then
 		echo "nsplit.sh: no picture of the trace (matplotlib?)" >&2
 fi
 
+# ---- the planner's split against the default one ----
+CNN="conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
+"$NSPLIT" profile --model "$CNN" --batch 64 --micro-batch 8 --optimizer adam --out "$tmp/cnn-cost.json" >"$tmp/profile.log" 2>&1 ||
+	cat "$tmp/profile.log" >&2
+cnn_run() { # extra args -> samples/s
+	"$NSPLIT" train --peers 4 --model "$CNN" --data "$DATA" --batch 64 --micro-batch 8 --schedule 1f1b --optimizer adam \
+		--epochs 1 --limit-samples 12000 --no-eval --no-progress --threads 1 --poll "$POLL" "$@" 2>/dev/null |
+		awk '/^training:/ {print $2}'
+}
+even=0 planned=0
+for ((r = 0; r < REPEAT; r++)); do
+	v=$(cnn_run)
+	awk "BEGIN {exit !(${v:-0} > $even)}" && even=$v
+	v=$(cnn_run --split auto --cost "$tmp/cnn-cost.json")
+	awk "BEGIN {exit !(${v:-0} > $planned)}" && planned=$v
+	printf '.' >&2
+done
+echo >&2
+split_even=$("$NSPLIT" train --peers 4 --model "$CNN" --dump-schedule --batch 64 --micro-batch 8 |
+	sed -n 's/.*(layers \([0-9]*\)-[0-9]*).*/\1/p' | tail -n +2 | paste -sd,)
+split_plan=$("$NSPLIT" plan --cost "$tmp/cnn-cost.json" --model "$CNN" --peers 4 --schedule 1f1b --batch 64 --cores "$CORES" --json |
+	"$PY" -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["split"])))')
+
 cpu=$(awk -F: '/^model name/ {sub(/^ /, "", $2); print $2; exit}' /proc/cpuinfo)
 echo "N-split training, samples/s, best of $REPEAT; $CORES cores ($cpu); one epoch of $SAMPLES samples; poll $POLL"
 printf '%-6s %-10s %5s %6s %12s %12s\n' model schedule peers micro samples/s vs_reference
@@ -105,9 +131,15 @@ for c in "${cases[@]}"; do
 	printf '%-6s %-10s %5s %6s %12.0f %12s\n' "$m" "$s" "$p" "$([[ $s == reference ]] && echo - || echo "$micro")" \
 		"${best[$c]}" "$ratio"
 done
+echo
+echo "planner: the CNN over 4 peers, 1f1b, micro-batch 8 of batch 64 (adam), samples/s, best of $REPEAT"
+printf '%-28s %12.0f\n' "default split ($split_even)" "$even" "planned split ($split_plan)" "$planned"
+awk -v e="$even" -v p="$planned" 'BEGIN {printf "%-28s %12.2f\n", "planned / default", (e > 0 ? p / e : 0)}'
 for c in "${cases[@]}"; do
 	IFS='|' read -r m p s micro <<<"$c"
 	ref=${best["$m|1|reference|0"]}
 	awk -v m="${MODEL[$m]}" -v s="$s" -v p="$p" -v mb="$micro" -v b="${BATCH[$m]}" -v v="${best[$c]}" -v ref="$ref" \
 		'BEGIN {printf "{\"model\":\"%s\",\"batch\":%d,\"schedule\":\"%s\",\"peers\":%d,\"micro_batch\":%d,\"samples_per_s\":%.1f,\"vs_reference\":%.3f}\n", m, b, s, p, mb, v, (ref > 0 ? v / ref : 0)}'
 done
+awk -v m="$CNN" -v e="$even" -v p="$planned" -v sp="$split_plan" \
+	'BEGIN {printf "{\"case\":\"planner\",\"model\":\"%s\",\"schedule\":\"1f1b\",\"peers\":4,\"split\":\"%s\",\"default_samples_per_s\":%.1f,\"planned_samples_per_s\":%.1f,\"ratio\":%.3f}\n", m, sp, e, p, (e > 0 ? p / e : 0)}'

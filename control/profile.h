@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Each layer of a model alone, as a one-layer stage on `micro` rows: forward and backward seconds
+ * per sample (the best of a few timed runs, each long enough to time), its parameters',
+ * gradients' and optimizer state's bytes, its output's bytes per sample. What nsplit profile
+ * writes and nsplit train --split auto plans from.
+ */
+#ifndef NSL_PROFILE_H
+#define NSL_PROFILE_H
+
+#include "nsplit/model.h"
+#include "nsplit/optim.h"
+#include "plan.h"
+
+/* Fill c->layer[0..m->nlayers) (allocated by the caller); fixed_state (may be NULL) gets each
+ * layer's parameter and optimizer-state bytes, what a swap moves. 0 or a negative errno. */
+int nsl_profile_layers(const struct nsl_model *m, int micro, int threads, const struct nsl_optim_config *oc,
+		       struct nsl_cost *c, double *fixed_state);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The simulator: the very batch programs the runtime executes (schedule.h), run as discrete
+ * events with durations from a cost model (plan.h) instead of on stages and links.
+ *   - A peer runs one instruction at a time. fwd and bwd take their stage's per-sample costs
+ *     times the micro-batch's rows over the peer's speed (a backward's measured cost is split
+ *     evenly between bwd, the input gradient, and wgrad, the weights' at the end of the batch);
+ *     load, loss and step take no time.
+ *   - Peers on one host share its cores: while k peers compute on C < k cores each runs at C/k.
+ *   - A send takes no time of its sender; the message leaves when the link from sender to
+ *     receiver is free (one queue per direction), takes bytes / bandwidth on it and arrives a
+ *     latency later; a receive waits for it, messages of a pair arriving in order.
+ *   - After each round every peer sends its stage (parameters and optimizer state) to the next
+ *     and starts the next round once the previous peer's has come.
+ * In round r stage s runs on peer (r + s) mod N, as the runtime places it.
+ */
+#ifndef NSL_SIMULATE_H
+#define NSL_SIMULATE_H
+
+#include <stdint.h>
+
+#include "plan.h"
+#include "schedule.h"
+#include "trace.h"
+
+struct nsl_sim_conf {
+	const struct nsl_cost *cost;
+	int npeers;
+	const int *starts;            /* npeers + 1 layer numbers */
+	const double *speed;          /* per peer (NULL: 1) */
+	int cores;                    /* > 0: the peers share this many cores */
+	enum nsl_sched_kind schedule;
+	int batch, micro;
+	int64_t per_shard;            /* samples each round trains on */
+	int rounds;
+	struct nsl_trace *traces;     /* npeers tracks to fill (NULL: none) */
+};
+
+struct nsl_sim_result {
+	double total_s;               /* all rounds */
+	double round_s;               /* mean */
+	double samples_per_s;
+	double busy_s[NSL_PLAN_MAX_PEERS];   /* computing, per peer */
+	double utilisation;           /* busy over peers x total */
+	double bubble;                /* 1 - utilisation (a core each) or 1 - busy / (cores x total) */
+	uint64_t events;
+};
+
+/* 0, or a negative errno with a message (bad configuration, a schedule that deadlocks). */
+int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out);
+
+#endif

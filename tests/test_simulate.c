@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The simulator on jobs whose times can be worked out by hand: one peer adds up its work; a
+ * pipeline of equal stages on free links approaches a micro-batch per stage-time; peers sharing
+ * one core take all their work end to end; a slow link sets the pace; the trace has a span per
+ * instruction run.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "cunit_main.h"
+#include "simulate.h"
+
+static struct nsl_cost_layer layers[4];
+static struct nsl_cost cost = { .nlayers = 4, .layer = layers, .link_bw = 1e30, .link_lat = 0, .micro = 1, .slots = 1 };
+
+static void set_layers(double f, double b, double act)
+{
+	for (int i = 0; i < 4; i++)
+		layers[i] = (struct nsl_cost_layer){ f, b, 0, act };
+}
+
+static void test_one_peer(void)
+{
+	const int starts[2] = { 0, 4 };
+	struct nsl_sim_conf c = { .cost = &cost, .npeers = 1, .starts = starts, .schedule = NSL_SCHED_NSPLIT, .batch = 10,
+				  .micro = 1, .per_shard = 95, .rounds = 2 };
+	struct nsl_sim_result r;
+
+	set_layers(1e-3, 2e-3, 100);
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	/* 95 samples, 2 rounds, 4 layers of 3 ms each per sample */
+	CU_ASSERT(fabs(r.total_s - 2 * 95 * 4 * 3e-3) < 1e-9);
+	CU_ASSERT(fabs(r.utilisation - 1) < 1e-9);
+}
+
+static void test_pipeline(void)
+{
+	const int starts[5] = { 0, 1, 2, 3, 4 };
+	struct nsl_sim_conf c = { .cost = &cost, .npeers = 4, .starts = starts, .schedule = NSL_SCHED_1F1B, .batch = 256,
+				  .micro = 8, .per_shard = 2560, .rounds = 4 };
+	struct nsl_sim_result r, shared;
+	struct nsl_trace t[4];
+	size_t spans = 0;
+
+	set_layers(1e-4, 2e-4, 4096);
+	for (int q = 0; q < 4; q++)
+		CU_ASSERT_EQUAL_FATAL(nsl_trace_init(&t[q], q, 1 << 20), 0);
+	c.traces = t;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	/* Each stage takes 3e-4 s a sample; 32 micro-batches a batch keep the bubble small. */
+	printf("\n  4 stages, free links: %.0f samples/s (a stage alone: %.0f), bubble %.3f ", r.samples_per_s, 1 / 3e-4,
+	       r.bubble);
+	CU_ASSERT(r.samples_per_s <= 1 / 3e-4 * 1.0001 && r.samples_per_s > 0.8 / 3e-4);
+	for (int q = 0; q < 4; q++)
+		spans += t[q].n;
+	CU_ASSERT(spans > 4 * 4 * 10 * 32 * 2);
+	c.traces = NULL;
+	/* One core for all four: every sample's work end to end. */
+	c.cores = 1;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &shared), 0);
+	printf("one core: %.0f samples/s (all work on it: %.0f) ", shared.samples_per_s, 1 / (4 * 3e-4));
+	CU_ASSERT(shared.samples_per_s <= 1 / (4 * 3e-4) * 1.0001 && shared.samples_per_s > 0.95 / (4 * 3e-4));
+	/*
+	 * Slow links: 4096 bytes a sample each way at 4 MB/s is 1 ms a sample, a bound no schedule
+	 * passes. 1f1b gets about half: a micro-batch takes 6 link hops there and back (48 ms) and
+	 * the first stage keeps 4 in flight, 32 samples every 48 ms, less the batch's drain.
+	 */
+	c.cores = 0;
+	cost.link_bw = 4.096e6;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	printf("slow links: %.0f samples/s ", r.samples_per_s);
+	CU_ASSERT(r.samples_per_s <= 1000 * 1.0001 && r.samples_per_s > 450 && r.samples_per_s < 667);
+	cost.link_bw = 1e30;
+	for (int q = 0; q < 4; q++)
+		nsl_trace_free(&t[q]);
+}
+
+static void test_refuses(void)
+{
+	const int starts[2] = { 0, 4 };
+	struct nsl_sim_conf c = { .cost = &cost, .npeers = 1, .starts = starts, .schedule = NSL_SCHED_NSPLIT, .batch = 0,
+				  .micro = 1, .per_shard = 95, .rounds = 2 };
+	struct nsl_sim_result r;
+
+	CU_ASSERT_EQUAL(nsl_simulate(&c, &r), -EINVAL);
+}
+
+int main(void)
+{
+	static const struct nsl_test_case cases[] = {
+		{ "one peer adds up its work", test_one_peer },
+		{ "pipelines: free links, one core, a slow link", test_pipeline },
+		{ "bad configurations refused", test_refuses },
+		{ NULL, NULL },
+	};
+
+	return nsl_test_run("simulate", cases);
+}

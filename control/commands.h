@@ -7,6 +7,7 @@ int nsl_cmd_train(int argc, char **argv);
 int nsl_cmd_launch(int argc, char **argv);
 int nsl_cmd_profile(int argc, char **argv);
 int nsl_cmd_plan(int argc, char **argv);
+int nsl_cmd_simulate(int argc, char **argv);
 int nsl_cmd_eval(int argc, char **argv);
 int nsl_cmd_shard(int argc, char **argv);
 int nsl_cmd_link(int argc, char **argv);

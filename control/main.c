@@ -18,6 +18,7 @@ static const struct subcommand subcommands[] = {
 	{ "launch", nsl_cmd_launch, "run an N-split job as N local processes joined by memif" },
 	{ "profile", nsl_cmd_profile, "measure a model's layers and a link on this machine, for nsplit plan" },
 	{ "plan", nsl_cmd_plan, "the optimal split of a model over N peers, from a cost file" },
+	{ "simulate", nsl_cmd_simulate, "predict a job from a cost file: its instruction lists as events" },
 	{ "eval", nsl_cmd_eval, "evaluate saved weights on the test set" },
 	{ "shard", nsl_cmd_shard, "convert IDX files into nsplit shard files, cut into N parts" },
 	{ "link", nsl_cmd_link, "move messages between two peers over a DPDK port, checking every byte" },

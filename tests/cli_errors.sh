@@ -75,6 +75,11 @@ sed 's/"kind": "relu"/"kind": "gelu"/' "$work/cost.json" >"$work/kind.json"
 expect 1 'is gelu there, relu in the model' -- "$nsplit" plan --cost "$work/kind.json" --model mlp:784-64-32-10
 expect 0 "the planner's split" -- "$nsplit" train --peers 2 --split auto --cost "$work/cost.json" --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400 --no-eval --no-progress
 expect 1 'needs --cost FILE' -- "$nsplit" train --cluster "$work/two.ini" --rank 0 --split auto --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 0 'samples/s; utilisation' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640
+expect 0 '"bubble":' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split even --schedule gpipe --batch 32 --samples 640 --cores 1 --json
+expect 0 'trace written to' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640 --trace "$work/sim.json"
+expect 2 'give --cost FILE' -- "$nsplit" simulate --peers 2
+expect 1 'makes 2 stages for 3 peers' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split 2
 echo '{"a": 1}' >"$work/other.json"
 expect 1 'not an nsplit cost file' -- "$nsplit" plan --cost "$work/other.json" --model mlp:784-64-32-10
 expect 1 'line 1: a value was due' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# The simulator's fidelity: each schedule with 4 peers on this machine, measured (nsplit train,
+# best of BENCH_REPEAT) and simulated (nsplit simulate) from a profile taken in the same run, on
+# the same split (the default one) and cores. Prints a table, then one JSON object per line:
+# schedule, measured_samples_per_s, simulated_samples_per_s, error (simulated / measured - 1).
+# Then the time a 64-peer simulation of one epoch takes (a deep MLP profiled here).
+#
+# Environment: NSPLIT_BUILD_DIR (build), BENCH_MODEL (mlp:784-1024-1024-1024-1024-10),
+# BENCH_BATCH (256), BENCH_MICRO (64), BENCH_SAMPLES (30720), BENCH_REPEAT (3), NSPLIT_DATA,
+# BENCH_NO_BUILD.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+BUILD_DIR=${NSPLIT_BUILD_DIR:-build}
+MODEL=${BENCH_MODEL:-mlp:784-1024-1024-1024-1024-10}
+BATCH=${BENCH_BATCH:-256}
+MICRO=${BENCH_MICRO:-64}
+SAMPLES=${BENCH_SAMPLES:-30720}
+REPEAT=${BENCH_REPEAT:-3}
+DATA=${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}
+PY=/usr/bin/python3
+
+# shellcheck source=scripts/deps.sh
+source "$ROOT/scripts/deps.sh"
+nsl_install_deps
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=scripts/bench/build.sh
+source "$ROOT/scripts/bench/build.sh"
+nsl_bench_build "$BUILD_DIR" simulate.sh
+NSPLIT="$BUILD_DIR/nsplit"
+
+"$NSPLIT" profile --model "$MODEL" --batch "$BATCH" --micro-batch "$MICRO" --out "$tmp/cost.json" >"$tmp/profile.log"
+echo "simulator fidelity: $MODEL, batch $BATCH, 4 peers, $SAMPLES samples, $(nproc) cores; measured best of $REPEAT"
+printf '%-8s %6s %12s %12s %8s\n' schedule micro measured simulated error
+for s in nsplit gpipe 1f1b; do
+	micro=$MICRO
+	[[ $s == nsplit ]] && micro=$((BATCH / 16))
+	best=0
+	for ((r = 0; r < REPEAT; r++)); do
+		v=$("$NSPLIT" train --peers 4 --model "$MODEL" --data "$DATA" --batch "$BATCH" --micro-batch "$micro" \
+			--schedule "$s" --epochs 1 --limit-samples "$SAMPLES" --no-eval --no-progress --threads 1 |
+			awk '/^training:/ {print $2}')
+		awk "BEGIN {exit !(${v:-0} > $best)}" && best=$v
+	done
+	sim=$("$NSPLIT" simulate --cost "$tmp/cost.json" --model "$MODEL" --peers 4 --split even --schedule "$s" \
+		--batch "$BATCH" --micro-batch "$micro" --samples "$SAMPLES" --json |
+		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])')
+	err=$(awk -v m="$best" -v s="$sim" 'BEGIN {printf "%.3f", (m > 0 ? s / m - 1 : 0)}')
+	printf '%-8s %6d %12.0f %12.0f %8s\n' "$s" "$micro" "$best" "$sim" "$err"
+	echo "{\"schedule\":\"$s\",\"micro_batch\":$micro,\"measured_samples_per_s\":$best,\"simulated_samples_per_s\":$sim,\"error\":$err}" >>"$tmp/json"
+done
+cat "$tmp/json"
+# 64 peers need 64 layers at least: an MLP of 35 hidden layers (71 layers), profiled here.
+deep="mlp:784$(printf -- '-64%.0s' $(seq 35))-10"
+"$NSPLIT" profile --model "$deep" --batch 64 --micro-batch 8 --out "$tmp/deep.json" >/dev/null
+t0=$(date +%s.%N)
+"$NSPLIT" simulate --cost "$tmp/deep.json" --model "$deep" --peers 64 --schedule 1f1b --batch 64 --micro-batch 8 \
+	--samples 60000 --cores 0 >"$tmp/deep.log"
+echo "64 peers, one epoch of 60000 samples of a 71-layer MLP simulated in $(awk -v a="$t0" -v b="$(date +%s.%N)" \
+	'BEGIN {printf "%.2f", b - a}') s: $(grep '^round' "$tmp/deep.log")"

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "nsplit/error.h"
+#include "nsplit/model.h"
 #include "cli.h"
 
 int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out)
@@ -82,6 +83,17 @@ int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out)
 		return nsl_error_set(EINVAL, "--%s: \"%s\" is not a size (a positive number of bytes, or with K, M, G or T: 512M, 2GiB)",
 				     opt, v);
 	*out = (uint64_t)(x * (double)(1ull << shift));
+	return 0;
+}
+
+int nsl_cli_shape(const char *opt, const char *v, struct nsl_shape *out)
+{
+	struct nsl_shape s;
+	char tail;
+
+	if (sscanf(v, "%dx%dx%d%c", &s.c, &s.h, &s.w, &tail) != 3 || s.c < 1 || s.h < 1 || s.w < 1)
+		return nsl_error_set(EINVAL, "--%s %s: give CxHxW, such as 1x28x28", opt, v);
+	*out = s;
 	return 0;
 }
 

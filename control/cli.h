@@ -10,6 +10,10 @@ int nsl_cli_int(const char *opt, const char *v, long min, long max, int *out);
 int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out);
 int nsl_cli_u64(const char *opt, const char *v, uint64_t *out);
 int nsl_cli_float(const char *opt, const char *v, double min, double max, float *out);
+/* A sample shape CxHxW (1x28x28). */
+struct nsl_shape;
+int nsl_cli_shape(const char *opt, const char *v, struct nsl_shape *out);
+
 /* A size in bytes: 1048576, 512K, 2M, 1.5G, 4GiB (binary multiples). */
 int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out);
 

@@ -62,11 +62,7 @@ static int parse(int argc, char **argv, struct profile_opts *o)
 	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o->model = optarg; break;
-		case 'i':
-			if (sscanf(optarg, "%dx%dx%d", &o->input.c, &o->input.h, &o->input.w) != 3 || o->input.c < 1 ||
-			    o->input.h < 1 || o->input.w < 1)
-				rc = nsl_error_set(EINVAL, "--input %s: give CxHxW, such as 1x28x28", optarg);
-			break;
+		case 'i': rc = nsl_cli_shape("input", optarg, &o->input); break;
 		case 'b': rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
 		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
 		case 'o': o->optimizer = optarg; break;

@@ -67,11 +67,7 @@ static int parse(int argc, char **argv, struct sim_opts *o)
 		switch (c) {
 		case 'c': o->cost = optarg; break;
 		case 'm': o->model = optarg; break;
-		case 'i':
-			if (sscanf(optarg, "%dx%dx%d", &o->input.c, &o->input.h, &o->input.w) != 3 || o->input.c < 1 ||
-			    o->input.h < 1 || o->input.w < 1)
-				rc = nsl_error_set(EINVAL, "--input %s: give CxHxW, such as 1x28x28", optarg);
-			break;
+		case 'i': rc = nsl_cli_shape("input", optarg, &o->input); break;
 		case 'p': rc = nsl_cli_int("peers", optarg, 1, NSL_PLAN_MAX_PEERS, &o->peers); break;
 		case 'S': o->split = optarg; break;
 		case 's': {

@@ -39,6 +39,19 @@ static struct rxbuf *rx_target(struct peer *p, enum nsl_op op, int micro, int ro
 	}
 }
 
+int nsl_peer_try_post(struct peer *p, struct rxbuf *r, int from)
+{
+	int rc;
+
+	r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)from, .user = r };
+	if ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
+		return 0;
+	if (rc < 0)
+		return rc;
+	r->posted = true;
+	return 1;
+}
+
 /*
  * Post slots for what neighbour e->from sends next, in its order, while their buffers are free.
  * The neighbour's programs are walked from the same schedule this peer runs, so both sides agree
@@ -59,14 +72,8 @@ static int post_expected(struct peer *p, struct expect *e)
 
 				if (r->posted || r->full)
 					return 0;
-				r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)e->from,
-							   .user = r };
-				if ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
-					return 0;
-				if (rc < 0)
+				if ((rc = nsl_peer_try_post(p, r, e->from)) <= 0)
 					return rc;
-				r->posted = true;
-				r->round = e->round;
 				e->swap_done = true;
 				continue;
 			} else if (e->round + 1 < j->rounds) {
@@ -100,15 +107,8 @@ static int post_expected(struct peer *p, struct expect *e)
 					     in->micro);
 		if (r->posted || r->full)
 			return 0;     /* its buffer still holds an earlier micro-batch */
-		r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)e->from, .user = r };
-		if ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
-			return 0;
-		if (rc < 0)
+		if ((rc = nsl_peer_try_post(p, r, e->from)) <= 0)
 			return rc;
-		r->posted = true;
-		r->micro = in->micro;
-		r->round = e->round;
-		r->batch = e->batch;
 		e->pc++;
 	}
 	return 0;

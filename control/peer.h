@@ -42,8 +42,7 @@ struct rxbuf {
 	void *data;
 	uint64_t cap;
 	bool posted;          /* given to the link, not yet filled */
-	bool full;            /* filled, not yet used */
-	int micro, round, batch;
+	bool full;            /* filled, not yet used; msg says what it holds */
 };
 
 enum { RX_ACT, RX_LABELS, RX_GRAD, RX_KINDS };
@@ -267,6 +266,9 @@ void nsl_peer_free(struct peer *p);
 
 /* Record the peer's first failure (with the last error) and tell the job to stop. */
 int nsl_peer_fail(struct peer *p, int rc);
+
+/* Give r to the link for the next message from peer `from`: 1 posted, 0 no room yet, or an errno. */
+int nsl_peer_try_post(struct peer *p, struct rxbuf *r, int from);
 
 /* Link work while waiting: poll, collect what arrived and what was sent, post more slots. */
 int nsl_peer_pump(struct peer *p);

@@ -152,12 +152,10 @@ static int post(struct peer *p, struct rxbuf *r, int from)
 {
 	int rc;
 
-	r->msg = (struct nsl_msg){ .data = r->data, .len = r->cap, .peer = (uint16_t)from, .user = r };
-	while ((rc = nsl_link_post(p->link, &r->msg)) == -ENOBUFS)
+	while ((rc = nsl_peer_try_post(p, r, from)) == 0)
 		if ((rc = nsl_peer_pump(p)) < 0)
 			return rc;
-	r->posted = rc == 0;
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static int recv_from(struct peer *p, int from, uint8_t type)

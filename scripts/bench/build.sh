@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Sourced by the benchmark scripts: nsl_bench_build BUILD_DIR NAME configures BUILD_DIR if it
+# Sourced by the benchmark scripts. nsl_bench_setup ROOT BUILD_DIR NAME installs what is missing
+# (scripts/deps.sh) and builds; nsl_bench_build BUILD_DIR NAME configures BUILD_DIR if it
 # has never been, builds it, and on failure shows the log's tail and exits 1 naming NAME.
 # BENCH_NO_BUILD set: the build folder is used as it is.
 nsl_bench_build() {
@@ -19,4 +20,11 @@ nsl_bench_build() {
 		exit 1
 	fi
 	rm -f "$log"
+}
+
+nsl_bench_setup() {
+	# shellcheck source=scripts/deps.sh
+	source "$1/scripts/deps.sh"
+	nsl_install_deps
+	nsl_bench_build "$2" "$3"
 }

@@ -28,14 +28,11 @@ REPEAT=${BENCH_REPEAT:-3}
 DATA=${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}
 PY=/usr/bin/python3
 
-# shellcheck source=scripts/deps.sh
-source "$ROOT/scripts/deps.sh"
-nsl_install_deps
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/build.sh
 source "$ROOT/scripts/bench/build.sh"
-nsl_bench_build "$BUILD_DIR" compute.sh
+nsl_bench_setup "$ROOT" "$BUILD_DIR" compute.sh
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
 
 NSPLIT="$BUILD_DIR/nsplit"
 DNNL=""

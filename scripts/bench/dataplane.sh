@@ -63,18 +63,15 @@ MEMIF_PORT_ARGS=""
 	exit 2
 }
 
-# shellcheck source=scripts/deps.sh
-source "$ROOT/scripts/deps.sh"
-nsl_install_deps
+# shellcheck source=scripts/bench/build.sh
+source "$ROOT/scripts/bench/build.sh"
+nsl_bench_setup "$ROOT" "$BUILD_DIR" dataplane.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
 PFX=nsl-bench-$$ # every EAL file prefix of this run starts so
 cleanup() {
 	rm -rf "$tmp" /var/run/dpdk/"$PFX"-* "${XDG_RUNTIME_DIR:-/nonexistent}"/dpdk/"$PFX"-*
 }
 trap cleanup EXIT
-# shellcheck source=scripts/bench/build.sh
-source "$ROOT/scripts/bench/build.sh"
-nsl_bench_build "$BUILD_DIR" dataplane.sh
 
 NSPLIT="$BUILD_DIR/nsplit"
 find_bench() {

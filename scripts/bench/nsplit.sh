@@ -33,14 +33,11 @@ MODELS=${BENCH_MODELS:-demo wide}
 DATA=${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}
 PY=/usr/bin/python3
 
-# shellcheck source=scripts/deps.sh
-source "$ROOT/scripts/deps.sh"
-nsl_install_deps
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 # shellcheck source=scripts/bench/build.sh
 source "$ROOT/scripts/bench/build.sh"
-nsl_bench_build "$BUILD_DIR" nsplit.sh
+nsl_bench_setup "$ROOT" "$BUILD_DIR" nsplit.sh
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
 NSPLIT="$BUILD_DIR/nsplit"
 CORES=$(nproc)
 

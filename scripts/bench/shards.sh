@@ -67,9 +67,9 @@ done
 $PY -c "import sys; sys.exit(0 if float('$SIZE_GIB') >= 1 else 1)" 2>/dev/null ||
 	echo "shards.sh: --size-gib $SIZE_GIB is below the 1 GiB the acceptance asks for" >&2
 
-# shellcheck source=scripts/deps.sh
-source "$ROOT/scripts/deps.sh"
-nsl_install_deps
+# shellcheck source=scripts/bench/build.sh
+source "$ROOT/scripts/bench/build.sh"
+nsl_bench_setup "$ROOT" "$BUILD_DIR" shards.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nsl-bench.XXXXXX")
 DIR=""
 cleanup() {
@@ -77,9 +77,6 @@ cleanup() {
 	((KEEP)) || [[ -z "$DIR" ]] || rm -rf "$DIR"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/bench/build.sh
-source "$ROOT/scripts/bench/build.sh"
-nsl_bench_build "$BUILD_DIR" shards.sh
 BENCH=""
 for p in "$BUILD_DIR/scripts/bench/bench_shards" "$BUILD_DIR/bench_shards"; do
 	[[ -x "$p" ]] && BENCH=$p && break

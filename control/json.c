@@ -45,7 +45,7 @@ static char *string(struct reader *r)
 
 	if (s == NULL || *r->p != '"') {
 		free(s);
-		fail(r, "a string was due");
+		fail(r, "expected a string");
 		return NULL;
 	}
 	for (r->p++; *r->p != '"'; r->p++) {
@@ -133,7 +133,7 @@ static bool container(struct reader *r, struct nsl_json *v, int depth, bool obje
 			skip(r);
 			if (*r->p != ':') {
 				free(key);
-				fail(r, "':' was due after a key");
+				fail(r, "expected ':' after a key");
 				return false;
 			}
 			r->p++;
@@ -154,7 +154,7 @@ static bool container(struct reader *r, struct nsl_json *v, int depth, bool obje
 			r->p++;
 			return true;
 		}
-		fail(r, object ? "',' or '}' was due" : "',' or ']' was due");
+		fail(r, object ? "expected ',' or '}'" : "expected ',' or ']'");
 		return false;
 	}
 }
@@ -191,7 +191,7 @@ static bool value(struct reader *r, struct nsl_json *v, int depth)
 	v->type = NSL_JSON_NUMBER;
 	v->number = strtod(r->p, &end);
 	if (end == r->p || !isfinite(v->number)) {
-		fail(r, "a value was due");
+		fail(r, "expected a value");
 		return false;
 	}
 	r->p = end;

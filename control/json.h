@@ -2,7 +2,7 @@
 /*
  * A small JSON reader for nsplit's own files (cost files, plans): the whole text becomes a tree
  * of values. Strings keep only what they hold (escapes \" \\ \/ \n \t \r \b \f; \u escapes below
- * 0x80). Depth and size are bounded; anything else is refused with the line and what was due.
+ * 0x80). Depth and size are bounded; anything else is refused with the line and what was expected.
  */
 #ifndef NSL_JSON_H
 #define NSL_JSON_H

@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,6 +11,7 @@
 
 #include "nsplit/error.h"
 #include "nsplit/safetensors.h"
+#include "json.h"
 
 #define ST_MAX_HEADER (64u << 20)
 
@@ -28,7 +28,7 @@ struct nsl_st_file {
 	bool borrowed;             /* bytes are the caller's (nsl_st_parse) */
 	size_t size;
 	uint64_t data_off;
-	int n, cap;
+	int n;
 	struct st_entry *e;
 	int nmeta;
 	char *meta[32][2];
@@ -199,294 +199,107 @@ int nsl_st_layout(const struct nsl_st_tensor *t, int n, const char *const *meta,
 	return 0;
 }
 
-/* ---- reading: a small JSON parser for exactly the header's grammar ---- */
+/* ---- reading: the header is JSON (json.h) ---- */
 
-struct cursor {
-	const char *p, *end, *start;
-	const char *path;
-};
-
-static void skip_ws(struct cursor *c)
+static int header_error(const struct nsl_st_file *f, const char *name, const char *what)
 {
-	while (c->p < c->end && isspace((unsigned char)*c->p))
-		c->p++;
+	return nsl_error_set(EINVAL, "%s: bad header JSON: tensor %s: %s", f->path, name, what);
 }
 
-static int expect(struct cursor *c, char ch)
+/* [a, b, ...] of whole numbers of at most `max`, at most `cap` of them; -1 when not that. */
+static int uints(const struct nsl_json *v, uint64_t max, int cap, uint64_t *out)
 {
-	skip_ws(c);
-	if (c->p >= c->end || *c->p != ch)
-		return nsl_error_set(EINVAL, "%s: bad header JSON: expected '%c' at header byte %ld", c->path, ch,
-				     (long)(c->p - c->start));
-	c->p++;
+	if (v == NULL || v->type != NSL_JSON_ARRAY || v->n > cap)
+		return -1;
+	for (int i = 0; i < v->n; i++) {
+		const struct nsl_json *x = &v->child[i];
+
+		if (x->type != NSL_JSON_NUMBER || x->number < 0 || x->number > (double)max || x->number != (double)(uint64_t)x->number)
+			return -1;
+		out[i] = (uint64_t)x->number;
+	}
+	return v->n;
+}
+
+static int parse_entry(struct nsl_st_file *f, const struct nsl_json *t, struct st_entry *e)
+{
+	const struct nsl_json *dtype = nsl_json_get(t, "dtype"), *shape = nsl_json_get(t, "shape"),
+			      *off = nsl_json_get(t, "data_offsets");
+	uint64_t dims[NSL_ST_MAX_DIMS], range[2];
+
+	if (t->type != NSL_JSON_OBJECT)
+		return header_error(f, e->name, "expected an object");
+	if (dtype == NULL || shape == NULL || off == NULL)
+		return nsl_error_set(EINVAL, "%s: tensor %s lacks dtype, shape or data_offsets", f->path, e->name);
+	if (dtype->type != NSL_JSON_STRING)
+		return header_error(f, e->name, "expected a dtype string");
+	if (strcmp(dtype->string, "F32") != 0)
+		return nsl_error_set(ENOTSUP, "%s: tensor %s has dtype %s; nsplit reads F32 only", f->path, e->name,
+				     dtype->string);
+	if (shape->type == NSL_JSON_ARRAY && shape->n > NSL_ST_MAX_DIMS)
+		return nsl_error_set(ENOTSUP, "%s: tensor %s has more than %d dimensions", f->path, e->name,
+				     NSL_ST_MAX_DIMS);
+	if ((e->ndim = uints(shape, 1ull << 40, NSL_ST_MAX_DIMS, dims)) < 0)
+		return header_error(f, e->name, "expected a shape of whole numbers");
+	for (int d = 0; d < e->ndim; d++)
+		e->dims[d] = (int64_t)dims[d];
+	if (uints(off, UINT64_MAX >> 11, 2, range) != 2)
+		return header_error(f, e->name, "expected data_offsets [begin, end]");
+	e->begin = range[0];
+	e->end = range[1];
 	return 0;
-}
-
-static bool peek(struct cursor *c, char ch)
-{
-	skip_ws(c);
-	return c->p < c->end && *c->p == ch;
-}
-
-static int parse_string(struct cursor *c, char **out)
-{
-	size_t cap = 64, n = 0;
-	char *s;
-
-	if (expect(c, '"') < 0)
-		return -EINVAL;
-	s = malloc(cap);
-	if (s == NULL)
-		return nsl_error_set(ENOMEM, "%s: out of memory", c->path);
-	while (c->p < c->end && *c->p != '"') {
-		char ch = *c->p++;
-
-		if (ch == '\\') {
-			if (c->p >= c->end)
-				break;
-			ch = *c->p++;
-			if (ch == 'u') {
-				unsigned v;
-
-				if (c->end - c->p < 4 || sscanf(c->p, "%4x", &v) != 1 || v > 0x7f) {
-					free(s);
-					return nsl_error_set(EINVAL, "%s: bad header JSON: unsupported \\u escape", c->path);
-				}
-				c->p += 4;
-				ch = (char)v;
-			} else if (ch == 'n') {
-				ch = '\n';
-			} else if (ch == 't') {
-				ch = '\t';
-			}
-		}
-		if (n + 2 > cap) {
-			char *t = realloc(s, cap *= 2);
-
-			if (t == NULL) {
-				free(s);
-				return nsl_error_set(ENOMEM, "%s: out of memory", c->path);
-			}
-			s = t;
-		}
-		s[n++] = ch;
-	}
-	if (c->p >= c->end) {
-		free(s);
-		return nsl_error_set(EINVAL, "%s: bad header JSON: unterminated string", c->path);
-	}
-	c->p++;
-	s[n] = '\0';
-	*out = s;
-	return 0;
-}
-
-static int parse_uint(struct cursor *c, uint64_t *out)
-{
-	char *e;
-
-	skip_ws(c);
-	if (c->p >= c->end || !isdigit((unsigned char)*c->p))
-		return nsl_error_set(EINVAL, "%s: bad header JSON: expected a number", c->path);
-	errno = 0;
-	*out = strtoull(c->p, &e, 10);
-	if (errno || e > c->end)
-		return nsl_error_set(EINVAL, "%s: bad header JSON: number out of range", c->path);
-	c->p = e;
-	return 0;
-}
-
-/* Skip any JSON value we do not use (metadata of other tools may hold anything). */
-static int skip_value(struct cursor *c, int depth)
-{
-	char *s;
-
-	skip_ws(c);
-	if (depth > 16 || c->p >= c->end)
-		return nsl_error_set(EINVAL, "%s: bad header JSON: value too deep or truncated", c->path);
-	if (*c->p == '"') {
-		if (parse_string(c, &s) < 0)
-			return -EINVAL;
-		free(s);
-		return 0;
-	}
-	if (*c->p == '{' || *c->p == '[') {
-		char close = *c->p == '{' ? '}' : ']';
-		bool obj = *c->p == '{';
-
-		c->p++;
-		if (peek(c, close)) {
-			c->p++;
-			return 0;
-		}
-		for (;;) {
-			if (obj) {
-				if (parse_string(c, &s) < 0)
-					return -EINVAL;
-				free(s);
-				if (expect(c, ':') < 0)
-					return -EINVAL;
-			}
-			if (skip_value(c, depth + 1) < 0)
-				return -EINVAL;
-			if (peek(c, ',')) {
-				c->p++;
-				continue;
-			}
-			return expect(c, close);
-		}
-	}
-	while (c->p < c->end && (isalnum((unsigned char)*c->p) || *c->p == '-' || *c->p == '.' || *c->p == '+'))
-		c->p++;
-	return 0;
-}
-
-static int parse_metadata(struct cursor *c, struct nsl_st_file *f)
-{
-	if (expect(c, '{') < 0)
-		return -EINVAL;
-	if (peek(c, '}')) {
-		c->p++;
-		return 0;
-	}
-	for (;;) {
-		char *k = NULL, *v = NULL;
-
-		if (parse_string(c, &k) < 0 || expect(c, ':') < 0 || parse_string(c, &v) < 0) {
-			free(k);
-			return -EINVAL;
-		}
-		if (f->nmeta < 32) {
-			f->meta[f->nmeta][0] = k;
-			f->meta[f->nmeta][1] = v;
-			f->nmeta++;
-		} else {
-			free(k);
-			free(v);
-		}
-		if (peek(c, ',')) {
-			c->p++;
-			continue;
-		}
-		return expect(c, '}');
-	}
-}
-
-static int parse_entry(struct cursor *c, struct st_entry *e)
-{
-	char *key = NULL, *dtype = NULL;
-	bool have_shape = false, have_off = false;
-	int rc = 0;
-
-	if (expect(c, '{') < 0)
-		return -EINVAL;
-	for (;;) {
-		if (parse_string(c, &key) < 0 || expect(c, ':') < 0)
-			goto bad;
-		if (strcmp(key, "dtype") == 0) {
-			if (parse_string(c, &dtype) < 0)
-				goto bad;
-			if (strcmp(dtype, "F32") != 0) {
-				rc = nsl_error_set(ENOTSUP, "%s: tensor %s has dtype %s; nsplit reads F32 only", c->path,
-						   e->name, dtype);
-				goto out;
-			}
-		} else if (strcmp(key, "shape") == 0) {
-			if (expect(c, '[') < 0)
-				goto bad;
-			e->ndim = 0;
-			while (!peek(c, ']')) {
-				uint64_t v;
-
-				if (e->ndim == NSL_ST_MAX_DIMS) {
-					rc = nsl_error_set(ENOTSUP, "%s: tensor %s has more than %d dimensions", c->path,
-							   e->name, NSL_ST_MAX_DIMS);
-					goto out;
-				}
-				if (parse_uint(c, &v) < 0 || v > (1ull << 40))
-					goto bad;
-				e->dims[e->ndim++] = (int64_t)v;
-				if (peek(c, ','))
-					c->p++;
-			}
-			c->p++;
-			have_shape = true;
-		} else if (strcmp(key, "data_offsets") == 0) {
-			if (expect(c, '[') < 0 || parse_uint(c, &e->begin) < 0 || expect(c, ',') < 0 ||
-			    parse_uint(c, &e->end) < 0 || expect(c, ']') < 0)
-				goto bad;
-			have_off = true;
-		} else if (skip_value(c, 1) < 0) {
-			goto bad;
-		}
-		free(key);
-		key = NULL;
-		if (peek(c, ',')) {
-			c->p++;
-			continue;
-		}
-		if (expect(c, '}') < 0)
-			goto bad;
-		break;
-	}
-	if (!have_shape || !have_off || dtype == NULL) {
-		rc = nsl_error_set(EINVAL, "%s: tensor %s lacks dtype, shape or data_offsets", c->path, e->name);
-		goto out;
-	}
-	goto out;
-bad:
-	rc = nsl_error_prefix(EINVAL, "tensor %s", e->name);
-out:
-	free(key);
-	free(dtype);
-	return rc;
 }
 
 static int parse_header(struct nsl_st_file *f, const char *json, size_t len)
 {
-	struct cursor c = { .p = json, .end = json + len, .start = json, .path = f->path };
+	char *text = malloc(len + 1);
+	struct nsl_json *root = NULL;
+	int rc = 0;
 
-	if (expect(&c, '{') < 0)
-		return -EINVAL;
-	if (peek(&c, '}'))
-		return 0;
-	for (;;) {
-		char *name = NULL;
+	if (text == NULL)
+		return nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+	memcpy(text, json, len);
+	text[len] = 0;
+	if (strlen(text) != len)
+		rc = nsl_error_set(EINVAL, "%s: bad header JSON: a NUL byte in it", f->path);
+	else if ((root = nsl_json_parse(text, f->path)) == NULL)
+		rc = nsl_error_prefix(EINVAL, "bad header JSON");
+	else if (root->type != NSL_JSON_OBJECT)
+		rc = nsl_error_set(EINVAL, "%s: bad header JSON: expected an object", f->path);
+	if (rc == 0 && (f->e = calloc((size_t)root->n + 1, sizeof(*f->e))) == NULL)
+		rc = nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+	for (int i = 0; rc == 0 && i < root->n; i++) {
+		const struct nsl_json *v = &root->child[i];
 
-		if (parse_string(&c, &name) < 0 || expect(&c, ':') < 0) {
-			free(name);
-			return -EINVAL;
-		}
-		if (strcmp(name, "__metadata__") == 0) {
-			free(name);
-			if (parse_metadata(&c, f) < 0)
-				return -EINVAL;
-		} else {
-			struct st_entry *e;
+		if (strcmp(v->key, "__metadata__") == 0) {
+			/* Other tools' metadata may hold anything; strings are what nsplit reads. */
+			for (int k = 0; v->type == NSL_JSON_OBJECT && k < v->n && f->nmeta < 32; k++) {
+				const struct nsl_json *m = &v->child[k];
 
-			if (f->n == f->cap) {
-				int cap = f->cap ? 2 * f->cap : 16;
-				struct st_entry *ne = realloc(f->e, (size_t)cap * sizeof(*ne));
-
-				if (ne == NULL) {
-					free(name);
-					return nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+				if (m->type != NSL_JSON_STRING)
+					continue;
+				if ((f->meta[f->nmeta][0] = strdup(m->key)) == NULL ||
+				    (f->meta[f->nmeta][1] = strdup(m->string)) == NULL) {
+					free(f->meta[f->nmeta][0]);
+					rc = nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+					break;
 				}
-				f->e = ne;
-				f->cap = cap;
+				f->nmeta++;
 			}
-			e = &f->e[f->n++];
-			memset(e, 0, sizeof(*e));
-			e->name = name;
-			if (parse_entry(&c, e) < 0)
-				return -EINVAL;
-		}
-		if (peek(&c, ',')) {
-			c.p++;
 			continue;
 		}
-		return expect(&c, '}');
+		struct st_entry *e = &f->e[f->n];
+
+		if ((e->name = strdup(v->key)) == NULL) {
+			rc = nsl_error_set(ENOMEM, "%s: out of memory", f->path);
+			break;
+		}
+		f->n++;
+		rc = parse_entry(f, v, e);
 	}
+	nsl_json_free(root);
+	free(text);
+	return rc;
 }
 
 static int check_entries(struct nsl_st_file *f)

@@ -82,7 +82,7 @@ expect 2 'give --cost FILE' -- "$nsplit" simulate --peers 2
 expect 1 'makes 2 stages for 3 peers' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split 2
 echo '{"a": 1}' >"$work/other.json"
 expect 1 'not an nsplit cost file' -- "$nsplit" plan --cost "$work/other.json" --model mlp:784-64-32-10
-expect 1 'line 1: a value was due' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10
+expect 1 'line 1: expected a value' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10
 expect 1 'fewer samples than the 4 shards' -- "$nsplit" train --peers 4 --cache "$work/c" --limit-samples 3
 expect 1 "$work/nothing" -- "$nsplit" train --data "$work/nothing" --cache "$work/c"
 expect 1 'split' -- "$nsplit" train --split 9 --cache "$work/c" --epochs 1 --limit-samples 100

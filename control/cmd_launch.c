@@ -16,12 +16,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "nsplit/error.h"
 #include "cli.h"
 #include "commands.h"
+#include "progress.h"
 
 #define MAX_PEERS 64
 #define GRACE_S 5
@@ -131,14 +131,6 @@ static void clean_runtime(pid_t pid)
 	globfree(&g);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Wait for every peer; after the first failure, give the rest GRACE_S to stop on their own. */
 static int wait_peers(pid_t *pids, int n)
 {
@@ -160,7 +152,7 @@ static int wait_peers(pid_t *pids, int n)
 					if (code != 0 && first < 0) {
 						first = i;
 						rc = code;
-						failed_at = now_s();
+						failed_at = nsl_now();
 						if (WIFSIGNALED(status))
 							fprintf(stderr, "nsplit launch: peer %d was killed by signal %d\n", i,
 								WTERMSIG(status));
@@ -174,7 +166,7 @@ static int wait_peers(pid_t *pids, int n)
 					kill(pids[i], got_signal);
 			sig_sent = 1;
 		}
-		if (first >= 0 && now_s() - failed_at > GRACE_S && sig_sent < 2) {
+		if (first >= 0 && nsl_now() - failed_at > GRACE_S && sig_sent < 2) {
 			fprintf(stderr, "nsplit launch: peers still running %d s after peer %d failed; stopping them\n",
 				GRACE_S, first);
 			for (int i = 0; i < n; i++)

@@ -147,7 +147,7 @@ struct job {
 
 static inline int nsl_job_stage_of(const struct job *j, int rank, int round)
 {
-	return ((rank - round) % j->npeers + j->npeers) % j->npeers;
+	return nsl_sched_stage_of(j->npeers, rank, round);
 }
 
 static inline int nsl_job_rank_of(const struct job *j, int stage, int round)
@@ -157,9 +157,7 @@ static inline int nsl_job_rank_of(const struct job *j, int stage, int round)
 
 static inline int nsl_job_batch_rows(const struct job *j, int b)
 {
-	int rem = (int)(j->per_shard % (uint32_t)j->o->batch);
-
-	return (b == j->batches - 1 && rem) ? rem : j->o->batch;
+	return nsl_sched_batch_rows(j->per_shard, j->o->batch, j->batches, b);
 }
 
 static inline int nsl_job_micro_count(const struct job *j, int rows)
@@ -169,9 +167,7 @@ static inline int nsl_job_micro_count(const struct job *j, int rows)
 
 static inline int nsl_job_micro_rows(const struct job *j, int rows, int m)
 {
-	int left = rows - m * j->micro;
-
-	return left < j->micro ? left : j->micro;
+	return nsl_sched_micro_rows(rows, j->micro, m);
 }
 
 static inline int nsl_job_compile(const struct job *j, int stage, int b, struct nsl_instr *prog)

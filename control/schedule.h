@@ -52,6 +52,30 @@ struct nsl_instr {
 #define NSL_SCHED_MAX_MICRO 4096
 #define NSL_SCHED_MAX_INSTR (3 + 6 * NSL_SCHED_MAX_MICRO)
 
+/*
+ * The rotation and the batching every runner and the simulator share: in round r stage s runs on
+ * peer (r + s) mod N; a shard of S samples makes ceil(S / batch) batches, the last one short;
+ * micro-batch m of a batch of `rows` takes the rows from m x micro on.
+ */
+static inline int nsl_sched_stage_of(int npeers, int rank, int round)
+{
+	return ((rank - round) % npeers + npeers) % npeers;
+}
+
+static inline int nsl_sched_batch_rows(int64_t per_shard, int batch, int batches, int b)
+{
+	int rem = (int)(per_shard % batch);
+
+	return b == batches - 1 && rem ? rem : batch;
+}
+
+static inline int nsl_sched_micro_rows(int rows, int micro, int m)
+{
+	int left = rows - m * micro;
+
+	return left < micro ? left : micro;
+}
+
 /* "nsplit", "gpipe" or "1f1b". 0, or -EINVAL with a message listing them. */
 int nsl_sched_parse(const char *s, enum nsl_sched_kind *out);
 const char *nsl_sched_name(enum nsl_sched_kind k);

@@ -77,16 +77,7 @@ static int send(struct sim *s, int from, int to, int kind, double bytes)
 
 static int batch_rows(const struct sim *s, int b)
 {
-	int rem = (int)(s->c->per_shard % s->c->batch);
-
-	return b == s->batches - 1 && rem ? rem : s->c->batch;
-}
-
-static int micro_rows(const struct sim *s, int rows, int m)
-{
-	int left = rows - m * s->c->micro;
-
-	return left < s->c->micro ? left : s->c->micro;
+	return nsl_sched_batch_rows(s->c->per_shard, s->c->batch, s->batches, b);
 }
 
 static int compile(struct sim *s, struct speer *p)
@@ -134,7 +125,7 @@ static int step(struct sim *s, int rank)
 			/* The swap: this stage to the next peer, the previous peer's here. */
 			if (n > 1 && (rc = send(s, rank, next, CH_STAGE, s->stage_bytes[p->stage])) < 0)
 				return rc;
-			p->stage = ((rank - p->round) % n + n) % n;
+			p->stage = nsl_sched_stage_of(n, rank, p->round);
 			p->batch = 0;
 			if ((rc = compile(s, p)) < 0)
 				return rc;
@@ -147,7 +138,7 @@ static int step(struct sim *s, int rank)
 			continue;
 		}
 		const struct nsl_instr *in = &p->prog[p->pc];
-		const int rows = micro_rows(s, batch_rows(s, p->batch), in->micro);
+		const int rows = nsl_sched_micro_rows(batch_rows(s, p->batch), s->c->micro, in->micro);
 		const double v = speed(s, rank);
 
 		switch ((enum nsl_op)in->op) {

@@ -185,9 +185,7 @@ int nsl_cmd_plan(int argc, char **argv)
 		c.micro = o.micro;
 	if (o.batch == 0)
 		o.batch = c.micro * 8;
-	/* Micro-batches a stage keeps: one for the paper's, all for gpipe, up to N for 1f1b's first. */
-	c.slots = o.schedule == NSL_SCHED_NSPLIT ? 1
-		: o.schedule == NSL_SCHED_GPIPE ? (o.batch + c.micro - 1) / c.micro : o.peers;
+	c.slots = nsl_sched_most_in_flight(o.schedule, o.peers, (o.batch + c.micro - 1) / c.micro);
 	for (int q = 0; q < o.peers; q++) {
 		speed[q] = o.cluster ? cl.peers[q].speed : 1;
 		budget[q] = (double)(o.cluster && cl.peers[q].mem_limit ? cl.peers[q].mem_limit : o.mem_limit);

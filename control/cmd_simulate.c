@@ -150,7 +150,7 @@ int nsl_cmd_simulate(int argc, char **argv)
 		goto out;
 	}
 	c.micro = o.micro;
-	c.slots = 1;
+	c.slots = nsl_sched_most_in_flight(o.schedule, o.peers, (o.batch + o.micro - 1) / o.micro);
 	if ((rc = choose_split(&o, m, &c, starts)) < 0)
 		goto out;
 	for (; o.trace && ntracks < o.peers; ntracks++)

@@ -96,8 +96,7 @@ static int auto_split(struct job *j, const struct nsl_train_opts *o)
 		if (!o->cluster && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
 			r.cores = CPU_COUNT(&cpus);
 
-		c.slots = o->schedule == NSL_SCHED_NSPLIT ? 1
-			: o->schedule == NSL_SCHED_GPIPE ? (o->batch + j->micro - 1) / j->micro : o->peers;
+		c.slots = nsl_sched_most_in_flight(o->schedule, o->peers, (o->batch + j->micro - 1) / j->micro);
 		for (int q = 0; q < o->peers; q++)
 			budget[q] = (double)o->mem_limit;
 		if ((rc = nsl_plan_solve(&r, &p)) == 0) {

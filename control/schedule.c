@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -159,6 +160,21 @@ int nsl_sched_in_flight(const struct nsl_instr *prog, int n)
 			now--;
 	}
 	return most;
+}
+
+int nsl_sched_most_in_flight(enum nsl_sched_kind k, int nstages, int nmicro)
+{
+	struct nsl_instr *prog = malloc(sizeof(*prog) * NSL_SCHED_MAX_INSTR);
+	int most = 0;
+
+	for (int s = 0; prog != NULL && s < nstages; s++) {
+		int n = nsl_sched_compile(k, nstages, s, nmicro, prog, NSL_SCHED_MAX_INSTR), f;
+
+		if (n > 0 && (f = nsl_sched_in_flight(prog, n)) > most)
+			most = f;
+	}
+	free(prog);
+	return most > 0 ? most : 1;
 }
 
 void nsl_sched_print(FILE *f, const struct nsl_instr *prog, int n)

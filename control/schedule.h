@@ -93,6 +93,9 @@ int nsl_instr_peer_stage(int nstages, int stage, enum nsl_op op);
 /* Micro-batches whose forward awaits its backward at once, at most, in a program. */
 int nsl_sched_in_flight(const struct nsl_instr *prog, int n);
 
+/* The most micro-batches any stage keeps in flight, for nmicro a batch (memory plans). */
+int nsl_sched_most_in_flight(enum nsl_sched_kind k, int nstages, int nmicro);
+
 /* One line per instruction group, for --dump-schedule. */
 void nsl_sched_print(FILE *f, const struct nsl_instr *prog, int n);
 

@@ -13,18 +13,15 @@
 #include "cli.h"
 #include "cluster.h"
 #include "commands.h"
+#include "job_opts.h"
 #include "cost.h"
 #include "plan.h"
 #include "schedule.h"
 
 struct plan_opts {
-	const char *model, *cost, *cluster;
-	struct nsl_shape input;
-	int peers, batch, micro, cores;
+	struct nsl_job_opts j;
+	const char *cluster;
 	uint64_t mem_limit;
-	int64_t samples;
-	enum nsl_sched_kind schedule;
-	bool json;
 };
 
 static void usage(FILE *f)
@@ -53,48 +50,24 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct plan_opts *o)
 {
 	static const struct option opts[] = {
-		{ "cost", required_argument, NULL, 'c' }, { "model", required_argument, NULL, 'm' },
-		{ "input", required_argument, NULL, 'i' }, { "peers", required_argument, NULL, 'p' },
+		NSL_JOB_OPTIONS,
 		{ "cluster", required_argument, NULL, 'k' }, { "mem-limit", required_argument, NULL, 'l' },
-		{ "schedule", required_argument, NULL, 's' }, { "batch", required_argument, NULL, 'b' },
-		{ "micro-batch", required_argument, NULL, 'u' }, { "samples", required_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' }, { "cores", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
 
 	optind = 0;
 	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (nsl_job_opt(c, optarg, &o->j, &rc))
+			continue;
 		switch (c) {
-		case 'c': o->cost = optarg; break;
-		case 'm': o->model = optarg; break;
-		case 'i': rc = nsl_cli_shape("input", optarg, &o->input); break;
-		case 'p': rc = nsl_cli_int("peers", optarg, 1, NSL_PLAN_MAX_PEERS, &o->peers); break;
 		case 'k': o->cluster = optarg; break;
 		case 'l': rc = nsl_cli_bytes("mem-limit", optarg, &o->mem_limit); break;
-		case 's': {
-			enum nsl_sched_kind k;
-
-			rc = nsl_sched_parse(optarg, &k);
-			o->schedule = k;
-			break;
-		}
-		case 'b': rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
-		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
-		case 'n': rc = nsl_cli_i64("samples", optarg, 1, INT64_MAX / 2, &o->samples); break;
-		case 'j': o->json = true; break;
-		case 'r': rc = nsl_cli_int("cores", optarg, 1, 4096, &o->cores); break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (rc < 0)
-		return nsl_cli_fail("plan") + 1;
-	if (optind < argc || o->cost == NULL) {
-		fprintf(stderr, "nsplit plan: %s (see nsplit plan --help)\n",
-			o->cost == NULL ? "give --cost FILE (made by nsplit profile)" : "unexpected argument");
-		return 2;
-	}
-	return 0;
+	return nsl_job_opts_done("plan", rc, argc, argv, &o->j);
 }
 
 static void print_table(const struct plan_opts *o, const struct nsl_model *m, const struct nsl_plan_req *r,
@@ -102,10 +75,10 @@ static void print_table(const struct plan_opts *o, const struct nsl_model *m, co
 {
 	const int n = r->npeers;
 
-	printf("plan for %s over %d peers, %s schedule (%s), cost file %s\n", m->text, n, nsl_sched_name(o->schedule),
+	printf("plan for %s over %d peers, %s schedule (%s), cost file %s\n", m->text, n, nsl_sched_name(o->j.schedule),
 	       r->objective == NSL_PLAN_EPOCH ? "one sample at a time: the shortest epoch"
 					      : "pipelined: the slowest stage or cut sets the pace",
-	       o->cost);
+	       o->j.cost);
 	printf("split: --split ");
 	for (int s = 1; s < n; s++)
 		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
@@ -139,7 +112,7 @@ static void print_json(const struct plan_opts *o, const struct nsl_model *m, con
 {
 	const int n = r->npeers;
 
-	printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",\"split\":[", m->text, n, nsl_sched_name(o->schedule));
+	printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",\"split\":[", m->text, n, nsl_sched_name(o->j.schedule));
 	for (int s = 1; s < n; s++)
 		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
 	printf("],\"order\":[");
@@ -154,8 +127,8 @@ static void print_json(const struct plan_opts *o, const struct nsl_model *m, con
 
 int nsl_cmd_plan(int argc, char **argv)
 {
-	struct plan_opts o = { .model = "mlp:784-512-256-10", .input = { 1, 28, 28 }, .peers = 0, .samples = 60000,
-			       .schedule = NSL_SCHED_1F1B };
+	struct plan_opts o = { .j = { .model = "mlp:784-512-256-10", .input = { 1, 28, 28 }, .samples = 60000,
+				      .schedule = NSL_SCHED_1F1B } };
 	struct nsl_cluster cl = { 0 };
 	struct nsl_model *m = NULL;
 	struct nsl_cost c = { 0 };
@@ -167,36 +140,36 @@ int nsl_cmd_plan(int argc, char **argv)
 		return rc == 1 ? 0 : rc;
 	if (o.cluster && (rc = nsl_cluster_load(o.cluster, &cl)) < 0)
 		return nsl_cli_fail("plan");
-	if (o.peers == 0)
-		o.peers = o.cluster ? cl.npeers : 4;
-	if (o.cluster && o.peers != cl.npeers) {
-		rc = nsl_error_set(EINVAL, "--peers %d, but %s describes %d peers", o.peers, o.cluster, cl.npeers);
+	if (o.j.peers == 0)
+		o.j.peers = o.cluster ? cl.npeers : 4;
+	if (o.cluster && o.j.peers != cl.npeers) {
+		rc = nsl_error_set(EINVAL, "--peers %d, but %s describes %d peers", o.j.peers, o.cluster, cl.npeers);
 		goto out;
 	}
-	if (o.peers > NSL_PLAN_MAX_PEERS) {
-		rc = nsl_error_set(EINVAL, "--peers %d: at most %d", o.peers, NSL_PLAN_MAX_PEERS);
+	if (o.j.peers > NSL_PLAN_MAX_PEERS) {
+		rc = nsl_error_set(EINVAL, "--peers %d: at most %d", o.j.peers, NSL_PLAN_MAX_PEERS);
 		goto out;
 	}
-	if ((m = nsl_model_parse(o.model, o.input)) == NULL || (rc = nsl_cost_read(o.cost, m, &c)) < 0) {
+	if ((m = nsl_model_parse(o.j.model, o.j.input)) == NULL || (rc = nsl_cost_read(o.j.cost, m, &c)) < 0) {
 		rc = -EINVAL;
 		goto out;
 	}
-	if (o.micro > 0)
-		c.micro = o.micro;
-	if (o.batch == 0)
-		o.batch = c.micro * 8;
-	c.slots = nsl_sched_most_in_flight(o.schedule, o.peers, (o.batch + c.micro - 1) / c.micro);
-	for (int q = 0; q < o.peers; q++) {
+	if (o.j.micro > 0)
+		c.micro = o.j.micro;
+	if (o.j.batch == 0)
+		o.j.batch = c.micro * 8;
+	c.slots = nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + c.micro - 1) / c.micro);
+	for (int q = 0; q < o.j.peers; q++) {
 		speed[q] = o.cluster ? cl.peers[q].speed : 1;
 		budget[q] = (double)(o.cluster && cl.peers[q].mem_limit ? cl.peers[q].mem_limit : o.mem_limit);
 	}
 	{
-		struct nsl_plan_req r = { .cost = &c, .npeers = o.peers, .speed = speed, .budget = budget,
-					  .objective = o.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
-					  .samples_per_shard = (double)o.samples / o.peers, .cores = o.cores };
+		struct nsl_plan_req r = { .cost = &c, .npeers = o.j.peers, .speed = speed, .budget = budget,
+					  .objective = o.j.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
+					  .samples_per_shard = (double)o.j.samples / o.j.peers, .cores = o.j.cores };
 
 		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
-			if (o.json)
+			if (o.j.json)
 				print_json(&o, m, &r, &p);
 			else
 				print_table(&o, m, &r, &p);

@@ -12,17 +12,15 @@
 #include "nsplit/model.h"
 #include "cli.h"
 #include "commands.h"
+#include "job_opts.h"
 #include "cost.h"
 #include "plan.h"
 #include "simulate.h"
 
 struct sim_opts {
-	const char *model, *cost, *split, *trace;
-	struct nsl_shape input;
-	int peers, batch, micro, epochs, cores;
-	int64_t samples;
-	enum nsl_sched_kind schedule;
-	bool json;
+	struct nsl_job_opts j;
+	const char *split, *trace;
+	int epochs;
 };
 
 static void usage(FILE *f)
@@ -52,50 +50,25 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct sim_opts *o)
 {
 	static const struct option opts[] = {
-		{ "cost", required_argument, NULL, 'c' }, { "model", required_argument, NULL, 'm' },
-		{ "input", required_argument, NULL, 'i' }, { "peers", required_argument, NULL, 'p' },
-		{ "split", required_argument, NULL, 'S' }, { "schedule", required_argument, NULL, 's' },
-		{ "batch", required_argument, NULL, 'b' }, { "micro-batch", required_argument, NULL, 'u' },
-		{ "samples", required_argument, NULL, 'n' }, { "epochs", required_argument, NULL, 'e' },
-		{ "cores", required_argument, NULL, 'r' }, { "trace", required_argument, NULL, 't' },
-		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		NSL_JOB_OPTIONS,
+		{ "split", required_argument, NULL, 'S' }, { "epochs", required_argument, NULL, 'e' },
+		{ "trace", required_argument, NULL, 't' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
 
 	optind = 0;
 	while (rc == 0 && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (nsl_job_opt(c, optarg, &o->j, &rc))
+			continue;
 		switch (c) {
-		case 'c': o->cost = optarg; break;
-		case 'm': o->model = optarg; break;
-		case 'i': rc = nsl_cli_shape("input", optarg, &o->input); break;
-		case 'p': rc = nsl_cli_int("peers", optarg, 1, NSL_PLAN_MAX_PEERS, &o->peers); break;
 		case 'S': o->split = optarg; break;
-		case 's': {
-			enum nsl_sched_kind k;
-
-			rc = nsl_sched_parse(optarg, &k);
-			o->schedule = k;
-			break;
-		}
-		case 'b': rc = nsl_cli_int("batch", optarg, 1, 1 << 20, &o->batch); break;
-		case 'u': rc = nsl_cli_int("micro-batch", optarg, 1, 1 << 20, &o->micro); break;
-		case 'n': rc = nsl_cli_i64("samples", optarg, 1, INT64_MAX / 2, &o->samples); break;
 		case 'e': rc = nsl_cli_int("epochs", optarg, 1, 1000000, &o->epochs); break;
-		case 'r': rc = nsl_cli_int("cores", optarg, 0, 4096, &o->cores); break;
 		case 't': o->trace = optarg; break;
-		case 'j': o->json = true; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (rc < 0)
-		return nsl_cli_fail("simulate") + 1;
-	if (optind < argc || o->cost == NULL) {
-		fprintf(stderr, "nsplit simulate: %s (see nsplit simulate --help)\n",
-			o->cost == NULL ? "give --cost FILE (made by nsplit profile)" : "unexpected argument");
-		return 2;
-	}
-	return 0;
+	return nsl_job_opts_done("simulate", rc, argc, argv, &o->j);
 }
 
 /* The split: given, the default (`even`), or the planner's. */
@@ -105,29 +78,30 @@ static int choose_split(const struct sim_opts *o, const struct nsl_model *m, str
 	int rc;
 
 	if (o->split && strcmp(o->split, "even") == 0)
-		return nsl_model_even_split(m, o->peers, starts) < 0 ? -EINVAL : 0;
+		return nsl_model_even_split(m, o->j.peers, starts) < 0 ? -EINVAL : 0;
 	if (o->split) {
 		rc = nsl_model_parse_split(m, o->split, starts, NSL_PLAN_MAX_PEERS);
-		if (rc >= 0 && rc != o->peers)
-			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers", o->split, rc, o->peers);
+		if (rc >= 0 && rc != o->j.peers)
+			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers", o->split, rc, o->j.peers);
 		return rc < 0 ? rc : 0;
 	}
 	{
-		struct nsl_plan_req r = { .cost = c, .npeers = o->peers,
-					  .objective = o->schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
-					  .samples_per_shard = (double)o->samples / o->peers, .cores = o->cores };
+		struct nsl_plan_req r = { .cost = c, .npeers = o->j.peers,
+					  .objective = o->j.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
+					  .samples_per_shard = (double)o->j.samples / o->j.peers, .cores = o->j.cores };
 
 		if ((rc = nsl_plan_solve(&r, &p)) < 0)
 			return rc;
 	}
-	memcpy(starts, p.starts, sizeof(int) * (size_t)(o->peers + 1));
+	memcpy(starts, p.starts, sizeof(int) * (size_t)(o->j.peers + 1));
 	return 0;
 }
 
 int nsl_cmd_simulate(int argc, char **argv)
 {
-	struct sim_opts o = { .model = "mlp:784-512-256-10", .input = { 1, 28, 28 }, .peers = 4, .batch = 64,
-			      .epochs = 1, .samples = 60000, .schedule = NSL_SCHED_1F1B, .cores = -1 };
+	struct sim_opts o = { .j = { .model = "mlp:784-512-256-10", .input = { 1, 28, 28 }, .peers = 4, .batch = 64,
+				     .samples = 60000, .schedule = NSL_SCHED_1F1B, .cores = -1 },
+			      .epochs = 1 };
 	struct nsl_model *m = NULL;
 	struct nsl_cost c = { 0 };
 	struct nsl_trace tracks[NSL_PLAN_MAX_PEERS];
@@ -138,59 +112,59 @@ int nsl_cmd_simulate(int argc, char **argv)
 	if (rc != 0)
 		return rc == 1 ? 0 : rc;
 	memset(tracks, 0, sizeof(tracks));
-	if (o.cores < 0) {
+	if (o.j.cores < 0) {
 		cpu_set_t cpus;
 
-		o.cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o.peers ? CPU_COUNT(&cpus) : 0;
+		o.j.cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o.j.peers ? CPU_COUNT(&cpus) : 0;
 	}
-	if (o.micro == 0)
-		o.micro = o.schedule == NSL_SCHED_NSPLIT ? 1 : (o.batch / (2 * o.peers) > 0 ? o.batch / (2 * o.peers) : 1);
-	if ((m = nsl_model_parse(o.model, o.input)) == NULL || (rc = nsl_cost_read(o.cost, m, &c)) < 0) {
+	if (o.j.micro == 0)
+		o.j.micro = o.j.schedule == NSL_SCHED_NSPLIT ? 1 : (o.j.batch / (2 * o.j.peers) > 0 ? o.j.batch / (2 * o.j.peers) : 1);
+	if ((m = nsl_model_parse(o.j.model, o.j.input)) == NULL || (rc = nsl_cost_read(o.j.cost, m, &c)) < 0) {
 		rc = -EINVAL;
 		goto out;
 	}
-	c.micro = o.micro;
-	c.slots = nsl_sched_most_in_flight(o.schedule, o.peers, (o.batch + o.micro - 1) / o.micro);
+	c.micro = o.j.micro;
+	c.slots = nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + o.j.micro - 1) / o.j.micro);
 	if ((rc = choose_split(&o, m, &c, starts)) < 0)
 		goto out;
-	for (; o.trace && ntracks < o.peers; ntracks++)
+	for (; o.trace && ntracks < o.j.peers; ntracks++)
 		if ((rc = nsl_trace_init(&tracks[ntracks], ntracks, 1u << 20)) < 0)
 			goto out;
 	{
-		struct nsl_sim_conf sc = { .cost = &c, .npeers = o.peers, .starts = starts, .cores = o.cores,
-					   .schedule = o.schedule, .batch = o.batch, .micro = o.micro,
-					   .per_shard = o.samples / o.peers, .rounds = o.epochs * o.peers,
+		struct nsl_sim_conf sc = { .cost = &c, .npeers = o.j.peers, .starts = starts, .cores = o.j.cores,
+					   .schedule = o.j.schedule, .batch = o.j.batch, .micro = o.j.micro,
+					   .per_shard = o.j.samples / o.j.peers, .rounds = o.epochs * o.j.peers,
 					   .traces = o.trace ? tracks : NULL };
 
 		if ((rc = nsl_simulate(&sc, &res)) < 0)
 			goto out;
 	}
-	if (o.json) {
+	if (o.j.json) {
 		printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",\"micro_batch\":%d,\"batch\":%d,\"cores\":%d,"
 		       "\"round_s\":%.6g,\"epoch_s\":%.6g,\"samples_per_s\":%.6g,\"utilisation\":%.4f,\"bubble\":%.4f}\n",
-		       m->text, o.peers, nsl_sched_name(o.schedule), o.micro, o.batch, o.cores, res.round_s,
-		       res.round_s * o.peers, res.samples_per_s, res.utilisation, res.bubble);
+		       m->text, o.j.peers, nsl_sched_name(o.j.schedule), o.j.micro, o.j.batch, o.j.cores, res.round_s,
+		       res.round_s * o.j.peers, res.samples_per_s, res.utilisation, res.bubble);
 	} else {
-		printf("simulated %s over %d peers (split", m->text, o.peers);
-		for (int s = 1; s < o.peers; s++)
+		printf("simulated %s over %d peers (split", m->text, o.j.peers);
+		for (int s = 1; s < o.j.peers; s++)
 			printf("%s%d", s > 1 ? "," : " ", starts[s]);
-		printf("), %s, micro-batch %d of batch %d, %s, %lld samples x %d epoch%s\n", nsl_sched_name(o.schedule),
-		       o.micro, o.batch, o.cores ? "sharing cores" : "a core each", (long long)o.samples, o.epochs,
+		printf("), %s, micro-batch %d of batch %d, %s, %lld samples x %d epoch%s\n", nsl_sched_name(o.j.schedule),
+		       o.j.micro, o.j.batch, o.j.cores ? "sharing cores" : "a core each", (long long)o.j.samples, o.epochs,
 		       o.epochs == 1 ? "" : "s");
-		if (o.cores)
-			printf("(the peers share %d cores)\n", o.cores);
+		if (o.j.cores)
+			printf("(the peers share %d cores)\n", o.j.cores);
 		printf("round %.3f s, epoch %.3f s, %.0f samples/s; utilisation %.2f, bubble %.2f; %llu events\n", res.round_s,
-		       res.round_s * o.peers, res.samples_per_s, res.utilisation, res.bubble, (unsigned long long)res.events);
-		for (int q = 0; q < o.peers; q++)
+		       res.round_s * o.j.peers, res.samples_per_s, res.utilisation, res.bubble, (unsigned long long)res.events);
+		for (int q = 0; q < o.j.peers; q++)
 			printf("  peer %d: busy %.3f s (%.0f%%)\n", q, res.busy_s[q],
 			       res.total_s > 0 ? 100 * res.busy_s[q] / res.total_s : 0);
 	}
 	if (o.trace) {
 		const struct nsl_trace *t[NSL_PLAN_MAX_PEERS];
 
-		for (int q = 0; q < o.peers; q++)
+		for (int q = 0; q < o.j.peers; q++)
 			t[q] = &tracks[q];
-		if ((rc = nsl_trace_write(o.trace, t, o.peers, 0)) == 0 && !o.json)
+		if ((rc = nsl_trace_write(o.trace, t, o.j.peers, 0)) == 0 && !o.j.json)
 			printf("trace written to %s\n", o.trace);
 	}
 out:

@@ -264,6 +264,29 @@ void nsl_model_free(struct nsl_model *m)
 	free(m);
 }
 
+int nsl_model_fuses(const struct nsl_model *m, int i, int last)
+{
+	enum nsl_layer_kind k = m->layers[i].kind, next;
+
+	if ((k != NSL_LAYER_DENSE && k != NSL_LAYER_CONV) || i + 1 >= last)
+		return 0;
+	next = m->layers[i + 1].kind;
+	return next == NSL_LAYER_RELU || next == NSL_LAYER_TANH || next == NSL_LAYER_SIGMOID;
+}
+
+int nsl_model_stage_tensors(const struct nsl_model *m, int first, int last, int *out)
+{
+	int n = 0;
+
+	out[n++] = first;
+	for (int i = first; i < last; i++) {
+		if (nsl_model_fuses(m, i, last))
+			i++;
+		out[n++] = i + 1;
+	}
+	return n;
+}
+
 int64_t nsl_model_layer_params(const struct nsl_model *m, int i)
 {
 	const struct nsl_layer_spec *s = &m->layers[i];

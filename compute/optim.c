@@ -72,6 +72,13 @@ static void adamw_update(const struct nsl_optim_config *c, float lr, uint64_t t,
 	adam_core(c, lr, t, w, g, state, n, 0.0f);
 }
 
+static void none_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
+			float *const *state, size_t n)
+{
+	(void)c, (void)lr, (void)t, (void)w, (void)g, (void)state, (void)n;
+}
+
+const struct nsl_optim_ops nsl_optim_none = { .name = "none", .state_slots = 0, .update = none_update };
 const struct nsl_optim_ops nsl_optim_sgd = { .name = "sgd", .state_slots = 1, .update = sgd_update };
 const struct nsl_optim_ops nsl_optim_adam = { .name = "adam", .state_slots = 2, .update = adam_update };
 const struct nsl_optim_ops nsl_optim_adamw = { .name = "adamw", .state_slots = 2, .update = adamw_update };

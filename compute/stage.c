@@ -54,6 +54,7 @@ struct nsl_stage {
 
 static enum nsl_fused_act fusable(enum nsl_layer_kind k)
 {
+	/* nsl_model_fuses (model.c) says the same of whole models: keep the two in step. */
 	switch (k) {
 	case NSL_LAYER_RELU: return NSL_FUSED_RELU;
 	case NSL_LAYER_TANH: return NSL_FUSED_TANH;
@@ -137,8 +138,7 @@ static int build_layers(struct nsl_stage *s)
 		enum nsl_fused_act fused = NSL_FUSED_NONE;
 		struct nsl_layer *l;
 
-		if ((spec->kind == NSL_LAYER_DENSE || spec->kind == NSL_LAYER_CONV) && i + 1 < s->last &&
-		    !s->no_fuse)
+		if (!s->no_fuse && nsl_model_fuses(m, i, s->last))
 			fused = fusable(m->layers[i + 1].kind);
 		l = nsl_layer_create(spec, i, m->shapes[i], fused, s->seed, &s->ctx);
 		if (l == NULL)
@@ -341,6 +341,78 @@ int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, 
 	}
 	*y = in;
 	return 0;
+}
+
+/* The model layer past executed layer j: its output is that layer's input. */
+static int exec_end(const struct nsl_stage *s, int j)
+{
+	return j + 1 < s->nl ? s->layers[j + 1]->index : s->last;
+}
+
+const float *nsl_stage_tensor(const struct nsl_stage *s, int k, int layer)
+{
+	if (k < 0 || k >= s->ncontexts)
+		return NULL;
+	if (layer == s->first)
+		return s->inflight[k].x;
+	for (int j = 0; j < s->nl; j++)
+		if (exec_end(s, j) == layer)
+			return s->inflight[k].out[j];
+	return NULL;
+}
+
+int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *const *t, const float **y, uint64_t key)
+{
+	struct inflight *f;
+	int rc;
+
+	if ((rc = check_context(s, k)) < 0)
+		return rc;
+	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
+		return rc;
+	f = &s->inflight[k];
+	for (int j = 0; j < s->nl; j++) {
+		struct nsl_layer *l = s->layers[j];
+
+		/* Pooling's workspace and dropout's mask are not shipped: running the layer again on its
+		 * input remakes them (and rewrites the same output), without any weights. */
+		if (l->saved_bytes > 0) {
+			l->saved = f->saved[j];
+			if ((rc = l->ops->forward(l, batch, t[j], f->out[j], true, key)) < 0)
+				return nsl_error_prefix(rc, "layer %d (%s) restore", l->index, l->ops->name);
+		} else {
+			memcpy(f->out[j], t[j + 1], (size_t)batch * (size_t)nsl_shape_size(l->out) * sizeof(float));
+		}
+	}
+	f->x = t[0];
+	f->batch = batch;
+	*y = f->out[s->nl - 1];
+	return 0;
+}
+
+size_t nsl_stage_weights_floats(const struct nsl_stage *s)
+{
+	size_t n = 0;
+
+	for (int k = 0; k < s->nparams; k++)
+		n += s->params[k].p->count;
+	return n;
+}
+
+void nsl_stage_weights_get(const struct nsl_stage *s, float *dst)
+{
+	for (int k = 0; k < s->nparams; k++) {
+		memcpy(dst, s->params[k].p->data, s->params[k].p->count * sizeof(float));
+		dst += s->params[k].p->count;
+	}
+}
+
+void nsl_stage_weights_set(struct nsl_stage *s, const float *src)
+{
+	for (int k = 0; k < s->nparams; k++) {
+		memcpy(s->params[k].p->data, src, s->params[k].p->count * sizeof(float));
+		src += s->params[k].p->count;
+	}
 }
 
 int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,

@@ -74,7 +74,7 @@ static int forward_all(struct nsl_chain *c, int batch, const float *x, const flo
 }
 
 int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float *x, const int32_t *labels,
-			  uint64_t key, float lr, double *loss_sum, int *correct)
+			  uint64_t key, float lr, double *loss_sum, int *correct, struct nsl_stash *stash)
 {
 	const int64_t in = nsl_shape_size(c->m->input);
 	int rc = 0;
@@ -96,8 +96,11 @@ int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float
 		for (int i = c->nstages - 1; i >= 0 && rc == 0; i--)
 			rc = nsl_stage_backward_rows(c->stages[i], 0, r, rows, g, &g);
 	}
-	for (int i = 0; i < c->nstages && rc == 0; i++)
+	for (int i = 0; i < c->nstages && rc == 0; i++) {
+		if (stash)
+			nsl_stash_restore(&stash[i], c->stages[i]);
 		rc = nsl_stage_step(c->stages[i], lr);
+	}
 	return rc;
 }
 

@@ -15,6 +15,7 @@
 #include "nsplit/model.h"
 #include "nsplit/optim.h"
 #include "nsplit/stage.h"
+#include "nsplit/stash.h"
 
 #define NSL_CHAIN_MAX_STAGES 64
 
@@ -45,9 +46,11 @@ int nsl_chain_prepare(struct nsl_chain *c, int batch);
  * scaled by 1/batch), step with learning rate lr. Adds the summed loss and correct count.
  * micro > 0 and < batch: forward and backward run on micro-batches of that many rows, in order,
  * accumulating gradients, as a pipeline of peers does (same sums in the same order).
+ * stash (one per stage, or NULL): the batch ran on a stashed version; the master weights come
+ * back before the step.
  */
 int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float *x, const int32_t *labels,
-			  uint64_t key, float lr, double *loss_sum, int *correct);
+			  uint64_t key, float lr, double *loss_sum, int *correct, struct nsl_stash *stash);
 
 /* Inference forward; *logits is stage-owned, batch x classes. */
 int nsl_chain_predict(struct nsl_chain *c, int batch, const float *x, const float **logits);

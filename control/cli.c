@@ -33,6 +33,24 @@ int nsl_cli_int(const char *opt, const char *v, long min, long max, int *out)
 	return rc;
 }
 
+int nsl_cli_pools(const char *v, int *fwd, int *bwd)
+{
+	char *e, *e2;
+	long f, b;
+
+	errno = 0;
+	f = strtol(v, &e, 10);
+	if (errno == 0 && e != v && *e == ':') {
+		b = strtol(e + 1, &e2, 10);
+		if (errno == 0 && e2 != e + 1 && *e2 == 0 && f >= 1 && b >= 1 && f < 64 && b < 64) {
+			*fwd = (int)f;
+			*bwd = (int)b;
+			return 0;
+		}
+	}
+	return nsl_error_set(EINVAL, "--pools: \"%s\" is not F:B, forward and backward peers, 1 or more each (1:3)", v);
+}
+
 int nsl_cli_u64(const char *opt, const char *v, uint64_t *out)
 {
 	char *e;

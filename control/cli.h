@@ -17,6 +17,9 @@ int nsl_cli_shape(const char *opt, const char *v, struct nsl_shape *out);
 /* A size in bytes: 1048576, 512K, 2M, 1.5G, 4GiB (binary multiples). */
 int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out);
 
+/* --pools F:B: two pool sizes of at least 1 each. */
+int nsl_cli_pools(const char *v, int *fwd, int *bwd);
+
 /* Print "nsplit <cmd>: <last error>" to stderr; returns exit code 1. */
 int nsl_cli_fail(const char *cmd);
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,6 +7,8 @@
 #include "nsplit/error.h"
 #include "nsplit/optim.h"
 #include "nsplit/poll.h"
+#include "nsplit/stage.h"
+#include "nsplit/stash.h"
 #include "cli.h"
 #include "commands.h"
 #include "dataset.h"
@@ -56,7 +59,21 @@ static void usage(FILE *f)
 "                       every stage the rotation brings a peer is refused before training\n"
 "  --threads T          compute threads (default: every core this process may use)\n"
 "  --replay-peers N     train one peer on exactly the sample sequence a job of N peers\n"
-"                       sees (N shards, round r on shard r), to compare weights with it\n"
+"                       sees (N shards, round r on shard r), to compare weights with it;\n"
+"                       with --staleness S, on the weight versions Fast N-split uses\n"
+"\n"
+"Fast N-split (--schedule fast)\n"
+"  --pools F:B          F forward and B backward peers, F + B = N (default: the planner's)\n"
+"  --split-fwd I,...    the forward pool's cuts (F - 1 layer numbers; default: planned)\n"
+"  --split-bwd I,...    the backward pool's cuts (B - 1 layer numbers; default: planned)\n"
+"  --fast-activations M boundary: ship each backward peer its input, it recomputes the\n"
+"                       forward (default); all: ship every tensor its backward needs\n"
+"  --buffer K           micro-batches each backward peer buffers; a forward peer that would\n"
+"                       overflow it waits (default 4)\n"
+"  --staleness S        forwards may run S batches ahead of the parameter updates (default\n"
+"                       0: exact); backward uses the weights each micro-batch was made with\n"
+"  --no-stash           backward on the newest weights instead (not the true gradient; for\n"
+"                       comparison)\n"
 "\n"
 "Peers in several processes or hosts\n"
 "  --cluster FILE       run one peer of the job FILE describes (INI: [job] options as\n"
@@ -104,6 +121,7 @@ enum {
 	OPT_PEERS = 256, OPT_MODEL, OPT_DATA, OPT_CACHE, OPT_SPLIT, OPT_EPOCHS, OPT_BATCH, OPT_OPTIM, OPT_LR,
 	OPT_SCHED, OPT_WARMUP, OPT_LR_STEP, OPT_GAMMA, OPT_MIN_LR, OPT_MOMENTUM, OPT_WD, OPT_SEED, OPT_THREADS,
 	OPT_LIMIT, OPT_REPLAY, OPT_SCHEDULE, OPT_MICRO, OPT_DUMP, OPT_POLL, OPT_METRICS, OPT_SAVE, OPT_NO_PROGRESS, OPT_NO_EVAL, OPT_READ_AHEAD, OPT_NO_DIRECT,
+	OPT_POOLS, OPT_SPLIT_FWD, OPT_SPLIT_BWD, OPT_FAST_ACT, OPT_BUFFER, OPT_STALENESS, OPT_NO_STASH,
 	OPT_MEM_LIMIT, OPT_COST, OPT_TRACE, OPT_CHECKPOINT, OPT_CKPT_EVERY, OPT_RESUME, OPT_CLUSTER, OPT_RANK, OPT_PEER_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_HUGE,
 };
 
@@ -150,6 +168,13 @@ static const struct option long_opts[] = {
 	{ "peer-timeout", required_argument, NULL, OPT_PEER_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 	{ "huge", no_argument, NULL, OPT_HUGE },
+	{ "pools", required_argument, NULL, OPT_POOLS },
+	{ "split-fwd", required_argument, NULL, OPT_SPLIT_FWD },
+	{ "split-bwd", required_argument, NULL, OPT_SPLIT_BWD },
+	{ "fast-activations", required_argument, NULL, OPT_FAST_ACT },
+	{ "buffer", required_argument, NULL, OPT_BUFFER },
+	{ "staleness", required_argument, NULL, OPT_STALENESS },
+	{ "no-stash", no_argument, NULL, OPT_NO_STASH },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -224,6 +249,18 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 			o->connect_timeout_s = (uint32_t)v64;
 			break;
 		case OPT_HUGE: o->huge = true; break;
+		case OPT_POOLS: rc = nsl_cli_pools(optarg, &o->pools_fwd, &o->pools_bwd); break;
+		case OPT_SPLIT_FWD: o->split_fwd = optarg; break;
+		case OPT_SPLIT_BWD: o->split_bwd = optarg; break;
+		case OPT_FAST_ACT:
+			if (strcmp(optarg, "all") == 0 || strcmp(optarg, "boundary") == 0)
+				o->fast_all = strcmp(optarg, "all") == 0;
+			else
+				rc = nsl_error_set(EINVAL, "--fast-activations %s: give all or boundary", optarg);
+			break;
+		case OPT_BUFFER: rc = nsl_cli_int("buffer", optarg, 1, NSL_STAGE_MAX_CONTEXTS, &o->buffer); break;
+		case OPT_STALENESS: rc = nsl_cli_int("staleness", optarg, 0, NSL_STASH_MAX - 1, &o->staleness); break;
+		case OPT_NO_STASH: o->no_stash = true; break;
 		case 'h': usage(stdout); return 1;
 		default: usage(stderr); return 2;
 		}

@@ -17,18 +17,31 @@
 
 /* ---- the job ------------------------------------------------------------------------------ */
 
+static void role_name(const struct job *j, int q, char *out, size_t cap)
+{
+	if (!j->fast)
+		snprintf(out, cap, "stage %d", q + 1);
+	else if (q < j->fl.fwd)
+		snprintf(out, cap, "forward stage %d", q + 1);
+	else
+		snprintf(out, cap, "backward stage %d", q - j->fl.fwd + 1);
+}
+
 static void dump_schedule(const struct job *j, struct nsl_instr *prog)
 {
-	printf("schedule %s: %d peers, batch %d in micro-batches of %d; round 1 (every round the stages move one peer on)\n",
-	       nsl_sched_name(j->o->schedule), j->npeers, j->o->batch, j->micro);
+	printf("schedule %s: %d peers, batch %d in micro-batches of %d; round 1 (every round the %s move one peer on)\n",
+	       nsl_sched_name(j->o->schedule), j->npeers, j->o->batch, j->micro, j->fast ? "roles" : "stages");
 	for (int s = 0; s < j->npeers; s++) {
 		int n = nsl_job_compile(j, s, 0, prog);
+		char name[32];
 
-		printf("peer %d, stage %d (layers %d-%d), %d micro-batch%s in flight:\n", nsl_job_rank_of(j, s, 0), s + 1,
-		       j->starts[s], j->starts[s + 1] - 1, j->slots[s], j->slots[s] == 1 ? "" : "es");
+		role_name(j, s, name, sizeof(name));
+		printf("peer %d, %s (layers %d-%d), %d micro-batch%s in flight:\n", nsl_job_rank_of(j, s, 0), name,
+		       j->first[s], j->last[s] - 1, j->slots[s], j->slots[s] == 1 ? "" : "es");
 		nsl_sched_print(stdout, prog, n);
 	}
-	printf("end of round: each peer sends its stage (parameters and optimizer state) to the next peer\n");
+	printf("end of round: each peer sends its %s (parameters%s) to the next peer\n", j->fast ? "role" : "stage",
+	       j->fast ? ", and a backward role's optimizer state" : " and optimizer state");
 }
 
 /* What every peer must agree on, one `key=value` per line. */
@@ -146,7 +159,19 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		 : o->schedule == NSL_SCHED_NSPLIT ? 1 : (o->batch / (2 * o->peers) > 0 ? o->batch / (2 * o->peers) : 1);
 	if (j->micro > o->batch)
 		j->micro = o->batch;
-	if (o->split && strcmp(o->split, "auto") == 0) {
+	if (o->schedule == NSL_SCHED_FAST) {
+		if (o->split && *o->split)
+			rc = nsl_error_set(EINVAL, "--schedule fast takes --split-fwd and --split-bwd, one per pool, not --split");
+		else if (o->checkpoint || o->resume || o->cluster)
+			rc = nsl_error_set(ENOTSUP, "--schedule fast runs in one process (--peers N) without --checkpoint or "
+					   "--resume as yet");
+		else
+			rc = nsl_fast_plan(j, o);
+	} else if (o->split_fwd || o->split_bwd || o->pools_fwd || o->staleness || o->fast_all || o->buffer ||
+		   o->no_stash) {
+		rc = nsl_error_set(EINVAL, "--pools, --split-fwd, --split-bwd, --fast-activations, --buffer, --staleness "
+				   "and --no-stash are Fast N-split's: add --schedule fast");
+	} else if (o->split && strcmp(o->split, "auto") == 0) {
 		rc = auto_split(j, o);
 	} else if (o->split && *o->split) {
 		rc = nsl_model_parse_split(j->model, o->split, j->starts, NSL_CHAIN_MAX_STAGES);
@@ -163,6 +188,10 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 				   o->batch, NSL_SCHED_MAX_MICRO);
 		goto out;
 	}
+	for (int s = 0; s < o->peers && !j->fast; s++) {
+		j->first[s] = j->starts[s];
+		j->last[s] = j->starts[s + 1];
+	}
 	for (int s = 0; s < o->peers; s++) {
 		int n = nsl_job_compile(j, s, 0, prog);
 
@@ -170,7 +199,8 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 			rc = n;
 			goto out;
 		}
-		j->slots[s] = nsl_sched_in_flight(prog, n);
+		if (!j->fast)
+			j->slots[s] = nsl_sched_in_flight(prog, n);
 		if (j->slots[s] > NSL_STAGE_MAX_CONTEXTS) {
 			rc = nsl_error_set(EINVAL, "%s with %d micro-batches keeps %d in flight; at most %d (use larger micro-batches)",
 					   nsl_sched_name(o->schedule), (o->batch + j->micro - 1) / j->micro, j->slots[s],
@@ -182,8 +212,10 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 	nsl_train_lr_schedule(o, *base_lr, (int64_t)j->batches * o->peers, &j->sched);
 	if (o->dump_schedule)
 		dump_schedule(j, prog);
-	for (int s = 1, n = 0; s < o->peers; s++)
+	for (int s = 1, n = 0; s < o->peers && !j->fast; s++)
 		n += snprintf(j->split_text + n, sizeof(j->split_text) - (size_t)n, "%s%d", s > 1 ? "," : "", j->starts[s]);
+	if (j->fast && (rc = nsl_fast_split_text(j, j->split_text, sizeof(j->split_text))) < 0)
+		goto out;
 	if ((rc = config_text(j, *base_lr, j->config, sizeof(j->config))) < 0)
 		goto out;
 	j->config_hash = fnv1a(j->config);
@@ -197,41 +229,83 @@ out:
 size_t nsl_job_dp_mem_mb(const struct job *j, int peers_here)
 {
 	uint64_t params = 0, widest = 0;
+	struct nsl_job_buffers b;
+	/* A port's pools take some 24 MiB: two ports a peer in a ring, one to every other peer in a mesh. */
+	const size_t ports = j->fast && j->npeers - 1 > 2 ? (size_t)j->npeers - 1 : 2;
 
 	for (int i = 0; i < j->model->nlayers; i++) {
 		params += (uint64_t)nsl_model_layer_params(j->model, i);
 		if ((uint64_t)nsl_shape_size(j->model->shapes[i + 1]) > widest)
 			widest = (uint64_t)nsl_shape_size(j->model->shapes[i + 1]);
 	}
-	/* per peer: the biggest stage can be the whole model (params, grads, state, two swap copies),
-	 * each layer's outputs per slot, and the receive slots */
-	uint64_t per_peer = params * 4 * (2 + 2 * 3) +
-			    (uint64_t)j->kmax * (uint64_t)j->micro * widest * 4 * (uint64_t)(j->model->nlayers + 4);
-	return (size_t)((per_peer * (uint64_t)peers_here) >> 20) + 128 + 64 * (size_t)peers_here;
+	nsl_job_buffers(j, &b);
+	/* per peer: the biggest stage can be the whole model (params, grads, state, two swap copies,
+	 * stashed versions), each layer's outputs per slot, and the buffers */
+	uint64_t per_peer = params * 4 * (2 + 2 * 3 + (j->fast ? (uint64_t)j->fl.staleness + 2 : 0)) +
+			    (uint64_t)j->kmax * (uint64_t)j->micro * widest * 4 * (uint64_t)(j->model->nlayers + 4) +
+			    b.total;
+	return (size_t)((per_peer * (uint64_t)peers_here) >> 20) + 128 + 32 * ports * (size_t)peers_here;
+}
+
+void nsl_job_stage_config(const struct job *j, int role, struct nsl_stage_config *cfg)
+{
+	const bool fwd = nsl_job_is_forward_role(j, role);
+
+	/* Forward roles keep every tensor (no fusing) so any backward split can be shipped its own. */
+	*cfg = (struct nsl_stage_config){ .model = j->model, .first = j->first[role], .last = j->last[role],
+					  .max_batch = j->micro, .contexts = j->slots[role], .seed = j->o->seed,
+					  .optim = *nsl_job_optim(j, role), .defer_rows = fwd ? 0 : j->o->batch,
+					  .no_fuse = fwd };
 }
 
 void nsl_job_buffers(const struct job *j, struct nsl_job_buffers *b)
 {
 	int64_t widest_in = 1, widest_out = 1;
+	const uint64_t micro = (uint64_t)j->micro;
 
 	memset(b, 0, sizeof(*b));
 	for (int s = 0; s < j->npeers; s++) {
-		int64_t in = nsl_shape_size(j->model->shapes[j->starts[s]]);
-		int64_t out = nsl_shape_size(j->model->shapes[j->starts[s + 1]]);
+		int64_t in = nsl_shape_size(j->model->shapes[j->first[s]]);
+		int64_t out = nsl_shape_size(j->model->shapes[j->last[s]]);
 
 		widest_in = in > widest_in ? in : widest_in;
 		widest_out = out > widest_out ? out : widest_out;
 		if (nsl_job_swap_bytes(j, s) > b->swap_cap)
 			b->swap_cap = nsl_job_swap_bytes(j, s);
 	}
-	b->rx_cap[RX_ACT] = (uint64_t)j->micro * (uint64_t)widest_in * sizeof(float);
-	b->rx_cap[RX_LABELS] = (uint64_t)j->micro * sizeof(int32_t);
-	b->rx_cap[RX_GRAD] = (uint64_t)j->micro * (uint64_t)widest_out * sizeof(float);
+	b->rx_cap[RX_ACT] = micro * (uint64_t)widest_in * sizeof(float);
+	b->rx_cap[RX_LABELS] = micro * sizeof(int32_t);
+	b->rx_cap[RX_GRAD] = micro * (uint64_t)widest_out * sizeof(float);
+	for (int q = RX_ACT; q <= RX_GRAD; q++)
+		b->rx_slots[q] = j->kmax;
+	for (int f = 0; j->fast && f < j->fl.fwd; f++)
+		for (int q = 0; q < j->fl.bwd; q++) {
+			uint64_t bytes = micro * (uint64_t)j->ship[q].row[f] * sizeof(float);
+
+			b->rx_cap[RX_SAVED + f] = bytes > b->rx_cap[RX_SAVED + f] ? bytes : b->rx_cap[RX_SAVED + f];
+			b->saved_cap = bytes > b->saved_cap ? bytes : b->saved_cap;
+			b->rx_slots[RX_SAVED + f] = j->kmax;
+		}
+	for (int q = 0; j->fast && q < j->fl.bwd; q++)
+		for (int f = 0; f < j->fl.fwd; f++) {
+			int lo = j->starts[q] > j->fstarts[f] ? j->starts[q] : j->fstarts[f];
+			int hi = j->starts[q + 1] < j->fstarts[f + 1] ? j->starts[q + 1] : j->fstarts[f + 1];
+			uint64_t bytes = lo < hi ? nsl_record_cap(j->model, lo, hi, 0) : 0;
+
+			if (bytes == 0)
+				continue;
+			b->rx_cap[RX_PARAMS + q] = bytes > b->rx_cap[RX_PARAMS + q] ? bytes : b->rx_cap[RX_PARAMS + q];
+			b->params_cap = bytes > b->params_cap ? bytes : b->params_cap;
+			b->rx_slots[RX_PARAMS + q] = j->fl.staleness + 1;
+		}
 	b->batch_x = (uint64_t)j->o->batch * (uint64_t)nsl_shape_size(j->model->input) * sizeof(float);
 	b->batch_labels = (uint64_t)j->o->batch * sizeof(int32_t);
-	b->dlogits = (uint64_t)j->kmax * (uint64_t)j->micro * (uint64_t)j->model->classes * sizeof(float);
-	b->total = (uint64_t)j->kmax * (b->rx_cap[RX_ACT] + b->rx_cap[RX_LABELS] + b->rx_cap[RX_GRAD]) +
-		   2 * b->swap_cap + b->batch_x + b->batch_labels + b->dlogits;
+	b->dlogits = (uint64_t)j->kmax * micro * (uint64_t)j->model->classes * sizeof(float);
+	for (int q = 0; q < RX_KINDS; q++)
+		b->total += (uint64_t)b->rx_slots[q] * b->rx_cap[q];
+	if (j->fast)
+		b->total += (uint64_t)j->fl.bwd * FAST_TX_SLOTS * b->saved_cap + (uint64_t)j->fl.fwd * b->params_cap;
+	b->total += 2 * b->swap_cap + b->batch_x + b->batch_labels + b->dlogits;
 }
 
 const char *nsl_job_bytes(uint64_t b, char *buf, size_t cap)
@@ -268,15 +342,21 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 
 	nsl_job_buffers(j, &b);
 	for (int s = 0; s < j->npeers; s++) {
-		struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[s], .last = j->starts[s + 1],
-						.max_batch = j->micro, .contexts = j->slots[s], .optim = j->oc,
-						.defer_rows = j->o->batch };
+		struct nsl_stage_config cfg;
 		struct nsl_stage_memory m;
-		int rc = nsl_stage_memory_plan(&cfg, j->micro, &m);
-		uint64_t need = m.total + b.total;
+		int rc;
+		uint64_t need;
+		char name[32];
 
-		if (rc < 0)
+		nsl_job_stage_config(j, s, &cfg);
+		if ((rc = nsl_stage_memory_plan(&cfg, j->micro, &m)) < 0)
 			return rc;
+		/* A backward role that stashes keeps S + 1 versions of its weights and the master's. */
+		if (j->fast && s >= j->fl.fwd && j->fl.staleness > 0 && !j->o->no_stash)
+			m.params += m.params * (uint64_t)(j->fl.staleness + 2);
+		m.total = m.params + m.grads + m.optim_state + m.activations + m.scratch;
+		need = m.total + b.total;
+		role_name(j, s, name, sizeof(name));
 		j->stage_plan[s] = m.total;
 		for (int i = 0; i < j->npeers; i++) {
 			bool visits = false;
@@ -287,15 +367,16 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 			if (!visits || budgets[i] == 0 || need <= budgets[i])
 				continue;
 			return nsl_error_set(ENOMEM,
-					     "peer %d cannot hold stage %d (layers %d-%d): it needs %s (parameters %s, "
+					     "peer %d cannot hold %s (layers %d-%d): it needs %s (parameters %s, "
 					     "gradients %s, optimizer state %s, activations %s, scratch %s, buffers %s) "
 					     "and its budget is %s (%s); give it more, or cut the model into smaller "
-					     "stages (--split)",
-					     i, s + 1, j->starts[s], j->starts[s + 1] - 1, nsl_job_bytes(need, t[0], 24),
+					     "stages (%s)",
+					     i, name, j->first[s], j->last[s] - 1, nsl_job_bytes(need, t[0], 24),
 					     nsl_job_bytes(m.params, t[1], 24), nsl_job_bytes(m.grads, t[2], 24),
 					     nsl_job_bytes(m.optim_state, t[3], 24), nsl_job_bytes(m.activations, t[4], 24),
 					     nsl_job_bytes(m.scratch, t[5], 24), nsl_job_bytes(b.total, t[6], 24),
-					     nsl_job_bytes(budgets[i], t[7], 24), source);
+					     nsl_job_bytes(budgets[i], t[7], 24), source,
+					     j->fast ? "--pools, --split-fwd, --split-bwd" : "--split");
 		}
 	}
 	return 0;
@@ -415,6 +496,8 @@ void nsl_job_end(struct job *j)
 	}
 	nsl_model_free(j->model);
 	j->model = NULL;
+	free(j->ship);
+	j->ship = NULL;
 }
 
 int nsl_job_resume(struct job *j)

@@ -26,17 +26,24 @@ int nsl_peer_fail(struct peer *p, int rc)
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-static struct rxbuf *rx_target(struct peer *p, enum nsl_op op, int micro, int round)
+/* The slot that message `in` of role `from` (in `round`) lands in here. */
+static struct rxbuf *rx_target(struct peer *p, const struct nsl_instr *in, int from, int round)
 {
 	struct job *j = p->job;
-	int k = j->slots[nsl_job_stage_of(j, p->rank, round)];
+	int k = j->slots[nsl_job_stage_of(j, p->rank, round)], kind;
 
-	switch (op) {
-	case NSL_OP_SEND_ACT: return &p->rx[RX_ACT][micro % k];
-	case NSL_OP_SEND_LABELS: return &p->rx[RX_LABELS][micro % k];
-	case NSL_OP_SEND_GRAD: return &p->rx[RX_GRAD][micro % k];
+	switch ((enum nsl_op)in->op) {
+	case NSL_OP_SEND_ACT: kind = RX_ACT; break;
+	case NSL_OP_SEND_LABELS: kind = RX_LABELS; break;
+	case NSL_OP_SEND_GRAD: kind = RX_GRAD; break;
+	case NSL_OP_SEND_SAVED: kind = RX_SAVED + from; break;
+	case NSL_OP_SEND_PARAMS:
+		kind = RX_PARAMS + from - j->fl.fwd;
+		k = j->fl.staleness + 1;
+		break;
 	default: return NULL;
 	}
+	return p->rx[kind] != NULL ? &p->rx[kind][in->micro % k] : NULL;
 }
 
 int nsl_peer_try_post(struct peer *p, struct rxbuf *r, int from)
@@ -92,14 +99,17 @@ static int post_expected(struct peer *p, struct expect *e)
 		}
 		const struct nsl_instr *in = &e->prog[e->pc];
 		int from_stage = nsl_job_stage_of(j, e->from, e->round);
-		int to = nsl_instr_peer_stage(j->npeers, from_stage, (enum nsl_op)in->op);
-		bool send = in->op == NSL_OP_SEND_ACT || in->op == NSL_OP_SEND_GRAD || in->op == NSL_OP_SEND_LABELS;
 
-		if (!send || to != nsl_job_stage_of(j, p->rank, e->round)) {
+		/* Fast N-split: a slot kind serves another sender each round; a slot taken for the next
+		 * round's message could hold up this round's. */
+		if (j->fast && e->round > p->round_now)
+			return 0;
+
+		if (!nsl_op_sends((enum nsl_op)in->op) || in->peer != nsl_job_stage_of(j, p->rank, e->round)) {
 			e->pc++;
 			continue;
 		}
-		struct rxbuf *r = rx_target(p, (enum nsl_op)in->op, in->micro, e->round);
+		struct rxbuf *r = rx_target(p, in, from_stage, e->round);
 		int rc;
 
 		if (r == NULL)
@@ -209,7 +219,7 @@ static void kick(struct peer *p)
 }
 
 /* Before a computation: slots freed since the last wait become credit the neighbours see now. */
-static int post_all(struct peer *p)
+int nsl_peer_post_all(struct peer *p)
 {
 	int rc;
 
@@ -242,9 +252,17 @@ int nsl_peer_drain(struct peer *p)
 {
 	int rc;
 
-	for (int k = 0; k < p->job->kmax; k++)
+	const struct job *j = p->job;
+
+	for (int k = 0; k < j->kmax; k++)
 		if ((rc = nsl_peer_wait_tx(p, &p->tx_act[k])) < 0 || (rc = nsl_peer_wait_tx(p, &p->tx_grad[k])) < 0 ||
 		    (rc = nsl_peer_wait_tx(p, &p->tx_labels[k])) < 0)
+			return rc;
+	for (int k = 0; j->fast && k < j->fl.bwd * FAST_TX_SLOTS; k++)
+		if ((rc = nsl_peer_wait_tx(p, &p->tx_saved[k])) < 0)
+			return rc;
+	for (int f = 0; j->fast && f < j->fl.fwd; f++)
+		if ((rc = nsl_peer_wait_tx(p, &p->tx_params[f])) < 0)
 			return rc;
 	return nsl_peer_wait_tx(p, &p->tx_swap);
 }
@@ -262,7 +280,7 @@ static int account(struct peer *p, int stage)
 
 	nsl_stage_memory(p->stage, j->micro, &m);
 	nsl_job_buffers(j, &b);
-	held = m.total + b.total;
+	held = m.total + b.total + p->stash.floats * sizeof(float) * (size_t)(p->stash.versions + 1);
 	if (held > p->peak)
 		p->peak = held;
 	if (p->budget && held > p->budget)
@@ -277,17 +295,19 @@ static int account(struct peer *p, int stage)
 static int make_stage(struct peer *p, int stage)
 {
 	struct job *j = p->job;
-	int k = j->slots[stage];
-	struct nsl_stage_config cfg = { .model = j->model, .first = j->starts[stage], .last = j->starts[stage + 1],
-					.max_batch = j->micro, .contexts = k, .seed = j->o->seed, .optim = j->oc,
-					.defer_rows = j->o->batch,
-					.alloc = &nsl_allocator_dp };
+	struct nsl_stage_config cfg;
 	int rc, rem = (int)(j->per_shard % (uint32_t)j->o->batch) % j->micro;
 
+	nsl_job_stage_config(j, stage, &cfg);
+	cfg.alloc = &nsl_allocator_dp;
 	p->stage = nsl_stage_create(p->cc, &cfg);
 	if (p->stage == NULL)
 		return -EINVAL;
 	p->stage_idx = stage;
+	nsl_stash_fini(&p->stash);
+	if (j->fast && stage >= j->fl.fwd && j->fl.staleness > 0 && !j->o->no_stash &&
+	    (rc = nsl_stash_init(&p->stash, p->stage, j->fl.staleness + 1)) < 0)
+		return rc;
 	/* Every micro-batch size the rounds will see: full ones and the short last one. */
 	if ((rc = nsl_stage_prepare(p->stage, j->micro)) < 0)
 		return rc;
@@ -362,7 +382,7 @@ static int checkpoint(struct peer *p, int round, uint64_t len)
 
 /* ---- one batch ---------------------------------------------------------------------------- */
 
-static int check_msg(const struct rxbuf *r, uint8_t type, int micro, int round, int64_t step)
+int nsl_peer_check_msg(const struct rxbuf *r, uint8_t type, int micro, int round, int64_t step)
 {
 	if (r->msg.type != type || r->msg.micro != micro || r->msg.round != (uint32_t)round ||
 	    r->msg.step != (uint32_t)step)
@@ -374,23 +394,39 @@ static int check_msg(const struct rxbuf *r, uint8_t type, int micro, int round, 
 	return 0;
 }
 
+/* Fast N-split, a backward role: the batch runs on the weights its forwards ran on. */
+static int batch_weights(struct peer *p, int b, int64_t step)
+{
+	struct job *j = p->job;
+	const int S = j->fast ? j->fl.staleness : 0;
+
+	p->version = step - (b < S ? b : S);
+	if (!j->fast || p->stage_idx < j->fl.fwd || p->stash.buf == NULL)
+		return 0;
+	if (b == 0)
+		nsl_stash_keep(&p->stash, p->stage, step);
+	return p->version == step ? 0 : nsl_stash_use(&p->stash, p->stage, p->version);
+}
+
 static int run_batch(struct peer *p, int round, int b, int64_t step)
 {
 	struct job *j = p->job;
 	const int n = j->npeers, s = p->stage_idx, rows = nsl_job_batch_rows(j, b);
-	const int next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
 	const int64_t in_size = nsl_stage_in_size(p->stage), out_size = nsl_stage_out_size(p->stage);
 	const int classes = j->model->classes;
 	const int len = nsl_job_compile(j, s, b, p->prog), k = j->slots[s];
+	const bool fwd_role = nsl_job_is_forward_role(j, s);
 	const float lr = nsl_lr_at(&j->sched, step);
-	int rc = len < 0 ? len : 0;
+	int rc = len < 0 ? len : batch_weights(p, b, step);
 
 	for (int i = 0; i < len && rc == 0; i++) {
-		const int m = p->prog[i].micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
+		const struct nsl_instr *in = &p->prog[i];
+		const int m = in->micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
+		const int to = in->peer != NSL_NO_PEER ? nsl_job_rank_of(j, in->peer, round) : -1;
 		const double t0 = p->trace.s ? nsl_now() : 0;
 		struct rxbuf *act = &p->rx[RX_ACT][slot], *lab = &p->rx[RX_LABELS][slot], *grad = &p->rx[RX_GRAD][slot];
 
-		switch ((enum nsl_op)p->prog[i].op) {
+		switch ((enum nsl_op)in->op) {
 		case NSL_OP_LOAD:
 			for (int q = 0; q < j->kmax && rc == 0; q++)
 				rc = nsl_peer_wait_tx(p, &p->tx_labels[q]);
@@ -401,31 +437,36 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			break;
 		case NSL_OP_RECV_ACT:
 			if ((rc = nsl_peer_wait_rx(p, act)) == 0)
-				rc = check_msg(act, NSL_MSG_ACTIVATION, m, round, step);
+				rc = nsl_peer_check_msg(act, NSL_MSG_ACTIVATION, m, round, step);
 			break;
 		case NSL_OP_RECV_LABELS:
 			if ((rc = nsl_peer_wait_rx(p, lab)) == 0)
-				rc = check_msg(lab, NSL_MSG_LABELS, m, round, step);
+				rc = nsl_peer_check_msg(lab, NSL_MSG_LABELS, m, round, step);
 			break;
 		case NSL_OP_RECV_GRAD:
 			if ((rc = nsl_peer_wait_rx(p, grad)) == 0)
-				rc = check_msg(grad, NSL_MSG_GRADIENT, m, round, step);
+				rc = nsl_peer_check_msg(grad, NSL_MSG_GRADIENT, m, round, step);
 			break;
 		case NSL_OP_FWD: {
 			const float *x = s == 0 ? p->x + (int64_t)m * j->micro * in_size : act->data;
 
 			/* The output buffer of this slot may still be on its way to the next peer. */
-			if ((rc = nsl_peer_wait_tx(p, &p->tx_act[slot])) == 0 && (rc = post_all(p)) == 0)
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_act[slot])) == 0 && (rc = nsl_peer_post_all(p)) == 0)
 				rc = nsl_stage_forward_in(p->stage, slot, mr, x, &p->y[slot], true, (uint64_t)step);
+			/* A forward role ships what it computed, not its input: that is free now. */
+			if (fwd_role)
+				act->full = false;
 			break;
 		}
 		case NSL_OP_SEND_ACT:
-			rc = nsl_peer_send(p, &p->tx_act[slot], next, NSL_MSG_ACTIVATION, p->y[slot],
-				  (uint64_t)mr * (uint64_t)out_size * sizeof(float), s + 1, m, round, step);
+			rc = nsl_peer_send(p, &p->tx_act[slot], to, NSL_MSG_ACTIVATION, p->y[slot],
+				  (uint64_t)mr * (uint64_t)out_size * sizeof(float), in->peer, m, round, step);
 			break;
 		case NSL_OP_SEND_LABELS:
-			rc = nsl_peer_send(p, &p->tx_labels[slot], prev, NSL_MSG_LABELS, p->labels + m * j->micro,
-				  (uint64_t)mr * sizeof(int32_t), n - 1, m, round, step);
+			/* Its descriptor may still carry the labels of k micro-batches ago. */
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_labels[slot])) == 0)
+				rc = nsl_peer_send(p, &p->tx_labels[slot], to, NSL_MSG_LABELS, p->labels + m * j->micro,
+						   (uint64_t)mr * sizeof(int32_t), in->peer, m, round, step);
 			break;
 		case NSL_OP_LOSS: {
 			const int32_t *y = n == 1 ? p->labels + m * j->micro : lab->data;
@@ -442,28 +483,43 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			const float *dy = s == n - 1 ? p->dlogits + (int64_t)slot * j->micro * classes : grad->data;
 
 			/* This slot's last input gradient may still be on its way to the previous peer. */
-			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0 && (rc = post_all(p)) == 0)
+			if ((rc = nsl_peer_wait_tx(p, &p->tx_grad[slot])) == 0 && (rc = nsl_peer_post_all(p)) == 0)
 				rc = nsl_stage_backward_rows(p->stage, slot, m * j->micro, mr, dy, &p->dx[slot]);
 			/* The input and the gradient of this micro-batch are used up: their slots may refill. */
 			act->full = false;
 			grad->full = false;
+			for (int f = 0; j->fast && f < j->fl.fwd; f++)
+				if (j->ship[s - j->fl.fwd].row[f])
+					p->rx[RX_SAVED + f][slot].full = false;
 			break;
 		}
 		case NSL_OP_SEND_GRAD:
-			rc = nsl_peer_send(p, &p->tx_grad[slot], prev, NSL_MSG_GRADIENT, p->dx[slot],
-				  (uint64_t)mr * (uint64_t)in_size * sizeof(float), s - 1, m, round, step);
+			rc = nsl_peer_send(p, &p->tx_grad[slot], to, NSL_MSG_GRADIENT, p->dx[slot],
+				  (uint64_t)mr * (uint64_t)in_size * sizeof(float), in->peer, m, round, step);
 			break;
 		case NSL_OP_WGRAD:
 			rc = nsl_stage_weight_grads(p->stage);
 			break;
 		case NSL_OP_STEP:
+			/* The gradient of stashed weights updates the master ones; the new ones are kept. */
+			if (p->stash.buf != NULL)
+				nsl_stash_restore(&p->stash, p->stage);
 			rc = nsl_stage_step(p->stage, lr);
+			if (rc == 0 && p->stash.buf != NULL)
+				nsl_stash_keep(&p->stash, p->stage, step + 1);
+			break;
+		case NSL_OP_SEND_SAVED:
+		case NSL_OP_RECV_SAVED:
+		case NSL_OP_REFWD:
+		case NSL_OP_SEND_PARAMS:
+		case NSL_OP_RECV_PARAMS:
+			rc = nsl_peer_fast_op(p, in, round, b, step, rows);
 			break;
 		default:
-			rc = nsl_error_set(EINVAL, "instruction %u", p->prog[i].op);
+			rc = nsl_error_set(EINVAL, "instruction %u", in->op);
 		}
 		if (p->trace.s)
-			nsl_trace_add(&p->trace, p->prog[i].op, s, round, b, m, t0, nsl_now());
+			nsl_trace_add(&p->trace, in->op, s, round, b, m, t0, nsl_now());
 	}
 	return rc;
 }
@@ -476,12 +532,32 @@ static int peer_buffers(struct peer *p)
 	struct nsl_job_buffers b;
 
 	nsl_job_buffers(j, &b);
-	for (int k = 0; k < j->kmax; k++)
-		for (int q = 0; q < RX_KINDS; q++) {
+	for (int q = 0; q < RX_KINDS; q++) {
+		if (b.rx_slots[q] == 0)
+			continue;
+		if ((p->rx[q] = calloc((size_t)b.rx_slots[q], sizeof(*p->rx[q]))) == NULL)
+			return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
+		for (int k = 0; k < b.rx_slots[q]; k++) {
 			p->rx[q][k].cap = b.rx_cap[q];
-			if ((p->rx[q][k].data = nsl_dp_alloc(b.rx_cap[q], 64)) == NULL)
+			if ((p->rx[q][k].data = nsl_dp_alloc(b.rx_cap[q] ? b.rx_cap[q] : 64, 64)) == NULL)
 				return -ENOMEM;
 		}
+	}
+	if (j->fast) {
+		const int nsaved = j->fl.bwd * FAST_TX_SLOTS;
+
+		p->tx_saved = calloc((size_t)nsaved, sizeof(*p->tx_saved));
+		p->saved_buf = calloc((size_t)nsaved, sizeof(*p->saved_buf));
+		if (p->tx_saved == NULL || p->saved_buf == NULL)
+			return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
+		for (int k = 0; k < nsaved; k++)
+			if (b.saved_cap && (p->saved_buf[k] = nsl_dp_alloc(b.saved_cap, 64)) == NULL)
+				return -ENOMEM;
+		p->params_cap = b.params_cap;
+		for (int f = 0; f < j->fl.fwd; f++)
+			if (b.params_cap && (p->params_buf[f] = nsl_dp_alloc(b.params_cap, 64)) == NULL)
+				return -ENOMEM;
+	}
 	p->swap_rx.cap = b.swap_cap;
 	if ((p->swap_rx.data = nsl_dp_alloc(b.swap_cap, 64)) == NULL || (p->swap_tx_buf = nsl_dp_alloc(b.swap_cap, 64)) == NULL)
 		return -ENOMEM;
@@ -490,27 +566,43 @@ static int peer_buffers(struct peer *p)
 	p->x = malloc(b.batch_x);
 	p->dlogits = malloc(b.dlogits);
 	p->prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
-	for (int i = 0; i < 2; i++)
-		p->expect[i].prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog));
-	if (p->x == NULL || p->dlogits == NULL || p->prog == NULL || p->expect[0].prog == NULL ||
-	    p->expect[1].prog == NULL)
+	p->expect = calloc((size_t)j->npeers, sizeof(*p->expect));
+	for (int i = 0; p->expect != NULL && i < j->npeers; i++)
+		if ((p->expect[i].prog = malloc(NSL_SCHED_MAX_INSTR * sizeof(*p->prog))) == NULL)
+			return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
+	if (p->x == NULL || p->dlogits == NULL || p->prog == NULL || p->expect == NULL)
 		return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
 	return 0;
 }
 
 void nsl_peer_free(struct peer *p)
 {
-	for (int k = 0; k < NSL_STAGE_MAX_CONTEXTS; k++)
-		for (int q = 0; q < RX_KINDS; q++)
+	const struct job *j = p->job;
+	struct nsl_job_buffers b;
+
+	nsl_job_buffers(j, &b);
+	for (int q = 0; q < RX_KINDS; q++) {
+		for (int k = 0; p->rx[q] != NULL && k < b.rx_slots[q]; k++)
 			nsl_dp_free(p->rx[q][k].data);
+		free(p->rx[q]);
+		p->rx[q] = NULL;
+	}
+	for (int k = 0; p->saved_buf != NULL && k < j->fl.bwd * FAST_TX_SLOTS; k++)
+		nsl_dp_free(p->saved_buf[k]);
+	free(p->saved_buf);
+	free(p->tx_saved);
+	for (int f = 0; f < NSL_FAST_MAX_ROLES; f++)
+		nsl_dp_free(p->params_buf[f]);
+	nsl_stash_fini(&p->stash);
 	nsl_dp_free(p->swap_rx.data);
 	nsl_dp_free(p->swap_tx_buf);
 	nsl_dp_free(p->labels);
 	free(p->x);
 	free(p->dlogits);
 	free(p->prog);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; p->expect != NULL && i < j->npeers; i++)
 		free(p->expect[i].prog);
+	free(p->expect);
 	nsl_link_free(p->link);
 	nsl_stage_free(p->stage);
 	nsl_trace_free(&p->trace);
@@ -549,32 +641,45 @@ int nsl_peer_setup(struct peer *p)
 		if ((rc = nsl_trace_init(&p->trace, p->rank, spans < (1u << 20) ? spans : (1u << 20))) < 0)
 			return rc;
 	}
-	lc.max_msg = p->swap_rx.cap > p->rx[RX_ACT][0].cap ? p->swap_rx.cap : p->rx[RX_ACT][0].cap;
-	if (p->rx[RX_GRAD][0].cap > lc.max_msg)
-		lc.max_msg = p->rx[RX_GRAD][0].cap;
+	lc.max_msg = p->swap_rx.cap;
+	for (int q = 0; q < RX_KINDS; q++)
+		if (p->rx[q] != NULL && p->rx[q][0].cap > lc.max_msg)
+			lc.max_msg = p->rx[q][0].cap;
 	p->link = nsl_link_create(&lc);
 	if (p->link == NULL)
 		return -EINVAL;
-	rc = nsl_link_add_peer(p->link, (uint16_t)next, p->port_next, p->mac_next_set ? p->mac_next : NULL, p->ip_next);
-	if (rc < 0)
-		return rc;
-	if (prev != next && (rc = nsl_link_add_peer(p->link, (uint16_t)prev, p->port_prev,
-						    p->mac_prev_set ? p->mac_prev : NULL, p->ip_prev)) < 0)
-		return rc;
-	p->nexpect = prev == next ? 1 : 2;
-	p->expect[0].from = prev;
-	p->expect[1].from = next;
-	for (int i = 0; i < p->nexpect; i++) {
-		struct expect *e = &p->expect[i];
+	if (j->fast) {
+		/* Every role may message every other: a port to each peer. */
+		for (int q = 0; q < n; q++)
+			if (q != p->rank && (rc = nsl_link_add_peer(p->link, (uint16_t)q, p->port_to[q], p->mac_to[q], 0)) < 0)
+				return rc;
+	} else {
+		rc = nsl_link_add_peer(p->link, (uint16_t)next, p->port_next, p->mac_next_set ? p->mac_next : NULL,
+				       p->ip_next);
+		if (rc < 0)
+			return rc;
+		if (prev != next && (rc = nsl_link_add_peer(p->link, (uint16_t)prev, p->port_prev,
+							    p->mac_prev_set ? p->mac_prev : NULL, p->ip_prev)) < 0)
+			return rc;
+	}
+	/* Where each sender's messages stand, walked from its programs: ring neighbours, or everyone. */
+	p->nexpect = 0;
+	for (int q = 0; q < n; q++) {
+		struct expect *e = &p->expect[p->nexpect];
 
+		if (q == p->rank || (!j->fast && q != prev && q != next))
+			continue;
+		e->from = q;
 		e->round = j->first_round;
 		e->done = j->first_round >= j->rounds;
 		e->n = e->done ? 0 : nsl_job_compile(j, nsl_job_stage_of(j, e->from, e->round), 0, e->prog);
 		if (e->n < 0)
 			return e->n;
+		p->nexpect++;
 	}
 	nsl_idle_init(&p->idle, j->poll);
 	p->rounds_done = j->first_round;
+	p->round_now = j->first_round;
 	if ((rc = make_stage(p, nsl_job_stage_of(j, p->rank, j->first_round))) < 0)
 		return rc;
 	if (j->resume != NULL && (rc = nsl_record_load(p->stage, j->resume->f, j->resume->n)) < 0)
@@ -588,6 +693,7 @@ int nsl_peer_train(struct peer *p)
 	int rc;
 
 	for (int r = j->first_round; r < j->rounds; r++) {
+		p->round_now = r;
 		const bool owner = p->stage_idx == 0, last = p->stage_idx == j->npeers - 1;
 		bool more = r + 1 < j->rounds, ckpt = j->o->checkpoint && (r + 1) % j->o->checkpoint_every == 0;
 		const struct nsl_round_stat before = { p->loss_sum, p->correct, p->seen, 0 };

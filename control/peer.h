@@ -27,6 +27,7 @@
 #include "nsplit/optim.h"
 #include "nsplit/poll.h"
 #include "nsplit/stage.h"
+#include "nsplit/stash.h"
 #include "batcher.h"
 #include "chain.h"
 #include "dataset.h"
@@ -45,7 +46,10 @@ struct rxbuf {
 	bool full;            /* filled, not yet used; msg says what it holds */
 };
 
-enum { RX_ACT, RX_LABELS, RX_GRAD, RX_KINDS };
+/* Receive slots by kind; Fast N-split adds one kind per forward role that ships a backward role
+ * its tensors, and one per backward role that pushes parameters. */
+enum { RX_ACT, RX_LABELS, RX_GRAD, RX_SAVED, RX_PARAMS = RX_SAVED + NSL_FAST_MAX_ROLES,
+       RX_KINDS = RX_PARAMS + NSL_FAST_MAX_ROLES };
 
 /* Where the messages from one neighbour stand: its programs, walked in its send order. */
 struct expect {
@@ -91,18 +95,29 @@ struct peer {
 	float *dlogits;       /* last stage: one micro-batch of logit gradients per slot */
 	const float *y[NSL_STAGE_MAX_CONTEXTS];   /* each slot's forward output */
 	const float *dx[NSL_STAGE_MAX_CONTEXTS];  /* each slot's input gradient */
-	struct rxbuf rx[RX_KINDS][NSL_STAGE_MAX_CONTEXTS];
+	struct rxbuf *rx[RX_KINDS];              /* nsl_job_buffers' rx_slots[kind] each */
 	struct rxbuf swap_rx;
 	struct txmsg tx_act[NSL_STAGE_MAX_CONTEXTS], tx_grad[NSL_STAGE_MAX_CONTEXTS];
 	struct txmsg tx_labels[NSL_STAGE_MAX_CONTEXTS], tx_swap;
 	void *swap_tx_buf;
-	struct expect expect[2];
+	/* Fast N-split: what a forward role ships each backward role (FAST_TX_SLOTS a role), and the
+	 * parameters a backward role pushes each forward role, staged for sending. */
+	struct txmsg *tx_saved, tx_params[NSL_FAST_MAX_ROLES];
+	void **saved_buf, *params_buf[NSL_FAST_MAX_ROLES];
+	uint64_t params_cap;
+	struct nsl_stash stash;               /* a backward role's weight versions (--staleness) */
+	struct expect *expect;                /* one per peer that sends this one anything */
 	int nexpect;
+	/* in one process, Fast N-split: a port to every other peer */
+	struct nsl_port *port_to[NSL_FAST_MAX_ROLES];
+	uint8_t mac_to[NSL_FAST_MAX_ROLES][6];
 	struct nsl_instr *prog;
+	int64_t version;      /* this batch's weights: the optimizer steps they have had */
 
 	double loss_sum;
 	int64_t correct, seen;
 	atomic_int rounds_done;
+	int round_now;            /* the round this peer trains (or swaps after) */
 	double t_ready, t_done;   /* set up, and done training (nsl_now) */
 	struct nsl_trace trace;   /* --trace: this peer's spans */
 	uint64_t budget;          /* bytes, 0 = none */
@@ -111,11 +126,30 @@ struct peer {
 	char err[1024];
 };
 
+/* Fast N-split: the tensors backward role b needs of each micro-batch, and who ships them. */
+struct nsl_fast_ship {
+	int n;
+	int tensor[NSL_MODEL_MAX_LAYERS + 1];      /* model tensor numbers (nsl_stage_tensor) */
+	int from[NSL_MODEL_MAX_LAYERS + 1];        /* the forward role that has it */
+	int64_t offset[NSL_MODEL_MAX_LAYERS + 1];  /* floats per row before it in that role's message */
+	int64_t row[NSL_FAST_MAX_ROLES];           /* floats per row of each forward role's message */
+};
+
+#define FAST_TX_SLOTS 2
+
 struct job {
 	const struct nsl_train_opts *o;
 	struct nsl_model *model;
 	int npeers;
-	int starts[NSL_CHAIN_MAX_STAGES + 1];
+	int starts[NSL_CHAIN_MAX_STAGES + 1];   /* the stages; Fast N-split: the backward pool's */
+	/* Every role's layers [first, last): stage s's, or Fast N-split's forward role f (f < fwd) and
+	 * backward role fwd + b. Roles rotate as stages do. */
+	int first[NSL_CHAIN_MAX_STAGES], last[NSL_CHAIN_MAX_STAGES];
+	bool fast;
+	struct nsl_fast_layout fl;
+	int fstarts[NSL_CHAIN_MAX_STAGES + 1];  /* the forward pool's split */
+	struct nsl_fast_ship *ship;             /* per backward role */
+	struct nsl_optim_config foc;            /* forward roles: parameters only, no optimizer state */
 	struct nsl_optim_config oc;
 	struct nsl_lr_schedule sched;
 	struct nsl_dataset_files files;
@@ -172,16 +206,32 @@ static inline int nsl_job_micro_rows(const struct job *j, int rows, int m)
 
 static inline int nsl_job_compile(const struct job *j, int stage, int b, struct nsl_instr *prog)
 {
-	return nsl_sched_compile(j->o->schedule, j->npeers, stage, nsl_job_micro_count(j, nsl_job_batch_rows(j, b)), prog,
-				 NSL_SCHED_MAX_INSTR);
+	int nmicro = nsl_job_micro_count(j, nsl_job_batch_rows(j, b));
+
+	if (j->fast)
+		return nsl_sched_compile_fast(&j->fl, stage, b, j->batches, nmicro, prog, NSL_SCHED_MAX_INSTR);
+	return nsl_sched_compile(j->o->schedule, j->npeers, stage, nmicro, prog, NSL_SCHED_MAX_INSTR);
 }
 
+static inline bool nsl_job_is_forward_role(const struct job *j, int role)
+{
+	return j->fast && role < j->fl.fwd;
+}
 
-/* The most a swap of this stage (a record, record.h) takes. */
+/* The optimizer a role's stage is made with. */
+static inline const struct nsl_optim_config *nsl_job_optim(const struct job *j, int role)
+{
+	return nsl_job_is_forward_role(j, role) ? &j->foc : &j->oc;
+}
+
+/* The most a swap of this role (a record, record.h) takes. */
 static inline uint64_t nsl_job_swap_bytes(const struct job *j, int stage)
 {
-	return nsl_record_cap(j->model, j->starts[stage], j->starts[stage + 1], j->oc.ops->state_slots);
+	return nsl_record_cap(j->model, j->first[stage], j->last[stage], nsl_job_optim(j, stage)->ops->state_slots);
 }
+
+/* The stage of role `role` as made (nsl_stage_create), allocator aside. */
+void nsl_job_stage_config(const struct job *j, int role, struct nsl_stage_config *cfg);
 
 /* ---- planning (job.c) ---- */
 
@@ -189,6 +239,8 @@ static inline uint64_t nsl_job_swap_bytes(const struct job *j, int stage)
  * two swap buffers, the batch and its labels, the logit gradients. */
 struct nsl_job_buffers {
 	uint64_t rx_cap[RX_KINDS];    /* one slot of each kind */
+	int rx_slots[RX_KINDS];       /* slots of each kind */
+	uint64_t saved_cap, params_cap;   /* Fast N-split's staging buffers, one each */
 	uint64_t swap_cap;
 	uint64_t batch_x, batch_labels, dlogits;
 	uint64_t total;
@@ -252,6 +304,18 @@ struct nsl_job_totals {
 int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_totals *t, double train_time,
 		   double t_start);
 
+/* ---- Fast N-split (fast.c, peer_fast.c) ---- */
+
+/* Pools, splits (--split-fwd/--split-bwd or even), what each forward role ships each backward
+ * role, roles' layers and slots. 0 or -EINVAL with a message. */
+int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o);
+/* "fwd 2 | bwd 1,3": both pools' cuts, for records and messages. */
+int nsl_fast_split_text(const struct job *j, char *out, size_t cap);
+
+/* One Fast N-split instruction of peer p (send_saved, recv_saved, refwd, send_params,
+ * recv_params) in batch b of `round`, global step `step`, of `rows` rows. */
+int nsl_peer_fast_op(struct peer *p, const struct nsl_instr *in, int round, int b, int64_t step, int rows);
+
 /* ---- one peer (peer.c) ---- */
 
 /* Buffers, shard, link (ports and neighbours set by the caller) and the first round's stage. */
@@ -272,6 +336,10 @@ int nsl_peer_wait_rx(struct peer *p, struct rxbuf *r);
 int nsl_peer_wait_tx(struct peer *p, struct txmsg *t);
 int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const void *data, uint64_t len, int stage,
 		  int micro, int round, int64_t step);
+/* That r holds the message of this type, micro-batch, round and step: 0, or -EPROTO saying what came. */
+int nsl_peer_check_msg(const struct rxbuf *r, uint8_t type, int micro, int round, int64_t step);
+/* Before a computation: post the slots freed since the last wait, let frames go. */
+int nsl_peer_post_all(struct peer *p);
 /* Wait until everything this peer sent has arrived. */
 int nsl_peer_drain(struct peer *p);
 

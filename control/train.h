@@ -51,6 +51,14 @@ struct nsl_train_opts {
 	const char *checkpoint;      /* folder for checkpoints (NULL: none) */
 	int checkpoint_every;        /* rounds between checkpoints */
 	const char *resume;          /* folder to resume from (its newest complete checkpoint) */
+	/* Fast N-split (--schedule fast) */
+	int pools_fwd, pools_bwd;    /* --pools F:B (0: the planner's) */
+	const char *split_fwd;       /* --split-fwd / --split-bwd: each pool's cuts (NULL: the planner's) */
+	const char *split_bwd;
+	bool fast_all;               /* --fast-activations all (else boundary: backward recomputes) */
+	int buffer;                  /* --buffer K: micro-batches a backward role holds (0: default) */
+	int staleness;               /* --staleness S: forwards run up to S batches ahead of the updates */
+	bool no_stash;               /* backward on the newest weights, not the ones that made the forward */
 	uint64_t mem_limit;          /* every peer's budget in bytes (0 = none; a cluster file's win) */
 	int eal_argc;                /* after `--`: passed to EAL */
 	char **eal_argv;

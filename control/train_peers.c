@@ -44,10 +44,34 @@ static void *peer_main(void *arg)
 	return NULL;
 }
 
+/* Fast N-split: any role may message any other, so every pair of peers gets a port pair. */
+static int open_mesh(struct job *j, struct nsl_port **ports)
+{
+	const int n = j->npeers;
+
+	for (int a = 0, i = 0; a < n; a++)
+		for (int b = a + 1; b < n; b++, i++) {
+			char name[32];
+			struct peer *pa = &j->peers[a], *pb = &j->peers[b];
+			int rc;
+
+			snprintf(name, sizeof(name), "mesh%d-%d", a, b);
+			if ((rc = nsl_port_ring_pair(name, &(struct nsl_port_conf){ 0 }, &ports[2 * i])) < 0)
+				return rc;
+			pa->port_to[b] = ports[2 * i];
+			pb->port_to[a] = ports[2 * i + 1];
+			nsl_port_mac(ports[2 * i + 1], pa->mac_to[b]);
+			nsl_port_mac(ports[2 * i], pb->mac_to[a]);
+		}
+	return 0;
+}
+
 static int open_ports(struct job *j, struct nsl_port **ports)
 {
 	const int n = j->npeers, pairs = n == 2 ? 1 : n;
 
+	if (j->fast)
+		return open_mesh(j, ports);
 	for (int i = 0; i < pairs; i++) {
 		char name[32];
 		struct peer *a = &j->peers[i], *b = &j->peers[(i + 1) % n];
@@ -74,7 +98,9 @@ static int open_ports(struct job *j, struct nsl_port **ports)
 /* The final weights, gathered from the peers into one chain (for evaluation and saving). */
 static int gather(struct job *j, struct nsl_chain *c, struct nsl_compute *cc, struct nsl_job_totals *t)
 {
-	int rc = nsl_chain_init(c, cc, j->model, j->starts, j->npeers, j->o->batch, j->o->seed, &j->oc, false);
+	/* Fast N-split's model is the backward pool's: it holds the master parameters. */
+	const int nstages = j->fast ? j->fl.bwd : j->npeers, role0 = j->fast ? j->fl.fwd : 0;
+	int rc = nsl_chain_init(c, cc, j->model, j->starts, nstages, j->o->batch, j->o->seed, &j->oc, false);
 
 	for (int i = 0; i < j->npeers; i++) {
 		t->loss_sum += j->peers[i].loss_sum;
@@ -82,10 +108,10 @@ static int gather(struct job *j, struct nsl_chain *c, struct nsl_compute *cc, st
 		t->seen += j->peers[i].seen;
 	}
 
-	for (int s = 0; rc == 0 && s < j->npeers; s++) {
+	for (int s = 0; rc == 0 && s < nstages; s++) {
 		/* The stages stay where the last round trained them (or where a resume put them). */
 		const int last = j->first_round >= j->rounds ? j->first_round : j->rounds - 1;
-		const struct nsl_stage *from = j->peers[nsl_job_rank_of(j, s, last)].stage;
+		const struct nsl_stage *from = j->peers[nsl_job_rank_of(j, role0 + s, last)].stage;
 
 		for (int k = 0; rc == 0 && k < nsl_stage_param_count(from); k++) {
 			struct nsl_param_info pi;
@@ -106,15 +132,18 @@ static int gather(struct job *j, struct nsl_chain *c, struct nsl_compute *cc, st
 static int run_peers(struct job *j, double t_start)
 {
 	const int n = j->npeers;
-	struct nsl_port *ports[2 * NSL_DATASET_MAX_PARTS] = { 0 };
+	struct nsl_port **ports = calloc((size_t)(n * n), sizeof(*ports));
 	struct nsl_job_watch watch;
 	double t0;
 	int rc, started = 0;
 	cpu_set_t cpus;
 
 	j->peers = calloc((size_t)n, sizeof(*j->peers));
-	if (j->peers == NULL)
+	if (j->peers == NULL || ports == NULL) {
+		free(ports);
+		free(j->peers);
 		return nsl_error_set(ENOMEM, "out of memory");
+	}
 	sched_getaffinity(0, sizeof(cpus), &cpus);
 	j->poll = nsl_poll_mode_resolve((enum nsl_poll_mode)j->o->poll, (unsigned)n, (unsigned)CPU_COUNT(&cpus));
 	rc = nsl_eal_init(&(struct nsl_eal_conf){ .mem_mb = nsl_job_dp_mem_mb(j, n) });
@@ -127,10 +156,18 @@ static int run_peers(struct job *j, double t_start)
 	}
 	if ((rc = open_ports(j, ports)) < 0)
 		goto out;
-	printf("model %s: %d layers in %d stages (split at", j->model->text, j->model->nlayers, n);
-	for (int s = 1; s < n; s++)
-		printf("%s%d", s > 1 ? "," : " ", j->starts[s]);
-	printf("); %d peers, %u samples each, %s schedule, micro-batch %d of batch %d; %s, %d round%s\n", n, j->per_shard,
+	if (j->fast) {
+		printf("model %s: %d layers, Fast N-split pools %d:%d (split %s), %s activations, buffer %d, staleness %d%s",
+		       j->model->text, j->model->nlayers, j->fl.fwd, j->fl.bwd, j->split_text,
+		       j->o->fast_all ? "all" : "boundary", j->slots[n - 1], j->fl.staleness,
+		       j->o->no_stash ? " without stashing" : "");
+	} else {
+		printf("model %s: %d layers in %d stages (split at", j->model->text, j->model->nlayers, n);
+		for (int s = 1; s < n; s++)
+			printf("%s%d", s > 1 ? "," : " ", j->starts[s]);
+		printf(")");
+	}
+	printf("; %d peers, %u samples each, %s schedule, micro-batch %d of batch %d; %s, %d round%s\n", n, j->per_shard,
 	       nsl_sched_name(j->o->schedule), j->micro, j->o->batch, j->oc.ops->name, j->rounds,
 	       j->rounds == 1 ? "" : "s");
 	fflush(stdout);
@@ -188,8 +225,9 @@ static int run_peers(struct job *j, double t_start)
 out:
 	for (int i = 0; i < n; i++)
 		nsl_peer_free(&j->peers[i]);
-	for (int i = 2 * n - 1; i >= 0; i--)
+	for (int i = n * n - 1; i >= 0; i--)
 		nsl_port_close(ports[i]);
+	free(ports);
 	free(j->peers);
 	nsl_eal_cleanup();
 	return rc;

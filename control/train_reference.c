@@ -92,10 +92,13 @@ struct run {
 	float *x;
 	int32_t *labels;
 	FILE *metrics;
+	struct nsl_stash stash[NSL_CHAIN_MAX_STAGES];   /* --staleness: weight versions per stage */
 };
 
 static void run_free(struct run *r)
 {
+	for (int i = 0; i < NSL_CHAIN_MAX_STAGES; i++)
+		nsl_stash_fini(&r->stash[i]);
 	if (r->chain_ok)
 		nsl_chain_fini(&r->chain);
 	for (int i = 0; i < r->nparts; i++)
@@ -108,6 +111,27 @@ static void run_free(struct run *r)
 	free(r->labels);
 	if (r->metrics)
 		fclose(r->metrics);
+}
+
+/*
+ * --staleness S, as Fast N-split runs it: batch b of a round trains on the weights of batch
+ * max(0, b - S) of that round (stashed), and its gradient updates the newest ones. Rounds start
+ * in step: there the pipeline drains, for the roles to rotate.
+ */
+static int stale_weights(struct run *r, int staleness, int64_t step, int b)
+{
+	int64_t v = step - (b < staleness ? b : staleness);
+	int rc;
+
+	for (int i = 0; i < r->chain.nstages && staleness > 0; i++) {
+		if (r->stash[i].buf == NULL && (rc = nsl_stash_init(&r->stash[i], r->chain.stages[i], staleness + 1)) < 0)
+			return rc;
+		if (b == 0)
+			nsl_stash_keep(&r->stash[i], r->chain.stages[i], step);
+		if (v != step && (rc = nsl_stash_use(&r->stash[i], r->chain.stages[i], v)) < 0)
+			return rc;
+	}
+	return 0;
 }
 
 int nsl_train_setup_optim(const struct nsl_train_opts *o, struct nsl_optim_config *oc, float *lr)
@@ -264,6 +288,8 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 		/* Round p trains on shard p, as the N-peer job's rotation does: it hands stage 1 to
 		 * the owner of shard p for round p of each epoch. */
 		for (int p = 0; p < r.nparts; p++) {
+			int b = 0;
+
 			if ((rc = nsl_batcher_begin_epoch(&r.train[p], (uint64_t)e)) < 0)
 				goto out;
 			for (;;) {
@@ -276,8 +302,12 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 					break;
 				}
 				lr = nsl_lr_at(&sched, step);
+				if ((rc = stale_weights(&r, o->staleness, step, b++)) < 0)
+					goto out;
 				rc = nsl_chain_train_batch(&r.chain, n, o->micro_batch, r.x, r.labels, (uint64_t)step, lr, &loss_sum,
-							   &correct);
+							   &correct, o->staleness > 0 ? r.stash : NULL);
+				for (int i = 0; i < r.chain.nstages && o->staleness > 0; i++)
+					nsl_stash_keep(&r.stash[i], r.chain.stages[i], step + 1);
 				if (rc < 0)
 					goto out;
 				if (!isfinite(loss_sum)) {

@@ -209,7 +209,7 @@ int nsl_link_send(struct nsl_link *l, struct nsl_msg *m)
 
 	if ((rc = check_msg(l, m, "send")) < 0)
 		return rc;
-	if (m->type == 0 || m->type >= NSL_MSG_ACK)
+	if (m->type == 0 || m->type == NSL_MSG_ACK || m->type > NSL_MSG_TYPE_MAX)
 		return nsl_error_set(EINVAL, "send: message type %u; use an enum nsl_msg_type other than ack", m->type);
 	m->crc = 0;	/* taken frame by frame as they first go out */
 	m->status = 0;

@@ -34,7 +34,7 @@ expect 1 'unknown optimizer "lamb"' -- "$nsplit" train --optimizer lamb --cache 
 expect 1 'layer 1: unknown layer "softmax"' -- "$nsplit" train --model dense:10,softmax --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'does not match' -- "$nsplit" train --model mlp:100-10 --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'makes 2 stages for 4 peers' -- "$nsplit" train --peers 4 --split 2 --cache "$work/c" --epochs 1 --limit-samples 400
-expect 2 'give nsplit, gpipe or 1f1b' -- "$nsplit" train --peers 2 --schedule zb
+expect 2 'give nsplit, gpipe, 1f1b or fast' -- "$nsplit" train --peers 2 --schedule zb
 expect 2 '--replay-peers is for one peer' -- "$nsplit" train --peers 2 --replay-peers 2
 printf '[job]\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/two.ini"
 printf '[job]\nbatch = 0\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/badjob.ini"
@@ -57,6 +57,12 @@ expect 2 'is the launcher' -- "$nsplit" launch --peers 2 --rank 1
 # Memory budgets: a job that does not fit is refused before training, naming peer, stage, bytes.
 expect 1 'peer 0 cannot hold stage 1 (layers 0-0): it needs 13.1 MiB' -- "$nsplit" train --peers 4 --mem-limit 2M --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 '--mem-limit: "lots" is not a size' -- "$nsplit" train --peers 4 --mem-limit lots
+expect 1 '--pools 2:3 for 4 peers: the pools must add up to --peers' -- "$nsplit" train --peers 4 --schedule fast --pools 2:3 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 2 '--pools: "3" is not F:B' -- "$nsplit" train --peers 4 --schedule fast --pools 3
+expect 1 'are Fast N-split'"'"'s: add --schedule fast' -- "$nsplit" train --peers 4 --staleness 1 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 '--schedule fast takes --split-fwd and --split-bwd' -- "$nsplit" train --peers 4 --schedule fast --split 2,3,4 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 '--split-bwd 2 makes 2 stages for a pool of 3' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 2 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 'peer 0 cannot hold forward stage 1 (layers 0-4)' -- "$nsplit" train --peers 4 --schedule fast --mem-limit 3M --cache "$work/c" --epochs 1 --limit-samples 400
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
 expect 1 'peer 1 cannot hold stage 1 (layers 0-1)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'and its budget is 3.0 MiB (mem-limit in the cluster file' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400

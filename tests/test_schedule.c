@@ -36,7 +36,7 @@ static int kind_of(enum nsl_op op)
 
 static bool is_send(enum nsl_op op)
 {
-	return op == NSL_OP_SEND_ACT || op == NSL_OP_SEND_GRAD || op == NSL_OP_SEND_LABELS;
+	return nsl_op_sends(op);
 }
 
 static bool is_recv(enum nsl_op op)
@@ -70,7 +70,7 @@ static void run_batch(enum nsl_sched_kind k, int n, int nmicro)
 			while (pc[s] < len[s]) {
 				const struct nsl_instr *in = &prog[s][pc[s]];
 				enum nsl_op op = in->op;
-				int peer = nsl_instr_peer_stage(n, s, op);
+				int peer = in->peer;
 
 				if (is_send(op)) {
 					struct chan *c = &ch[s][peer][kind_of(op)];
@@ -128,6 +128,106 @@ static void test_every_schedule_completes(void)
 				run_batch(kinds[i], n, m);
 }
 
+/* Fast N-split: every role's programs over a round of `batches` batches, run round-robin. */
+static void run_fast(const struct nsl_fast_layout *l, int batches, int nmicro)
+{
+	enum { K_ACT, K_GRAD, K_LABELS, K_SAVED, K_PARAMS, K_N };
+	static struct nsl_instr prog[MAX_STAGES][NSL_SCHED_MAX_INSTR];
+	static struct fchan { int q[64 * MAX_MICRO]; int head, tail; } ch[MAX_STAGES][MAX_STAGES][K_N];
+	const int n = l->fwd + l->bwd;
+	int len[MAX_STAGES], pc[MAX_STAGES] = { 0 }, batch[MAX_STAGES] = { 0 }, pushes[MAX_STAGES][MAX_STAGES];
+	int done = 0;
+	bool moved = true;
+
+	memset(ch, 0, sizeof(ch));
+	memset(pushes, 0, sizeof(pushes));
+	for (int q = 0; q < n; q++) {
+		len[q] = nsl_sched_compile_fast(l, q, 0, batches, nmicro, prog[q], NSL_SCHED_MAX_INSTR);
+		CU_ASSERT_FATAL(len[q] > 0);
+	}
+	while (moved && done < n) {
+		moved = false;
+		for (int q = 0; q < n; q++) {
+			while (batch[q] < batches) {
+				const struct nsl_instr *in = &prog[q][pc[q]];
+				enum nsl_op op = in->op;
+				int kind = op == NSL_OP_SEND_ACT || op == NSL_OP_RECV_ACT ? K_ACT
+					 : op == NSL_OP_SEND_GRAD || op == NSL_OP_RECV_GRAD ? K_GRAD
+					 : op == NSL_OP_SEND_LABELS || op == NSL_OP_RECV_LABELS ? K_LABELS
+					 : op == NSL_OP_SEND_SAVED || op == NSL_OP_RECV_SAVED ? K_SAVED : K_PARAMS;
+
+				if (nsl_op_sends(op)) {
+					CU_ASSERT_FATAL(in->peer < n && in->peer != q);
+					ch[q][in->peer][kind].q[ch[q][in->peer][kind].tail++] = in->micro + 1000 * batch[q];
+				} else if (op == NSL_OP_RECV_ACT || op == NSL_OP_RECV_GRAD || op == NSL_OP_RECV_LABELS ||
+					   op == NSL_OP_RECV_SAVED || op == NSL_OP_RECV_PARAMS) {
+					CU_ASSERT_FATAL(in->peer < n && in->peer != q);
+					struct fchan *c = &ch[in->peer][q][kind];
+
+					if (c->head == c->tail)
+						break;
+					/* parameter pushes name their batch; the rest their micro-batch, this batch */
+					CU_ASSERT_EQUAL_FATAL(c->q[c->head] % 1000, in->micro);
+					if (op != NSL_OP_RECV_PARAMS) {
+						CU_ASSERT_EQUAL_FATAL(c->q[c->head] / 1000, batch[q]);
+					} else {
+						CU_ASSERT_EQUAL_FATAL(in->micro, pushes[in->peer][q]);
+						pushes[in->peer][q]++;
+					}
+					c->head++;
+				} else if (op == NSL_OP_FWD) {
+					/* the forward of batch b runs on the pushes of batches before b - S */
+					for (int b = 0; b < l->bwd; b++) {
+						if (l->params_to[b] >> q & 1)
+							CU_ASSERT_FATAL(pushes[l->fwd + b][q] >= batch[q] - l->staleness);
+					}
+				}
+				moved = true;
+				if (++pc[q] < len[q])
+					continue;
+				pc[q] = 0;
+				if (++batch[q] == batches) {
+					done++;
+					break;
+				}
+				len[q] = nsl_sched_compile_fast(l, q, batch[q], batches, nmicro, prog[q], NSL_SCHED_MAX_INSTR);
+				CU_ASSERT_FATAL(len[q] > 0);
+			}
+		}
+	}
+	if (done < n)
+		fprintf(stderr, "\n  fast %d:%d, S %d, %d batches of %d: deadlock\n", l->fwd, l->bwd, l->staleness, batches,
+			nmicro);
+	CU_ASSERT_EQUAL_FATAL(done, n);
+	for (int a = 0; a < n; a++)
+		for (int b = 0; b < n; b++)
+			for (int k = 0; k < K_N; k++)
+				CU_ASSERT_EQUAL(ch[a][b][k].head, ch[a][b][k].tail);
+	for (int b = 0; b < l->bwd; b++)
+		for (int f = 0; f < l->fwd; f++)
+			CU_ASSERT_EQUAL(pushes[l->fwd + b][f], l->params_to[b] >> f & 1 ? batches : 0);
+}
+
+static void test_fast_completes(void)
+{
+	unsigned seed = 7;
+
+	for (int F = 1; F <= 3; F++)
+		for (int B = 1; B <= 3; B++)
+			for (int trial = 0; trial < 12; trial++) {
+				struct nsl_fast_layout l = { .fwd = F, .bwd = B, .staleness = trial % 3 };
+
+				/* every backward role hears from some forward role, every forward one from some backward one */
+				for (int b = 0; b < B; b++) {
+					l.saved_to[rand_r(&seed) % F] |= 1ull << b;
+					l.params_to[b] = (uint64_t)(rand_r(&seed) % (1 << F));
+				}
+				for (int f = 0; f < F; f++)
+					l.params_to[rand_r(&seed) % B] |= 1ull << f;
+				run_fast(&l, 1 + trial % 4, 1 + trial % 5);
+			}
+}
+
 static void test_shapes(void)
 {
 	struct nsl_instr p[64];
@@ -166,6 +266,7 @@ static void test_refused(void)
 
 static const struct nsl_test_case cases[] = {
 	{ "every schedule completes without deadlock", test_every_schedule_completes },
+	{ "Fast N-split's programs complete, forwards on the right pushes", test_fast_completes },
 	{ "program shapes", test_shapes },
 	{ "bad arguments are refused", test_refused },
 	{ NULL, NULL },

@@ -86,6 +86,17 @@ uint64_t nsl_model_hash(const struct nsl_model *m);
 int nsl_model_parse_split(const struct nsl_model *m, const char *text, int *starts, int max_stages);
 
 /* An even split by parameter count into nstages stages (each at least one layer). */
+/* Whether a stage ending before layer `last` runs layer i (dense or conv) and the activation
+ * i + 1 as one operation: then it keeps no tensor i + 1 (nsl_stage_tensor). */
+int nsl_model_fuses(const struct nsl_model *m, int i, int last);
+
+/*
+ * The tensors (model layer numbers, nsl_stage_tensor) that a stage of layers [first, last) needs
+ * to run its backward without its forward: its input, then each operation's output, the last of
+ * them `last`. Writes them to out (room for last - first + 1) and returns how many.
+ */
+int nsl_model_stage_tensors(const struct nsl_model *m, int first, int last, int *out);
+
 int nsl_model_even_split(const struct nsl_model *m, int nstages, int *starts);
 
 #endif

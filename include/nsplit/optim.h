@@ -37,6 +37,8 @@ struct nsl_optim_ops {
 };
 
 extern const struct nsl_optim_ops nsl_optim_sgd;
+/* Parameters that never step (Fast N-split's forward copies): no state; not selectable by name. */
+extern const struct nsl_optim_ops nsl_optim_none;
 extern const struct nsl_optim_ops nsl_optim_adam;
 extern const struct nsl_optim_ops nsl_optim_adamw;
 

@@ -149,6 +149,28 @@ int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memo
  */
 int nsl_stage_memory_plan(const struct nsl_stage_config *cfg, int batch, struct nsl_stage_memory *out);
 
+/*
+ * Activations by model layer: tensor L is the input of model layer L (the output of L - 1; the
+ * stage's input for L = first, its output for L = last). nsl_stage_tensor gives tensor L of the
+ * training forward in slot k (first <= L <= last), or NULL when the stage does not keep it (an
+ * activation fused into the layer before it: see nsl_model_fuses; a stage made with no_fuse keeps
+ * every one). The pointer is valid until the next forward in slot k.
+ */
+const float *nsl_stage_tensor(const struct nsl_stage *s, int k, int layer);
+
+/*
+ * Put slot k in the state a training forward of `batch` rows would leave, without running it:
+ * t[i] is tensor nsl_model_stage_tensors()[i] of this stage's range (t[0] the input, which must
+ * stay valid until the backward). Layers with saved state (pooling, dropout) run again on their
+ * input; nothing that has weights runs. *y: the stage output, as forward gives it.
+ */
+int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *const *t, const float **y, uint64_t key);
+
+/* The parameters in their internal layout as one flat array (weight versions, stash.h). */
+size_t nsl_stage_weights_floats(const struct nsl_stage *s);
+void nsl_stage_weights_get(const struct nsl_stage *s, float *dst);
+void nsl_stage_weights_set(struct nsl_stage *s, const float *src);
+
 /* Number of parameter tensors, in layer order (weight before bias). */
 int nsl_stage_param_count(const struct nsl_stage *s);
 

@@ -71,7 +71,9 @@ enum nsl_msg_type {
 	NSL_MSG_STAGE = 4,        /* a whole stage: parameters and optimizer state */
 	NSL_MSG_CONTROL = 5,
 	NSL_MSG_ACK = 6,          /* receiver -> sender: progress, credits, missing ranges */
-	NSL_MSG_TYPE_MAX = 6,
+	NSL_MSG_SAVED = 7,        /* Fast N-split: forward -> backward pool, what backward needs */
+	NSL_MSG_PARAMS = 8,       /* Fast N-split: backward -> forward pool, updated parameters */
+	NSL_MSG_TYPE_MAX = 8,
 };
 
 #define NSL_WIRE_F_POLL 0x0001        /* the sender wants an ack for this message now */

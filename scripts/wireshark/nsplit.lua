@@ -46,8 +46,11 @@ local types = {
 	[4] = "stage",
 	[5] = "control",
 	[6] = "ack",
+	[7] = "saved (Fast N-split: for the backward pool)",
+	[8] = "params (Fast N-split: pushed to the forward pool)",
 }
-local type_short = { [1] = "ACT", [2] = "GRAD", [3] = "LBL", [4] = "STAGE", [5] = "CTL", [6] = "ACK" }
+local type_short = { [1] = "ACT", [2] = "GRAD", [3] = "LBL", [4] = "STAGE", [5] = "CTL", [6] = "ACK", [7] = "SAVED",
+	[8] = "PARAMS" }
 local TYPE_ACK = 6
 
 local crc_status = { [0] = "Bad", [1] = "Good" }

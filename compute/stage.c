@@ -390,29 +390,18 @@ int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *con
 	return 0;
 }
 
-size_t nsl_stage_weights_floats(const struct nsl_stage *s)
+float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count)
 {
-	size_t n = 0;
-
-	for (int k = 0; k < s->nparams; k++)
-		n += s->params[k].p->count;
-	return n;
+	if (k < 0 || k >= s->nparams)
+		return NULL;
+	*count = s->params[k].p->count;
+	return s->params[k].p->data;
 }
 
-void nsl_stage_weights_get(const struct nsl_stage *s, float *dst)
+void nsl_stage_param_set_data(struct nsl_stage *s, int k, float *data)
 {
-	for (int k = 0; k < s->nparams; k++) {
-		memcpy(dst, s->params[k].p->data, s->params[k].p->count * sizeof(float));
-		dst += s->params[k].p->count;
-	}
-}
-
-void nsl_stage_weights_set(struct nsl_stage *s, const float *src)
-{
-	for (int k = 0; k < s->nparams; k++) {
-		memcpy(s->params[k].p->data, src, s->params[k].p->count * sizeof(float));
-		src += s->params[k].p->count;
-	}
+	if (k >= 0 && k < s->nparams)
+		s->params[k].p->data = data;
 }
 
 int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,

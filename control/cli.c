@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nsplit/error.h"
 #include "nsplit/model.h"
@@ -49,6 +50,14 @@ int nsl_cli_pools(const char *v, int *fwd, int *bwd)
 		}
 	}
 	return nsl_error_set(EINVAL, "--pools: \"%s\" is not F:B, forward and backward peers, 1 or more each (1:3)", v);
+}
+
+int nsl_cli_fast_activations(const char *v, bool *all)
+{
+	if (strcmp(v, "all") != 0 && strcmp(v, "boundary") != 0)
+		return nsl_error_set(EINVAL, "--fast-activations %s: give all or boundary", v);
+	*all = strcmp(v, "all") == 0;
+	return 0;
 }
 
 int nsl_cli_u64(const char *opt, const char *v, uint64_t *out)

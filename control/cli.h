@@ -3,6 +3,7 @@
 #ifndef NSL_CLI_H
 #define NSL_CLI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Each returns 0, or -EINVAL with a message "--<opt>: ..." saying what a valid value is. */
@@ -19,6 +20,9 @@ int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out);
 
 /* --pools F:B: two pool sizes of at least 1 each. */
 int nsl_cli_pools(const char *v, int *fwd, int *bwd);
+
+/* --fast-activations all|boundary. */
+int nsl_cli_fast_activations(const char *v, bool *all);
 
 /* Print "nsplit <cmd>: <last error>" to stderr; returns exit code 1. */
 int nsl_cli_fail(const char *cmd);

@@ -36,8 +36,10 @@ static void usage(FILE *f)
 	      "  --peers N          peers (default 4; a cluster file's count otherwise)\n"
 	      "  --cluster FILE     peers with a speed and a mem-limit each (see nsplit train --help)\n"
 	      "  --mem-limit SIZE   every peer's budget where the cluster file gives none\n"
-	      "  --schedule S       nsplit (the shortest epoch of one sample at a time), gpipe or 1f1b\n"
-	      "                     (the smallest bottleneck); default 1f1b\n"
+	      "  --schedule S       nsplit (the shortest epoch of one sample at a time), gpipe, 1f1b\n"
+	      "                     or fast (the smallest bottleneck); default 1f1b\n"
+	      "  --pools F:B        fast: the pool sizes (default: the best)\n"
+	      "  --fast-activations M  fast: boundary (backward recomputes; default) or all\n"
 	      "  --batch B          default the cost file's\n"
 	      "  --micro-batch M    default the cost file's\n"
 	      "  --samples N        training samples in all (default 60000)\n"
@@ -70,6 +72,30 @@ static int parse(int argc, char **argv, struct plan_opts *o)
 	return nsl_job_opts_done("plan", rc, argc, argv, &o->j);
 }
 
+/* Role k's name and layers: a stage, or one of Fast N-split's pool roles. */
+static void role(const struct nsl_plan *p, int k, char *name, size_t cap, int *first, int *last)
+{
+	if (p->fwd == 0) {
+		snprintf(name, cap, "stage %d", k + 1);
+		*first = p->starts[k];
+		*last = p->starts[k + 1] - 1;
+	} else if (k < p->fwd) {
+		snprintf(name, cap, "forward %d", k + 1);
+		*first = p->starts[k];
+		*last = p->starts[k + 1] - 1;
+	} else {
+		snprintf(name, cap, "backward %d", k - p->fwd + 1);
+		*first = p->bstarts[k - p->fwd];
+		*last = p->bstarts[k - p->fwd + 1] - 1;
+	}
+}
+
+static void print_cuts(const int *starts, int n, const char *sep)
+{
+	for (int s = 1; s < n; s++)
+		printf("%s%d", s > 1 ? sep : "", starts[s]);
+}
+
 static void print_table(const struct plan_opts *o, const struct nsl_model *m, const struct nsl_plan_req *r,
 			const struct nsl_plan *p)
 {
@@ -79,13 +105,27 @@ static void print_table(const struct plan_opts *o, const struct nsl_model *m, co
 	       r->objective == NSL_PLAN_EPOCH ? "one sample at a time: the shortest epoch"
 					      : "pipelined: the slowest stage or cut sets the pace",
 	       o->j.cost);
-	printf("split: --split ");
-	for (int s = 1; s < n; s++)
-		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
-	printf("%s\n\n%6s %8s %16s %12s\n", n == 1 ? "(one stage)" : "", "stage", "layers", "compute us/smp", "memory MiB");
-	for (int s = 0; s < n; s++)
-		printf("%6d %4d-%-3d %16.2f %12.1f\n", s + 1, p->starts[s], p->starts[s + 1] - 1, p->stage_compute_s[s] * 1e6,
+	if (p->fwd) {
+		printf("pools: --pools %d:%d --split-fwd ", p->fwd, p->bwd);
+		print_cuts(p->starts, p->fwd, ",");
+		printf("%s --split-bwd ", p->fwd == 1 ? "(one stage)" : "");
+		print_cuts(p->bstarts, p->bwd, ",");
+		printf("%s\n\n%12s %8s %16s %12s\n", p->bwd == 1 ? "(one stage)" : "", "role", "layers", "compute us/smp",
+		       "memory MiB");
+	} else {
+		printf("split: --split ");
+		print_cuts(p->starts, n, ",");
+		printf("%s\n\n%12s %8s %16s %12s\n", n == 1 ? "(one stage)" : "", "stage", "layers", "compute us/smp",
+		       "memory MiB");
+	}
+	for (int s = 0; s < n; s++) {
+		char name[32];
+		int first, last;
+
+		role(p, s, name, sizeof(name), &first, &last);
+		printf("%12s %4d-%-3d %16.2f %12.1f\n", name, first, last, p->stage_compute_s[s] * 1e6,
 		       p->stage_bytes[s] / 1048576.0);
+	}
 	printf("\n%6s %8s %16s %12s %12s\n", "peer", "speed", "compute s/epoch", "peak MiB", "budget MiB");
 	for (int q = 0; q < n; q++) {
 		double busy = 0, peak = 0;
@@ -112,16 +152,28 @@ static void print_json(const struct plan_opts *o, const struct nsl_model *m, con
 {
 	const int n = r->npeers;
 
-	printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",\"split\":[", m->text, n, nsl_sched_name(o->j.schedule));
-	for (int s = 1; s < n; s++)
-		printf("%s%d", s > 1 ? "," : "", p->starts[s]);
+	printf("{\"model\":\"%s\",\"peers\":%d,\"schedule\":\"%s\",", m->text, n, nsl_sched_name(o->j.schedule));
+	if (p->fwd) {
+		printf("\"pools\":[%d,%d],\"split_fwd\":[", p->fwd, p->bwd);
+		print_cuts(p->starts, p->fwd, ",");
+		printf("],\"split_bwd\":[");
+		print_cuts(p->bstarts, p->bwd, ",");
+	} else {
+		printf("\"split\":[");
+		print_cuts(p->starts, n, ",");
+	}
 	printf("],\"order\":[");
 	for (int q = 0; q < n; q++)
 		printf("%s%d", q ? "," : "", p->order[q]);
 	printf("],\"epoch_s\":%.6g,\"samples_per_s\":%.6g,\"stages\":[", p->epoch_s, p->samples_per_s);
-	for (int s = 0; s < n; s++)
-		printf("%s{\"first\":%d,\"last\":%d,\"compute_s_per_sample\":%.6g,\"bytes\":%.0f}", s ? "," : "", p->starts[s],
-		       p->starts[s + 1] - 1, p->stage_compute_s[s], p->stage_bytes[s]);
+	for (int s = 0; s < n; s++) {
+		char name[32];
+		int first, last;
+
+		role(p, s, name, sizeof(name), &first, &last);
+		printf("%s{\"role\":\"%s\",\"first\":%d,\"last\":%d,\"compute_s_per_sample\":%.6g,\"bytes\":%.0f}",
+		       s ? "," : "", name, first, last, p->stage_compute_s[s], p->stage_bytes[s]);
+	}
 	printf("]}\n");
 }
 
@@ -158,15 +210,25 @@ int nsl_cmd_plan(int argc, char **argv)
 		c.micro = o.j.micro;
 	if (o.j.batch == 0)
 		o.j.batch = c.micro * 8;
-	c.slots = nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + c.micro - 1) / c.micro);
+	/* Fast N-split: a backward role buffers 4 micro-batches by default (--buffer). */
+	c.slots = o.j.schedule == NSL_SCHED_FAST ? 4
+		: nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + c.micro - 1) / c.micro);
 	for (int q = 0; q < o.j.peers; q++) {
 		speed[q] = o.cluster ? cl.peers[q].speed : 1;
 		budget[q] = (double)(o.cluster && cl.peers[q].mem_limit ? cl.peers[q].mem_limit : o.mem_limit);
 	}
 	{
 		struct nsl_plan_req r = { .cost = &c, .npeers = o.j.peers, .speed = speed, .budget = budget,
-					  .objective = o.j.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH : NSL_PLAN_BOTTLENECK,
-					  .samples_per_shard = (double)o.j.samples / o.j.peers, .cores = o.j.cores };
+					  .objective = o.j.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH
+						     : o.j.schedule == NSL_SCHED_FAST ? NSL_PLAN_FAST : NSL_PLAN_BOTTLENECK,
+					  .samples_per_shard = (double)o.j.samples / o.j.peers, .cores = o.j.cores,
+					  .fwd = o.j.pools_fwd, .recompute = !o.j.fast_all };
+
+		if (o.j.pools_fwd && o.j.pools_fwd + o.j.pools_bwd != o.j.peers) {
+			rc = nsl_error_set(EINVAL, "--pools %d:%d for %d peers: the pools must add up to --peers", o.j.pools_fwd,
+					   o.j.pools_bwd, o.j.peers);
+			goto out;
+		}
 
 		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
 			if (o.j.json)

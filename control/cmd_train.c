@@ -252,12 +252,7 @@ static int parse(int argc, char **argv, struct nsl_train_opts *o)
 		case OPT_POOLS: rc = nsl_cli_pools(optarg, &o->pools_fwd, &o->pools_bwd); break;
 		case OPT_SPLIT_FWD: o->split_fwd = optarg; break;
 		case OPT_SPLIT_BWD: o->split_bwd = optarg; break;
-		case OPT_FAST_ACT:
-			if (strcmp(optarg, "all") == 0 || strcmp(optarg, "boundary") == 0)
-				o->fast_all = strcmp(optarg, "all") == 0;
-			else
-				rc = nsl_error_set(EINVAL, "--fast-activations %s: give all or boundary", optarg);
-			break;
+		case OPT_FAST_ACT: rc = nsl_cli_fast_activations(optarg, &o->fast_all); break;
 		case OPT_BUFFER: rc = nsl_cli_int("buffer", optarg, 1, NSL_STAGE_MAX_CONTEXTS, &o->buffer); break;
 		case OPT_STALENESS: rc = nsl_cli_int("staleness", optarg, 0, NSL_STASH_MAX - 1, &o->staleness); break;
 		case OPT_NO_STASH: o->no_stash = true; break;

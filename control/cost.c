@@ -127,3 +127,26 @@ out:
 	}
 	return rc;
 }
+
+int nsl_cost_estimate(const struct nsl_model *m, int micro, int slots, struct nsl_cost *c)
+{
+	*c = (struct nsl_cost){ .nlayers = m->nlayers, .micro = micro, .link_bw = 1e10, .link_lat = 5e-6 };
+	if ((c->layer = calloc((size_t)m->nlayers, sizeof(*c->layer))) == NULL)
+		return nsl_error_set(ENOMEM, "out of memory");
+	for (int i = 0; i < m->nlayers; i++) {
+		const struct nsl_layer_spec *l = &m->layers[i];
+		const double out = (double)nsl_shape_size(m->shapes[i + 1]);
+		double macs = out;
+
+		if (l->kind == NSL_LAYER_DENSE)
+			macs = (double)nsl_shape_size(m->shapes[i]) * l->units;
+		else if (l->kind == NSL_LAYER_CONV)
+			macs = out * m->shapes[i].c * l->kh * l->kw;
+		/* some 50 GFLOP/s: the scale does not matter to a split, only the proportions */
+		c->layer[i] = (struct nsl_cost_layer){ .fwd_s = macs * 2e-11, .bwd_s = macs * 4e-11,
+						       .fixed_bytes = (double)nsl_model_layer_params(m, i) * sizeof(float) *
+								      (2.0 + slots),
+						       .act_bytes = out * sizeof(float) };
+	}
+	return 0;
+}

@@ -31,4 +31,13 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
  */
 int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *c);
 
+/*
+ * A cost model from the model alone, for planning without a profile: each layer's forward
+ * takes time in proportion to its multiply-adds (pooling and activations to their outputs),
+ * its backward twice that; bytes as a profile counts them (`slots` optimizer buffers per
+ * parameter). Relative times only: good for choosing a split on one machine, not for
+ * predicting seconds. c->layer is allocated: free it. 0 or -ENOMEM.
+ */
+int nsl_cost_estimate(const struct nsl_model *m, int micro, int slots, struct nsl_cost *c);
+
 #endif

@@ -11,12 +11,15 @@
  * no_fuse) so each can be shipped whatever the backward split.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nsplit/error.h"
+#include "cost.h"
 #include "peer.h"
+#include "plan.h"
 
 /* The forward role holding layer `layer`. */
 static int forward_role_of(const struct job *j, int layer)
@@ -63,11 +66,52 @@ static int plan_ship(struct job *j, int b, bool all)
 	return 0;
 }
 
+/*
+ * Neither split given: the planner's pools (unless given) and splits, from --cost FILE or from
+ * the model's multiply-adds. In one process the peers share its cores.
+ */
+static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B)
+{
+	struct nsl_cost c;
+	struct nsl_plan p;
+	cpu_set_t cpus;
+	int rc;
+
+	if (o->cost) {
+		rc = nsl_cost_read(o->cost, j->model, &c);
+		c.micro = j->micro;
+	} else {
+		rc = nsl_cost_estimate(j->model, j->micro, j->oc.ops->state_slots, &c);
+	}
+	if (rc < 0)
+		return rc;
+	c.slots = o->buffer > 0 ? o->buffer : 4;
+	struct nsl_plan_req r = { .cost = &c, .npeers = o->peers, .objective = NSL_PLAN_FAST,
+				  .samples_per_shard = j->per_shard, .fwd = *F, .recompute = !o->fast_all };
+
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
+		r.cores = CPU_COUNT(&cpus);
+	if ((rc = nsl_plan_solve(&r, &p)) == 0) {
+		*F = p.fwd;
+		*B = p.bwd;
+		memcpy(j->fstarts, p.starts, sizeof(int) * (size_t)(p.fwd + 1));
+		memcpy(j->starts, p.bstarts, sizeof(int) * (size_t)(p.bwd + 1));
+	}
+	free(c.layer);
+	return rc < 0 ? nsl_error_prefix(rc, "planning Fast N-split") : 0;
+}
+
 int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 {
 	const int n = o->peers;
 	int F = o->pools_fwd, B = o->pools_bwd, rc;
+	const bool plan = o->split_fwd == NULL && o->split_bwd == NULL;
 
+	if (F != 0 && F + B != n)
+		return nsl_error_set(EINVAL, "--pools %d:%d for %d peers: the pools must add up to --peers, one or more each",
+				     F, B, n);
+	if (plan && n <= NSL_PLAN_MAX_PEERS && (rc = planned(j, o, &F, &B)) < 0)
+		return rc;
 	if (F == 0) {
 		/* A backward costs about two forwards: a third of the peers forward. */
 		F = (n + 1) / 3 > 0 ? (n + 1) / 3 : 1;
@@ -83,8 +127,8 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 				     j->model->nlayers);
 	j->fast = true;
 	j->fl = (struct nsl_fast_layout){ .fwd = F, .bwd = B, .staleness = o->staleness };
-	if ((rc = pool_split(j, o->split_fwd, "split-fwd", F, j->fstarts)) < 0 ||
-	    (rc = pool_split(j, o->split_bwd, "split-bwd", B, j->starts)) < 0)
+	if (!plan && ((rc = pool_split(j, o->split_fwd, "split-fwd", F, j->fstarts)) < 0 ||
+		      (rc = pool_split(j, o->split_bwd, "split-bwd", B, j->starts)) < 0))
 		return rc;
 	if ((j->ship = calloc((size_t)B, sizeof(*j->ship))) == NULL)
 		return nsl_error_set(ENOMEM, "out of memory");

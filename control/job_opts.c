@@ -23,6 +23,9 @@ int nsl_job_opt(int c, const char *arg, struct nsl_job_opts *o, int *rc)
 	case NSL_JOB_OPT_SAMPLES: *rc = nsl_cli_i64("samples", arg, 1, INT64_MAX / 2, &o->samples); break;
 	case NSL_JOB_OPT_CORES: *rc = nsl_cli_int("cores", arg, 0, 4096, &o->cores); break;
 	case NSL_JOB_OPT_JSON: o->json = true; break;
+	case NSL_JOB_OPT_POOLS: *rc = nsl_cli_pools(arg, &o->pools_fwd, &o->pools_bwd); break;
+	case NSL_JOB_OPT_FAST_ACT: *rc = nsl_cli_fast_activations(arg, &o->fast_all); break;
+	case NSL_JOB_OPT_STALENESS: *rc = nsl_cli_int("staleness", arg, 0, 15, &o->staleness); break;
 	default: return 0;
 	}
 	return 1;

@@ -21,12 +21,16 @@ struct nsl_job_opts {
 	int peers, batch, micro, cores;
 	int64_t samples;
 	enum nsl_sched_kind schedule;
+	int pools_fwd, pools_bwd;     /* fast: --pools F:B (0: the planner's) */
+	bool fast_all;                /* fast: --fast-activations all (else boundary: recompute) */
+	int staleness;                /* fast: --staleness S */
 	bool json;
 };
 
 /* Codes from 0x100 on, clear of the commands' own single letters. */
 enum { NSL_JOB_OPT_COST = 0x100, NSL_JOB_OPT_MODEL, NSL_JOB_OPT_INPUT, NSL_JOB_OPT_PEERS, NSL_JOB_OPT_SCHEDULE,
-       NSL_JOB_OPT_BATCH, NSL_JOB_OPT_MICRO, NSL_JOB_OPT_SAMPLES, NSL_JOB_OPT_CORES, NSL_JOB_OPT_JSON };
+       NSL_JOB_OPT_BATCH, NSL_JOB_OPT_MICRO, NSL_JOB_OPT_SAMPLES, NSL_JOB_OPT_CORES, NSL_JOB_OPT_JSON,
+       NSL_JOB_OPT_POOLS, NSL_JOB_OPT_FAST_ACT, NSL_JOB_OPT_STALENESS };
 
 #define NSL_JOB_OPTIONS                                                                                         \
 	{ "cost", required_argument, NULL, NSL_JOB_OPT_COST }, { "model", required_argument, NULL, NSL_JOB_OPT_MODEL }, \
@@ -35,7 +39,10 @@ enum { NSL_JOB_OPT_COST = 0x100, NSL_JOB_OPT_MODEL, NSL_JOB_OPT_INPUT, NSL_JOB_O
 	{ "batch", required_argument, NULL, NSL_JOB_OPT_BATCH },                                                 \
 	{ "micro-batch", required_argument, NULL, NSL_JOB_OPT_MICRO },                                           \
 	{ "samples", required_argument, NULL, NSL_JOB_OPT_SAMPLES },                                             \
-	{ "cores", required_argument, NULL, NSL_JOB_OPT_CORES }, { "json", no_argument, NULL, NSL_JOB_OPT_JSON }
+	{ "cores", required_argument, NULL, NSL_JOB_OPT_CORES }, { "json", no_argument, NULL, NSL_JOB_OPT_JSON },   \
+	{ "pools", required_argument, NULL, NSL_JOB_OPT_POOLS },                                                 \
+	{ "fast-activations", required_argument, NULL, NSL_JOB_OPT_FAST_ACT },                                   \
+	{ "staleness", required_argument, NULL, NSL_JOB_OPT_STALENESS }
 
 /* Option c with argument arg: 1 when it is one of the shared ones (*rc its parse's result), else 0. */
 int nsl_job_opt(int c, const char *arg, struct nsl_job_opts *o, int *rc);

@@ -280,7 +280,7 @@ static int account(struct peer *p, int stage)
 
 	nsl_stage_memory(p->stage, j->micro, &m);
 	nsl_job_buffers(j, &b);
-	held = m.total + b.total + p->stash.floats * sizeof(float) * (size_t)(p->stash.versions + 1);
+	held = m.total + b.total + p->stash.bytes;
 	if (held > p->peak)
 		p->peak = held;
 	if (p->budget && held > p->budget)
@@ -593,6 +593,8 @@ void nsl_peer_free(struct peer *p)
 	free(p->tx_saved);
 	for (int f = 0; f < NSL_FAST_MAX_ROLES; f++)
 		nsl_dp_free(p->params_buf[f]);
+	if (p->stage != NULL)
+		nsl_stash_restore(&p->stash, p->stage);   /* the stage frees its own buffers */
 	nsl_stash_fini(&p->stash);
 	nsl_dp_free(p->swap_rx.data);
 	nsl_dp_free(p->swap_tx_buf);

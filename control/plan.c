@@ -119,14 +119,15 @@ double nsl_plan_evaluate(const struct nsl_plan_req *r, const int *starts, const 
 }
 
 /*
- * Dynamic programming over splits of layers [0, i) into k stages, each within `limit` bytes:
+ * Dynamic programming over splits of layers [lo, i) into k stages, each within `limit` bytes:
  * `sum` adds the stages' values (stage value: cut cost before it), else the largest counts
- * (stage value: the larger of its work / speed and its cut). Writes starts; returns the value.
+ * (stage value: the larger of its work / speed and its cut). Writes starts[0..n] (layer
+ * numbers, lo to hi); returns the value.
  */
-static double split_dp(const struct nsl_cost *c, const struct sums *s, int n, double limit, bool sum, double speed,
-		       int *starts)
+static double split_dp_range(const struct nsl_cost *c, const struct sums *s, int lo, int hi, int n, double limit,
+			     bool sum, double speed, int *starts)
 {
-	const int L = c->nlayers;
+	const int L = hi - lo;
 	double *best = malloc(sizeof(double) * (size_t)(n + 1) * (size_t)(L + 1));
 	int *from = malloc(sizeof(int) * (size_t)(n + 1) * (size_t)(L + 1));
 	double v;
@@ -142,17 +143,19 @@ static double split_dp(const struct nsl_cost *c, const struct sums *s, int n, do
 	best[0] = 0;
 	for (int k = 1; k <= n; k++)
 		for (int i = k; i <= L - (n - k); i++)
-			for (int j = k - 1; j < i; j++) {
-				double prev = best[(k - 1) * (L + 1) + j], here, cand;
+			/* Longest stage last: its work and memory only grow as j falls, so once either is past
+			 * the best found (minimax) or the budget, no shorter j can do better. */
+			for (int j = i - 1; j >= k - 1; j--) {
+				double prev = best[(k - 1) * (L + 1) + j], here, cand, w = stage_work(s, lo + j, lo + i) / speed;
 
-				if (isinf(prev) || stage_mem(c, s, j, i) > limit)
+				if (stage_mem(c, s, lo + j, lo + i) > limit || (!sum && w >= best[k * (L + 1) + i]))
+					break;
+				if (isinf(prev))
 					continue;
-				here = j > 0 ? cut_cost(c, j) : 0;
+				here = j > 0 ? cut_cost(c, lo + j) : 0;
 				if (sum) {
 					cand = prev + here;
 				} else {
-					double w = stage_work(s, j, i) / speed;
-
 					cand = prev > here ? prev : here;
 					cand = cand > w ? cand : w;
 				}
@@ -163,10 +166,10 @@ static double split_dp(const struct nsl_cost *c, const struct sums *s, int n, do
 			}
 	v = best[n * (L + 1) + L];
 	if (!isinf(v)) {
-		starts[n] = L;
+		starts[n] = hi;
 		for (int k = n, i = L; k > 0; k--) {
 			i = from[k * (L + 1) + i];
-			starts[k - 1] = i;
+			starts[k - 1] = lo + i;
 		}
 	}
 	free(best);
@@ -174,30 +177,44 @@ static double split_dp(const struct nsl_cost *c, const struct sums *s, int n, do
 	return v;
 }
 
-double nsl_plan_min_budget(const struct nsl_cost *c, int n)
+static double split_dp(const struct nsl_cost *c, const struct sums *s, int n, double limit, bool sum, double speed,
+		       int *starts)
 {
-	const int L = c->nlayers;
-	struct sums s = { 0 };
-	double *best = NULL, v = INFINITY;
+	return split_dp_range(c, s, 0, c->nlayers, n, limit, sum, speed, starts);
+}
 
-	if (n < 1 || n > L || sums_make(c, &s) < 0 || (best = malloc(sizeof(double) * (size_t)(n + 1) * (size_t)(L + 1))) == NULL)
-		goto out;
-	/* The split whose largest stage is smallest, in bytes. */
+/* The smallest largest stage, in bytes, of the splits of layers [lo, hi) into n stages. */
+static double min_budget_range(const struct nsl_cost *c, const struct sums *s, int lo, int hi, int n)
+{
+	const int L = hi - lo;
+	double *best, v;
+
+	if (n < 1 || n > L || (best = malloc(sizeof(double) * (size_t)(n + 1) * (size_t)(L + 1))) == NULL)
+		return INFINITY;
 	for (int k = 0; k <= n; k++)
 		for (int i = 0; i <= L; i++)
 			best[k * (L + 1) + i] = k == 0 && i == 0 ? 0 : INFINITY;
 	for (int k = 1; k <= n; k++)
 		for (int i = k; i <= L - (n - k); i++)
-			for (int j = k - 1; j < i; j++) {
-				double m = stage_mem(c, &s, j, i), prev = best[(k - 1) * (L + 1) + j];
+			for (int j = i - 1; j >= k - 1; j--) {   /* a longer stage only holds more */
+				double m = stage_mem(c, s, lo + j, lo + i), prev = best[(k - 1) * (L + 1) + j];
 				double cand = prev > m ? prev : m;
 
+				if (m >= best[k * (L + 1) + i])
+					break;
 				if (cand < best[k * (L + 1) + i])
 					best[k * (L + 1) + i] = cand;
 			}
 	v = best[n * (L + 1) + L];
-out:
 	free(best);
+	return v;
+}
+
+double nsl_plan_min_budget(const struct nsl_cost *c, int n)
+{
+	struct sums s = { 0 };
+	double v = sums_make(c, &s) < 0 ? INFINITY : min_budget_range(c, &s, 0, c->nlayers, n);
+
 	sums_free(&s);
 	return v;
 }
@@ -277,6 +294,208 @@ static double best_order(const struct nsl_plan_req *r, const struct sums *s, con
 	return best;
 }
 
+/*
+ * Fast N-split as a pipeline of 2L virtual layers: the forward pool's layers with their forward
+ * work, then the backward pool's with their backward work (and forward, when recomputing). Each
+ * cut carries its tensor one way (half the two-way figure cut_cost counts); the pools' junction
+ * carries the forward pool's output, as the backward pool's inputs stand for. Forward roles are charged their
+ * layers' whole fixed bytes: an upper bound, as they hold no gradients or optimizer state.
+ */
+static int fast_virtual(const struct nsl_plan_req *r, struct nsl_cost *v, struct nsl_plan_req *vr)
+{
+	const struct nsl_cost *c = r->cost;
+	const int L = c->nlayers;
+
+	*v = *c;
+	v->nlayers = 2 * L;
+	/* one way: half of cut_cost's two-way latency and transfer */
+	v->link_lat = c->link_lat / 2;
+	v->link_bw = c->link_bw * 2;
+	if ((v->layer = calloc((size_t)(2 * L), sizeof(*v->layer))) == NULL)
+		return nsl_error_set(ENOMEM, "plan: out of memory");
+	for (int i = 0; i < L; i++) {
+		v->layer[i] = c->layer[i];
+		v->layer[i].bwd_s = 0;
+		v->layer[L + i] = c->layer[i];
+		v->layer[L + i].fwd_s = r->recompute ? c->layer[i].fwd_s : 0;
+	}
+	*vr = *r;
+	vr->cost = v;
+	vr->objective = NSL_PLAN_BOTTLENECK;
+	return 0;
+}
+
+double nsl_plan_evaluate_fast(const struct nsl_plan_req *r, const int *starts, const int *bstarts, const int *order)
+{
+	struct nsl_cost v;
+	struct nsl_plan_req vr;
+	int all[NSL_PLAN_MAX_PEERS + 1];
+	double out;
+
+	if (r->fwd < 1 || r->fwd >= r->npeers || fast_virtual(r, &v, &vr) < 0)
+		return INFINITY;
+	for (int k = 0; k <= r->fwd; k++)
+		all[k] = starts[k];
+	for (int b = 1; b <= r->npeers - r->fwd; b++)
+		all[r->fwd + b] = r->cost->nlayers + bstarts[b];
+	out = nsl_plan_evaluate(&vr, all, order);
+	free(v.layer);
+	return out;
+}
+
+/* The best plan for F forward roles (virtual layers as fast_virtual makes them), into out. */
+static double fast_pools(const struct nsl_plan_req *vr, const struct sums *s, int F, int L, double limit, bool equal,
+			 double hmean, struct nsl_plan *out)
+{
+	const int n = vr->npeers, B = n - F;
+	const struct nsl_cost *v = vr->cost;
+	double best = INFINITY;
+
+	for (int p = 0; p < n; p++)
+		out->order[p] = p;
+	if (equal && vr->cores <= 0) {
+		/* Each pool's largest stage alone decides: a minimax split of each. */
+		if (isnan(split_dp_range(v, s, 0, L, F, limit, false, 1.0, out->starts)) ||
+		    isnan(split_dp_range(v, s, L, 2 * L, B, limit, false, 1.0, out->starts + F)))
+			return NAN;
+		out->starts[F] = L;
+		return evaluate(vr, s, out->starts, out->order);
+	}
+	if (binomial(L - 1, F - 1) * binomial(L - 1, B - 1) * factorial(n - 1) <= EXHAUSTIVE_LIMIT) {
+		int st[NSL_PLAN_MAX_PEERS + 1], order[NSL_PLAN_MAX_PEERS], f[NSL_PLAN_MAX_PEERS + 1], b[NSL_PLAN_MAX_PEERS + 1];
+
+		for (int k = 0; k < F; k++)
+			f[k] = k;
+		f[F] = L;
+		do {
+			for (int k = 0; k < B; k++)
+				b[k] = k;
+			b[B] = L;
+			do {
+				double w;
+
+				memcpy(st, f, sizeof(int) * (size_t)(F + 1));
+				for (int k = 1; k <= B; k++)
+					st[F + k] = L + b[k];
+				if ((w = best_order(vr, s, st, order)) < best) {
+					best = w;
+					memcpy(out->starts, st, sizeof(int) * (size_t)(n + 1));
+					memcpy(out->order, order, sizeof(int) * (size_t)n);
+				}
+			} while (next_split(b, B, L));
+		} while (next_split(f, F, L));
+		return best;
+	}
+	if (isnan(split_dp_range(v, s, 0, L, F, limit, false, hmean, out->starts)) ||
+	    isnan(split_dp_range(v, s, L, 2 * L, B, limit, false, hmean, out->starts + F)))
+		return NAN;
+	out->starts[F] = L;
+	return best_order(vr, s, out->starts, out->order);
+}
+
+/*
+ * Many peers: the forward pool's slowest stage only falls as it grows and the backward pool's only
+ * rises, so the best pool sizes are where they cross; a binary search finds it, and the sizes
+ * either side of it are tried too ([*lo, *hi]).
+ */
+static int pools_near_balance(const struct nsl_cost *v, const struct sums *s, int n, int L, double limit,
+			      double speed, int *lo, int *hi)
+{
+	int a = 1, b = n - 1, st[NSL_PLAN_MAX_PEERS + 1];
+
+	while (a < b) {
+		const int F = (a + b) / 2;
+		double f = F <= L ? split_dp_range(v, s, 0, L, F, limit, false, speed, st) : NAN;
+		double g = n - F <= L ? split_dp_range(v, s, L, 2 * L, n - F, limit, false, speed, st) : INFINITY;
+
+		if (isnan(f) && F <= L)
+			return nsl_error_set(ENOMEM, "plan: out of memory");
+		if (F > L)
+			b = F - 1;   /* a forward role per layer at most */
+		else if (f > g)
+			a = F + 1;   /* the forward pool is the slower: give it more */
+		else
+			b = F;
+	}
+	*lo = a > 1 ? a - 1 : 1;
+	*hi = a < n - 1 ? a + 1 : n - 1;
+	return 0;
+}
+
+static int plan_fast(const struct nsl_plan_req *r, struct nsl_plan *out)
+{
+	const int n = r->npeers, L = r->cost->nlayers;
+	struct nsl_cost v;
+	struct nsl_plan_req vr;
+	struct nsl_plan cand;
+	struct sums s = { 0 };
+	bool equal = true;
+	double limit, hmean = 0, best = INFINITY, need = INFINITY;
+	int who, rc, lo, hi;
+
+	if (n < 2 || n > NSL_PLAN_MAX_PEERS || r->fwd < 0 || r->fwd >= n)
+		return nsl_error_set(EINVAL, "plan: Fast N-split needs 2 to %d peers and pools of at least one each (%d:%d)",
+				     NSL_PLAN_MAX_PEERS, r->fwd, n - r->fwd);
+	if ((rc = fast_virtual(r, &v, &vr)) < 0)
+		return rc;
+	if ((rc = sums_make(&v, &s)) < 0)
+		goto done;
+	limit = min_budget_of_peers(r, &who);
+	for (int p = 0; p < n; p++) {
+		equal &= speed_of(r, p) == speed_of(r, 0);
+		hmean += 1.0 / speed_of(r, p);
+	}
+	hmean = n / hmean;
+	lo = r->fwd ? r->fwd : 1;
+	hi = r->fwd ? r->fwd : n - 1;
+	if (!r->fwd && n > 8 && (rc = pools_near_balance(&v, &s, n, L, limit, hmean, &lo, &hi)) < 0)
+		goto done;
+	for (int F = lo; F <= hi; F++) {
+		double w;
+
+		if (F > L || n - F > L)
+			continue;
+		memset(&cand, 0, sizeof(cand));
+		w = fast_pools(&vr, &s, F, L, limit, equal, hmean, &cand);
+		if (isnan(w)) {
+			rc = nsl_error_set(ENOMEM, "plan: out of memory");
+			goto done;
+		}
+		if (w < best) {
+			best = w;
+			*out = cand;
+			out->fwd = F;
+			out->bwd = n - F;
+		}
+	}
+	/* Refused: the smallest budget some pool sizes and splits would fit. */
+	for (int F = 1; isinf(best) && F < n; F++)
+		if (F <= L && n - F <= L)
+			need = fmin(need, fmax(min_budget_range(&v, &s, 0, L, F), min_budget_range(&v, &s, L, 2 * L, n - F)));
+	if (isinf(best)) {
+		if (isinf(need))
+			rc = nsl_error_set(EINVAL, "plan: no Fast N-split of a %d-layer model over %d peers (a role needs a "
+					   "layer)", L, n);
+		else
+			rc = nsl_error_set(ENOSPC, "no Fast N-split fits peer %d's budget of %.0f bytes; the smallest budget "
+					   "every peer needs is %.0f bytes", who, limit, need);
+		goto done;
+	}
+	out->epoch_s = best;
+	for (int k = 0; k < n; k++) {
+		out->stage_compute_s[k] = stage_work(&s, out->starts[k], out->starts[k + 1]);
+		out->stage_bytes[k] = stage_mem(&v, &s, out->starts[k], out->starts[k + 1]);
+	}
+	for (int b = 0; b <= out->bwd; b++)
+		out->bstarts[b] = out->starts[out->fwd + b] - L;
+	out->samples_per_s = best > 0 ? (double)n * r->samples_per_shard / best : 0;
+	rc = 0;
+done:
+	sums_free(&s);
+	free(v.layer);
+	return rc;
+}
+
 int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 {
 	const struct nsl_cost *c = r->cost;
@@ -287,6 +506,8 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 	int who, rc;
 
 	memset(out, 0, sizeof(*out));
+	if (r->objective == NSL_PLAN_FAST)
+		return plan_fast(r, out);
 	if (n < 1 || n > NSL_PLAN_MAX_PEERS || n > L)
 		return nsl_error_set(EINVAL, "plan: %d peers for a %d-layer model (1 to %d, at most one per layer)", n, L,
 				     NSL_PLAN_MAX_PEERS);

@@ -18,6 +18,13 @@
  *   NSL_PLAN_BOTTLENECK (gpipe, 1f1b: the pipeline runs at its slowest part)
  *       round time = S max(max_s C_s / speed, max_s X_s, (sum_s C_s / speed + sum_s X_s) / cores)
  *       where the last term counts only when the peers share `cores` cores (one host)
+ *   NSL_PLAN_FAST (Fast N-split: F forward roles, then B backward roles, F + B = N)
+ *       the bottleneck objective over the roles, a forward role of layers [a, b) costing the
+ *       forward work of its layers, a backward role their backward work (plus the forward again
+ *       when it recomputes: --fast-activations boundary); each cut inside a pool carries its
+ *       tensor one way (X_s / 2), and the pools' junction the forward pool's output one way,
+ *       standing for what the backward pool is shipped; the pools' sizes are chosen too
+ *       unless given
  * Constraint: under rotation every stage visits every peer, so M_s must fit the smallest budget.
  */
 #ifndef NSL_PLAN_H
@@ -45,6 +52,7 @@ struct nsl_cost {
 enum nsl_plan_objective {
 	NSL_PLAN_EPOCH,
 	NSL_PLAN_BOTTLENECK,
+	NSL_PLAN_FAST,
 };
 
 struct nsl_plan_req {
@@ -55,10 +63,14 @@ struct nsl_plan_req {
 	enum nsl_plan_objective objective;
 	double samples_per_shard;
 	int cores;                    /* > 0: every peer on one host of this many cores (0: a core each) */
+	int fwd;                      /* NSL_PLAN_FAST: forward roles (0: the best pool sizes) */
+	int recompute;                /* NSL_PLAN_FAST: backward roles run their forward again */
 };
 
 struct nsl_plan {
-	int starts[NSL_PLAN_MAX_PEERS + 1];
+	int starts[NSL_PLAN_MAX_PEERS + 1];   /* NSL_PLAN_FAST: the forward pool's split, fwd + 1 */
+	int fwd, bwd;                          /* NSL_PLAN_FAST: the pools */
+	int bstarts[NSL_PLAN_MAX_PEERS + 1];  /* NSL_PLAN_FAST: the backward pool's split */
 	int order[NSL_PLAN_MAX_PEERS];
 	double epoch_s;               /* the objective: seconds per epoch */
 	double stage_compute_s[NSL_PLAN_MAX_PEERS];   /* per sample, at speed 1 */
@@ -66,8 +78,10 @@ struct nsl_plan {
 	double samples_per_s;
 };
 
-/* The objective of a given split and order; INFINITY when a stage does not fit a budget. */
+/* The objective of a given split and order; INFINITY when a stage does not fit a budget.
+ * NSL_PLAN_FAST: starts has r->fwd + 1 entries, the forward split, then bstarts the backward's. */
 double nsl_plan_evaluate(const struct nsl_plan_req *r, const int *starts, const int *order);
+double nsl_plan_evaluate_fast(const struct nsl_plan_req *r, const int *starts, const int *bstarts, const int *order);
 
 /*
  * The best plan. 0, or -ENOSPC (no split fits: the message names the smallest budget that would)

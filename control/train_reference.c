@@ -97,8 +97,11 @@ struct run {
 
 static void run_free(struct run *r)
 {
-	for (int i = 0; i < NSL_CHAIN_MAX_STAGES; i++)
+	for (int i = 0; i < NSL_CHAIN_MAX_STAGES; i++) {
+		if (r->chain_ok && i < r->chain.nstages)
+			nsl_stash_restore(&r->stash[i], r->chain.stages[i]);   /* the stages free their own */
 		nsl_stash_fini(&r->stash[i]);
+	}
 	if (r->chain_ok)
 		nsl_chain_fini(&r->chain);
 	for (int i = 0; i < r->nparts; i++)

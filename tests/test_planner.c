@@ -4,7 +4,8 @@
  * speeds, up to 4 peers with a core each or sharing 1 to 3, the planner's plan is as good as the best of every split and every
  * rotation order, each costed by an evaluator written here, apart from the planner (ties
  * allowed), for both objectives; infeasible jobs are refused with the smallest budget that would
- * do. Also: a 1,000-layer model over 64 peers is planned (its time is printed, not judged).
+ * do; the same for Fast N-split's pools and two splits. Also: a 1,000-layer model over 64 peers
+ * is planned (its time is printed, not judged), under 1f1b and Fast N-split.
  */
 #include <errno.h>
 #include <math.h>
@@ -199,6 +200,197 @@ static void test_against_brute_force(void)
 	CU_ASSERT(exact > CASES / 2 && refused > 0);
 }
 
+/* ---- Fast N-split: the formulas of plan.h for two pools, written out again ---- */
+
+static double role_mem(const struct nsl_cost *c, int a, int b)
+{
+	double mem = 0;
+
+	for (int i = a; i < b; i++)
+		mem += c->layer[i].fixed_bytes + (double)c->micro * c->slots * c->layer[i].act_bytes;
+	return mem;
+}
+
+static double one_way(const struct nsl_cost *c, int before)
+{
+	return c->link_lat / c->micro + c->layer[before - 1].act_bytes / c->link_bw;
+}
+
+static double ref_fast(const struct nsl_cost *c, int n, int F, const double *speed, const double *budget,
+		       bool recompute, const int *fs, const int *bs, const int *order)
+{
+	const int B = n - F, L = c->nlayers;
+	double smallest = INFINITY, total = 0;
+
+	for (int p = 0; p < n; p++)
+		if (budget[p] > 0 && budget[p] < smallest)
+			smallest = budget[p];
+	for (int f = 0; f < F; f++)
+		if (role_mem(c, fs[f], fs[f + 1]) > smallest)
+			return INFINITY;
+	for (int b = 0; b < B; b++)
+		if (role_mem(c, bs[b], bs[b + 1]) > smallest)
+			return INFINITY;
+	for (int r = 0; r < n; r++) {
+		double round = 0, all = 0;
+
+		for (int k = 0; k < n; k++) {
+			const bool fwd = k < F;
+			const int a = fwd ? fs[k] : bs[k - F], z = fwd ? fs[k + 1] : bs[k - F + 1];
+			double work = 0, cut = 0;
+
+			for (int i = a; i < z; i++)
+				work += fwd ? c->layer[i].fwd_s : c->layer[i].bwd_s + (recompute ? c->layer[i].fwd_s : 0);
+			work /= speed[order[(r + k) % n]];
+			if (a > 0)
+				cut = one_way(c, a);
+			else if (!fwd)
+				cut = one_way(c, L);   /* the pools' junction */
+			all += work + cut;
+			round = fmax(round, fmax(work, cut));
+		}
+		if (cores > 0)
+			round = fmax(round, all / cores);
+		total += round * 100;
+	}
+	return total;
+}
+
+/* Every split of L layers into k parts after prefix starts[0..i). */
+static bool next_cut(int *st, int k, int L)
+{
+	for (int q = k - 1; q >= 1; q--)
+		if (st[q] < L - (k - q)) {
+			st[q]++;
+			for (int u = q + 1; u < k; u++)
+				st[u] = st[u - 1] + 1;
+			return true;
+		}
+	return false;
+}
+
+static bool next_perm(int *a, int n)
+{
+	int i = n - 2, j = n - 1;
+
+	while (i >= 0 && a[i] > a[i + 1])
+		i--;
+	if (i < 0)
+		return false;
+	while (a[j] < a[i])
+		j--;
+	int t = a[i];
+	a[i] = a[j];
+	a[j] = t;
+	for (int x = i + 1, y = n - 1; x < y; x++, y--) {
+		t = a[x];
+		a[x] = a[y];
+		a[y] = t;
+	}
+	return true;
+}
+
+/* The best of every pool size, both splits and every order; *need the smallest feasible budget. */
+static double brute_fast(const struct nsl_cost *c, int n, const double *speed, const double *budget, bool recompute,
+			 double *need)
+{
+	const int L = c->nlayers;
+	double best = INFINITY;
+
+	*need = INFINITY;
+	for (int F = 1; F < n; F++) {
+		const int B = n - F;
+		int fs[8], bs[8];
+		double fmem = INFINITY, bmem = INFINITY;
+
+		if (F > L || B > L)
+			continue;
+		for (int k = 0; k < F; k++)
+			fs[k] = k;
+		fs[F] = L;
+		do {
+			double big = 0;
+
+			for (int k = 0; k < F; k++)
+				big = fmax(big, role_mem(c, fs[k], fs[k + 1]));
+			fmem = fmin(fmem, big);
+			for (int k = 0; k < B; k++)
+				bs[k] = k;
+			bs[B] = L;
+			do {
+				int order[8];
+
+				big = 0;
+				for (int k = 0; k < B; k++)
+					big = fmax(big, role_mem(c, bs[k], bs[k + 1]));
+				bmem = fmin(bmem, big);
+				for (int p = 0; p < n; p++)
+					order[p] = p;
+				do
+					best = fmin(best, ref_fast(c, n, F, speed, budget, recompute, fs, bs, order));
+				while (next_perm(order, n));
+			} while (next_cut(bs, B, L));
+		} while (next_cut(fs, F, L));
+		*need = fmin(*need, fmax(fmem, bmem));
+	}
+	return best;
+}
+
+static void test_fast_against_brute_force(void)
+{
+	struct nsl_rng g;
+	int exact = 0, refused = 0;
+
+	nsl_rng_seed(&g, 43, 0);
+	for (int t = 0; t < CASES; t++) {
+		struct nsl_cost_layer layers[10];
+		struct nsl_cost c;
+		double speed[4], budget[4], need;
+		int n;
+
+		random_cost(&g, &c, layers);
+		cores = t % 4 == 1 ? 1 + (int)(nsl_rng_next(&g) % 3) : 0;
+		n = 2 + (int)(nsl_rng_next(&g) % 3);
+		for (int p = 0; p < n; p++) {
+			speed[p] = t % 3 == 0 ? 1.0 : uniform(&g, 0.25, 4);
+			budget[p] = nsl_rng_next(&g) % 4 == 0 ? 0 : uniform(&g, 1e6, 1e8);
+		}
+		for (int re = 0; re < 2; re++) {
+			struct nsl_plan_req r = { .cost = &c, .npeers = n, .speed = speed, .budget = budget,
+						  .objective = NSL_PLAN_FAST, .samples_per_shard = 100, .cores = cores,
+						  .recompute = re };
+			struct nsl_plan plan;
+			double best = brute_fast(&c, n, speed, budget, re, &need), mine;
+			int rc = nsl_plan_solve(&r, &plan);
+			const char *e;
+
+			if (isinf(need)) {   /* a pool would have no layer */
+				CU_ASSERT_EQUAL(rc, -EINVAL);
+				continue;
+			}
+			if (isinf(best)) {
+				CU_ASSERT_EQUAL(rc, -ENOSPC);
+				e = strstr(nsl_error_last(), "needs is ");
+				CU_ASSERT_FATAL(e != NULL);
+				CU_ASSERT(fabs(strtod(e + 9, NULL) - need) <= 1 + 1e-9 * need);
+				refused++;
+				continue;
+			}
+			CU_ASSERT_EQUAL_FATAL(rc, 0);
+			CU_ASSERT_EQUAL(plan.fwd + plan.bwd, n);
+			mine = ref_fast(&c, n, plan.fwd, speed, budget, re, plan.starts, plan.bstarts, plan.order);
+			CU_ASSERT(fabs(mine - best) <= 1e-9 * best);
+			CU_ASSERT(fabs(plan.epoch_s - mine) <= 1e-9 * mine);
+			if (fabs(mine - best) > 1e-9 * best)
+				printf("\n  fast case %d, %d layers, %d peers (%d:%d), recompute %d: planner %.9g, best %.9g", t,
+				       c.nlayers, n, plan.fwd, plan.bwd, re, mine, best);
+			exact += fabs(mine - best) <= 1e-9 * best;
+		}
+	}
+	printf("\n  %d Fast N-split plans as good as brute force, %d infeasible jobs refused ", exact, refused);
+	CU_ASSERT(exact > CASES / 2 && refused > 0);
+}
+
 static void test_refusals(void)
 {
 	struct nsl_cost_layer layers[3] = { { 1e-5, 2e-5, 1e6, 100 }, { 1e-5, 2e-5, 0, 100 }, { 1e-5, 2e-5, 1e6, 10 } };
@@ -242,6 +434,13 @@ static void test_large(void)
 	CU_ASSERT(isfinite(plan.epoch_s) && plan.starts[N] == L);
 	printf("\n  1000 layers over 64 peers planned in %.3f s ",
 	       (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+	r.objective = NSL_PLAN_FAST;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	CU_ASSERT_EQUAL(nsl_plan_solve(&r, &plan), 0);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	CU_ASSERT(isfinite(plan.epoch_s) && plan.fwd + plan.bwd == N && plan.bstarts[plan.bwd] == L);
+	printf("(1f1b); Fast N-split, pools %d:%d, in %.3f s ", plan.fwd, plan.bwd,
+	       (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
 	free(layers);
 }
 
@@ -249,6 +448,7 @@ int main(void)
 {
 	static const struct nsl_test_case cases[] = {
 		{ "plans as good as brute force, infeasible jobs refused", test_against_brute_force },
+		{ "Fast N-split plans as good as brute force", test_fast_against_brute_force },
 		{ "refusals name the budget needed", test_refusals },
 		{ "1,000 layers over 64 peers", test_large },
 		{ NULL, NULL },

@@ -166,10 +166,14 @@ const float *nsl_stage_tensor(const struct nsl_stage *s, int k, int layer);
  */
 int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *const *t, const float **y, uint64_t key);
 
-/* The parameters in their internal layout as one flat array (weight versions, stash.h). */
-size_t nsl_stage_weights_floats(const struct nsl_stage *s);
-void nsl_stage_weights_get(const struct nsl_stage *s, float *dst);
-void nsl_stage_weights_set(struct nsl_stage *s, const float *src);
+/*
+ * Parameter k's buffer in its internal layout (*count floats), and swapping in another of the
+ * same size and alignment (64 bytes): primitives read parameters through the pointer each call,
+ * so a weight version (stash.h) goes in and out without a copy. The stage frees whatever buffer
+ * is in at nsl_stage_free: put the original back first.
+ */
+float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count);
+void nsl_stage_param_set_data(struct nsl_stage *s, int k, float *data);
 
 /* Number of parameter tensors, in layer order (weight before bias). */
 int nsl_stage_param_count(const struct nsl_stage *s);

@@ -6,15 +6,17 @@
  *
  *     nsl_stash_keep(st, s, v);     after the step that made version v (and v = first at start)
  *     nsl_stash_use(st, s, v);      before forward/backward with version v: the master moves aside
- *     nsl_stash_restore(st, s);     before the step: the master is back
+ *     nsl_stash_restore(st, s);     before the step, and before the stage is freed
  *
  * Versions are the optimizer steps the weights have had; a stash of `versions` keeps the newest
- * that many. Copies are of the internal layouts, so a stash belongs to one stage object.
+ * that many. Keeping copies the internal layouts once; using and restoring swap buffers, no
+ * copy. A stash belongs to one stage object.
  */
 #ifndef NSPLIT_STASH_H
 #define NSPLIT_STASH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nsplit/stage.h"
@@ -22,11 +24,12 @@
 #define NSL_STASH_MAX 16
 
 struct nsl_stash {
-	float *buf;               /* versions + 1 copies: the kept ones, then the master's */
-	size_t floats;            /* one copy */
-	int versions;
+	int versions, nparams;
+	float **buf;              /* versions x nparams buffers, each its parameter's size */
+	float **master;           /* nparams: the stage's own buffers while another version is in */
 	int64_t held[NSL_STASH_MAX];   /* the version in each copy, -1 none */
-	bool aside;               /* the master is in the last copy, another version in the stage */
+	bool aside;
+	size_t bytes;             /* all the copies */
 };
 
 /* Room for `versions` (1..NSL_STASH_MAX) versions of stage s's weights. 0 or -ENOMEM/-EINVAL. */

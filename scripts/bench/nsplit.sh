@@ -7,6 +7,8 @@
 #   demo: the demo MLP, mlp:784-512-256-10, batch 64 (micro-batch: nsplit 1, else 8)
 #   wide: mlp:784-1024-1024-1024-1024-10, batch 256 (micro-batch 64), whose four big layers
 #         balance over four stages
+# and Fast N-split at staleness 0 and 1 (schedules fast-s0, fast-s1: default pools and splits,
+# every tensor shipped, micro-batch 16 for demo and 128 for wide; parameters pushed per batch).
 # Each peer computes on one thread; with more peers than cores they share the cores. A run
 # trains one epoch of BENCH_SAMPLES samples without evaluation; its figure is the trainer's
 # own samples/s (training proper, from the last peer ready to the last one done). Each figure
@@ -44,6 +46,7 @@ CORES=$(nproc)
 declare -A MODEL=([demo]=mlp:784-512-256-10 [wide]=mlp:784-1024-1024-1024-1024-10)
 declare -A BATCH=([demo]=64 [wide]=256)
 declare -A MICRO=([demo]=8 [wide]=64)
+declare -A FAST_MICRO=([demo]=16 [wide]=128)
 
 # case list: model|peers|schedule|micro
 cases=()
@@ -57,6 +60,9 @@ for m in $MODELS; do
 			[[ $s == nsplit && $m == wide ]] && micro=16
 			cases+=("$m|$p|$s|$micro")
 		done
+		for s in fast-s0 fast-s1; do
+			cases+=("$m|$p|$s|${FAST_MICRO[$m]}")
+		done
 	done
 done
 
@@ -66,6 +72,9 @@ run_case() { # model peers schedule micro -> samples/s
 		--no-eval --no-progress --seed 1)
 	if [[ $s == reference ]]; then
 		args+=(--peers 1 --threads "$CORES")
+	elif [[ $s == fast-s* ]]; then
+		args+=(--peers "$p" --schedule fast --staleness "${s#fast-s}" --fast-activations all --micro-batch "$micro"
+			--threads 1 --poll "$POLL")
 	else
 		args+=(--peers "$p" --schedule "$s" --micro-batch "$micro" --threads 1 --poll "$POLL")
 	fi

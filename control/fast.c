@@ -1,15 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/*
- * Fast N-split's layout (schedule.h says how it runs): the pools, each pool's split, and which
- * forward role ships which tensors to which backward role.
- *
- * A backward role of layers [first, last) needs, per micro-batch, its input alone
- * (--fast-activations boundary: it runs the forward again from there) or every tensor its backward
- * reads (all: nsl_model_stage_tensors, no forward to redo). Tensor L (the input of layer L) comes
- * from the forward role that computes it, the one holding layer L - 1 (the input, for L = 0, from
- * forward role 0, which loads the batch). Forward roles keep every tensor (stages made with
- * no_fuse) so each can be shipped whatever the backward split.
- */
+/* Fast N-split's job plan: pools and splits (given or the planner's), roles and their slots. */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -20,16 +10,6 @@
 #include "cost.h"
 #include "peer.h"
 #include "plan.h"
-
-/* The forward role holding layer `layer`. */
-static int forward_role_of(const struct job *j, int layer)
-{
-	int f = 0;
-
-	while (f + 1 < j->fl.fwd && j->fstarts[f + 1] <= layer)
-		f++;
-	return f;
-}
 
 static int pool_split(const struct job *j, const char *text, const char *opt, int n, int *starts)
 {
@@ -42,28 +22,6 @@ static int pool_split(const struct job *j, const char *text, const char *opt, in
 		return nsl_error_set(EINVAL, "--%s %s makes %d stages for a pool of %d; give %d layer numbers", opt, text, rc,
 				     n, n - 1);
 	return rc < 0 ? rc : 0;
-}
-
-static int plan_ship(struct job *j, int b, bool all)
-{
-	struct nsl_fast_ship *sh = &j->ship[b];
-	const int first = j->starts[b], last = j->starts[b + 1];
-
-	if (all) {
-		sh->n = nsl_model_stage_tensors(j->model, first, last, sh->tensor);
-	} else {
-		sh->n = 1;
-		sh->tensor[0] = first;
-	}
-	for (int i = 0; i < sh->n; i++) {
-		const int t = sh->tensor[i], f = t == 0 ? 0 : forward_role_of(j, t - 1);
-
-		sh->from[i] = f;
-		sh->offset[i] = sh->row[f];
-		sh->row[f] += nsl_shape_size(j->model->shapes[t]);
-		j->fl.saved_to[f] |= 1ull << b;
-	}
-	return 0;
 }
 
 /*
@@ -126,12 +84,14 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 		return nsl_error_set(EINVAL, "--pools %d:%d: the model has only %d layers to share in a pool", F, B,
 				     j->model->nlayers);
 	j->fast = true;
-	j->fl = (struct nsl_fast_layout){ .fwd = F, .bwd = B, .staleness = o->staleness };
 	if (!plan && ((rc = pool_split(j, o->split_fwd, "split-fwd", F, j->fstarts)) < 0 ||
 		      (rc = pool_split(j, o->split_bwd, "split-bwd", B, j->starts)) < 0))
 		return rc;
 	if ((j->ship = calloc((size_t)B, sizeof(*j->ship))) == NULL)
 		return nsl_error_set(ENOMEM, "out of memory");
+	if ((rc = nsl_fast_layout_make(j->model, F, j->fstarts, B, j->starts, o->fast_all, o->staleness, &j->fl,
+					j->ship)) < 0)
+		return rc;
 	for (int f = 0; f < F; f++) {
 		j->first[f] = j->fstarts[f];
 		j->last[f] = j->fstarts[f + 1];
@@ -141,11 +101,6 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 		j->first[F + b] = j->starts[b];
 		j->last[F + b] = j->starts[b + 1];
 		j->slots[F + b] = o->buffer > 0 ? o->buffer : 4;
-		if ((rc = plan_ship(j, b, o->fast_all)) < 0)
-			return rc;
-		for (int f = 0; f < F; f++)
-			if (j->starts[b] < j->fstarts[f + 1] && j->fstarts[f] < j->starts[b + 1])
-				j->fl.params_to[b] |= 1ull << f;
 	}
 	j->kmax = 0;
 	for (int q = 0; q < n; q++)
@@ -153,17 +108,4 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 	/* Forward roles run no optimizer: their stages hold parameters alone. */
 	j->foc = (struct nsl_optim_config){ .ops = &nsl_optim_none };
 	return 0;
-}
-
-int nsl_fast_split_text(const struct job *j, char *out, size_t cap)
-{
-	int n = snprintf(out, cap, "fwd ");
-
-	for (int f = 1; f < j->fl.fwd && n > 0 && (size_t)n < cap; f++)
-		n += snprintf(out + n, cap - (size_t)n, "%s%d", f > 1 ? "," : "", j->fstarts[f]);
-	if (n > 0 && (size_t)n < cap)
-		n += snprintf(out + n, cap - (size_t)n, "%s| bwd ", j->fl.fwd > 1 ? " " : "");
-	for (int b = 1; b < j->fl.bwd && n > 0 && (size_t)n < cap; b++)
-		n += snprintf(out + n, cap - (size_t)n, "%s%d", b > 1 ? "," : "", j->starts[b]);
-	return n > 0 && (size_t)n < cap ? 0 : nsl_error_set(EINVAL, "split text too long");
 }

@@ -214,7 +214,7 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		dump_schedule(j, prog);
 	for (int s = 1, n = 0; s < o->peers && !j->fast; s++)
 		n += snprintf(j->split_text + n, sizeof(j->split_text) - (size_t)n, "%s%d", s > 1 ? "," : "", j->starts[s]);
-	if (j->fast && (rc = nsl_fast_split_text(j, j->split_text, sizeof(j->split_text))) < 0)
+	if (j->fast && (rc = nsl_fast_split_text(j->fl.fwd, j->fstarts, j->fl.bwd, j->starts, j->split_text, sizeof(j->split_text))) < 0)
 		goto out;
 	if ((rc = config_text(j, *base_lr, j->config, sizeof(j->config))) < 0)
 		goto out;

@@ -34,6 +34,7 @@
 #include "checkpoint.h"
 #include "record.h"
 #include "schedule.h"
+#include "fast.h"
 #include "progress.h"
 #include "trace.h"
 #include "train.h"
@@ -124,15 +125,6 @@ struct peer {
 	uint64_t peak;            /* the largest stage made here plus the buffers */
 	int rc;
 	char err[1024];
-};
-
-/* Fast N-split: the tensors backward role b needs of each micro-batch, and who ships them. */
-struct nsl_fast_ship {
-	int n;
-	int tensor[NSL_MODEL_MAX_LAYERS + 1];      /* model tensor numbers (nsl_stage_tensor) */
-	int from[NSL_MODEL_MAX_LAYERS + 1];        /* the forward role that has it */
-	int64_t offset[NSL_MODEL_MAX_LAYERS + 1];  /* floats per row before it in that role's message */
-	int64_t row[NSL_FAST_MAX_ROLES];           /* floats per row of each forward role's message */
 };
 
 #define FAST_TX_SLOTS 2
@@ -306,11 +298,9 @@ int nsl_job_finish(struct job *j, struct nsl_chain *c, const struct nsl_job_tota
 
 /* ---- Fast N-split (fast.c, peer_fast.c) ---- */
 
-/* Pools, splits (--split-fwd/--split-bwd or even), what each forward role ships each backward
- * role, roles' layers and slots. 0 or -EINVAL with a message. */
+/* Pools, splits (--split-fwd/--split-bwd, or the planner's), what each forward role ships each
+ * backward role, roles' layers and slots. 0 or -EINVAL with a message. */
 int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o);
-/* "fwd 2 | bwd 1,3": both pools' cuts, for records and messages. */
-int nsl_fast_split_text(const struct job *j, char *out, size_t cap);
 
 /* One Fast N-split instruction of peer p (send_saved, recv_saved, refwd, send_params,
  * recv_params) in batch b of `round`, global step `step`, of `rows` rows. */

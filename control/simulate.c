@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "nsplit/error.h"
+#include "fast.h"
 #include "simulate.h"
 
-enum { CH_ACT, CH_GRAD, CH_LABELS, CH_STAGE, CH_KINDS };
+enum { CH_ACT, CH_GRAD, CH_LABELS, CH_STAGE, CH_SAVED, CH_PARAMS, CH_KINDS };
 
 /* Arrival times of the messages on one channel (sender, receiver, kind), in order. */
 struct chan {
@@ -25,6 +26,8 @@ struct speer {
 	double remaining, t0;
 	int wait;                     /* the channel waited on */
 	bool swap_wait;               /* waiting for the next round's stage */
+	bool credit_wait;             /* waiting for room in the channel (a Fast backward role's buffer) */
+	bool loading;                 /* computing after a receive (loading pushed parameters) */
 	double busy;
 };
 
@@ -35,8 +38,12 @@ struct sim {
 	double *link_free;            /* n x n: when each direction's link is free */
 	struct chan *ch;              /* n x n x CH_KINDS */
 	struct speer *p;
-	double fwd[NSL_PLAN_MAX_PEERS], bwd[NSL_PLAN_MAX_PEERS];   /* per sample, per stage */
+	double fwd[NSL_PLAN_MAX_PEERS], bwd[NSL_PLAN_MAX_PEERS];   /* per sample, per stage (role) */
+	double refwd[NSL_PLAN_MAX_PEERS];                          /* a Fast backward role's forward again */
 	double out_bytes[NSL_PLAN_MAX_PEERS], in_bytes[NSL_PLAN_MAX_PEERS], stage_bytes[NSL_PLAN_MAX_PEERS];
+	struct nsl_fast_layout fl;
+	struct nsl_fast_ship *ship;   /* Fast: per backward role */
+	double params_bytes[NSL_PLAN_MAX_PEERS][NSL_PLAN_MAX_PEERS];   /* Fast: backward role b to forward role f */
 };
 
 static int chan_of(const struct sim *s, int from, int to, int kind)
@@ -82,10 +89,12 @@ static int batch_rows(const struct sim *s, int b)
 
 static int compile(struct sim *s, struct speer *p)
 {
-	int rows = batch_rows(s, p->batch);
+	int rows = batch_rows(s, p->batch), nmicro = (rows + s->c->micro - 1) / s->c->micro;
 
-	p->n = nsl_sched_compile(s->c->schedule, s->n, p->stage, (rows + s->c->micro - 1) / s->c->micro, p->prog,
-				 NSL_SCHED_MAX_INSTR);
+	if (s->ship != NULL)
+		p->n = nsl_sched_compile_fast(&s->fl, p->stage, p->batch, s->batches, nmicro, p->prog, NSL_SCHED_MAX_INSTR);
+	else
+		p->n = nsl_sched_compile(s->c->schedule, s->n, p->stage, nmicro, p->prog, NSL_SCHED_MAX_INSTR);
 	p->pc = 0;
 	return p->n < 0 ? p->n : 0;
 }
@@ -102,6 +111,37 @@ static void span(struct sim *s, int rank, int op, double t0)
 	if (s->c->traces != NULL)
 		nsl_trace_add(&s->c->traces[rank], op, p->stage, p->round, p->batch,
 			      op < NSL_OP_COUNT ? p->prog[p->pc].micro : 0, t0, s->now);
+}
+
+static void compute(struct sim *s, struct speer *p, double seconds)
+{
+	p->remaining = seconds;
+	if (seconds > 0) {
+		p->st = COMPUTING;
+		p->t0 = s->now;
+	} else {
+		p->pc++;
+	}
+}
+
+static void wait_for(struct sim *s, struct speer *p, int from, int rank, int kind)
+{
+	p->wait = chan_of(s, from, rank, kind);
+	p->swap_wait = false;
+	p->st = WAITING;
+	p->t0 = s->now;
+}
+
+/* The channel kind an instruction's message travels on. */
+static int kind_of(enum nsl_op op)
+{
+	switch (op) {
+	case NSL_OP_SEND_ACT: case NSL_OP_RECV_ACT: return CH_ACT;
+	case NSL_OP_SEND_GRAD: case NSL_OP_RECV_GRAD: return CH_GRAD;
+	case NSL_OP_SEND_LABELS: case NSL_OP_RECV_LABELS: return CH_LABELS;
+	case NSL_OP_SEND_SAVED: case NSL_OP_RECV_SAVED: return CH_SAVED;
+	default: return CH_PARAMS;
+	}
 }
 
 /* Run a ready peer's instructions that take no time, up to one that does or that must wait. */
@@ -130,60 +170,74 @@ static int step(struct sim *s, int rank)
 			if ((rc = compile(s, p)) < 0)
 				return rc;
 			if (n > 1) {
-				p->st = WAITING;
+				wait_for(s, p, prev, rank, CH_STAGE);
 				p->swap_wait = true;
-				p->wait = chan_of(s, prev, rank, CH_STAGE);
-				p->t0 = s->now;
 			}
 			continue;
 		}
 		const struct nsl_instr *in = &p->prog[p->pc];
 		const int rows = nsl_sched_micro_rows(batch_rows(s, p->batch), s->c->micro, in->micro);
+		const int to = in->peer != NSL_NO_PEER ? (in->peer + p->round) % n : -1, q = p->stage;
 		const double v = speed(s, rank);
 
 		switch ((enum nsl_op)in->op) {
 		case NSL_OP_FWD:
+			compute(s, p, rows * s->fwd[q] / v);
+			break;
+		case NSL_OP_REFWD:
+			compute(s, p, rows * s->refwd[q] / v);
+			break;
 		case NSL_OP_BWD:
+			compute(s, p, rows * s->bwd[q] / (2 * v));
+			break;
 		case NSL_OP_WGRAD:
-			p->remaining = in->op == NSL_OP_FWD ? rows * s->fwd[p->stage] / v
-				     : in->op == NSL_OP_BWD ? rows * s->bwd[p->stage] / (2 * v)
-							    : batch_rows(s, p->batch) * s->bwd[p->stage] / (2 * v);
-			if (p->remaining > 0) {
-				p->st = COMPUTING;
-				p->t0 = s->now;
-			} else {
-				p->pc++;
-			}
+			compute(s, p, batch_rows(s, p->batch) * s->bwd[q] / (2 * v));
 			break;
 		case NSL_OP_SEND_ACT:
-			rc = send(s, rank, next, CH_ACT, rows * s->out_bytes[p->stage]);
+			rc = send(s, rank, to, CH_ACT, rows * s->out_bytes[q]);
 			p->pc++;
 			break;
 		case NSL_OP_SEND_GRAD:
-			rc = send(s, rank, prev, CH_GRAD, rows * s->in_bytes[p->stage]);
+			rc = send(s, rank, to, CH_GRAD, rows * s->in_bytes[q]);
 			p->pc++;
 			break;
 		case NSL_OP_SEND_LABELS:
-			rc = send(s, rank, prev, CH_LABELS, rows * 4.0);
+			rc = send(s, rank, to, CH_LABELS, rows * 4.0);
 			p->pc++;
 			break;
+		case NSL_OP_SEND_SAVED: {
+			const struct chan *c = &s->ch[chan_of(s, rank, to, CH_SAVED)];
+
+			if (c->tail - c->head >= s->c->buffer) {
+				/* The backward role's buffer is full: wait for it to take one. */
+				wait_for(s, p, rank, to, CH_SAVED);
+				p->credit_wait = true;
+				break;
+			}
+			rc = send(s, rank, to, CH_SAVED, rows * 4.0 * (double)s->ship[in->peer - s->fl.fwd].row[q]);
+			p->pc++;
+			break;
+		}
+		case NSL_OP_SEND_PARAMS: {
+			/* Packed at the link's pace, then sent. */
+			const double bytes = s->params_bytes[q - s->fl.fwd][in->peer];
+
+			rc = send(s, rank, to, CH_PARAMS, bytes);
+			compute(s, p, bytes / s->c->cost->link_bw / v);
+			break;
+		}
 		case NSL_OP_RECV_ACT:
 		case NSL_OP_RECV_GRAD:
 		case NSL_OP_RECV_LABELS:
-			/* Labels come from stage 1, the last stage's other neighbour: the next peer. */
-			p->wait = chan_of(s, in->op == NSL_OP_RECV_ACT ? prev : next, rank,
-					  in->op == NSL_OP_RECV_ACT ? CH_ACT : in->op == NSL_OP_RECV_GRAD ? CH_GRAD : CH_LABELS);
-			p->swap_wait = false;
-			p->st = WAITING;
-			p->t0 = s->now;
+		case NSL_OP_RECV_SAVED:
+		case NSL_OP_RECV_PARAMS:
+			wait_for(s, p, to, rank, kind_of((enum nsl_op)in->op));
 			break;
 		default:
 			p->pc++;
 		}
-		if (in->op == NSL_OP_SEND_ACT || in->op == NSL_OP_SEND_GRAD || in->op == NSL_OP_SEND_LABELS) {
-			if (rc < 0)
-				return rc;
-		}
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -194,10 +248,30 @@ static bool wake(struct sim *s, int rank)
 	struct speer *p = &s->p[rank];
 	struct chan *c = &s->ch[p->wait];
 
-	if (p->st != WAITING || c->head == c->tail || c->t[c->head] > s->now + 1e-15)
+	if (p->st != WAITING)
+		return false;
+	if (p->credit_wait) {
+		if (c->tail - c->head >= s->c->buffer)
+			return false;
+		span(s, rank, p->prog[p->pc].op, p->t0);
+		p->credit_wait = false;
+		p->st = READY;   /* the send goes now */
+		return true;
+	}
+	if (c->head == c->tail || c->t[c->head] > s->now + 1e-15)
 		return false;
 	c->head++;
 	span(s, rank, p->swap_wait ? NSL_TRACE_SWAP : p->prog[p->pc].op, p->t0);
+	if (!p->swap_wait && p->prog[p->pc].op == NSL_OP_RECV_PARAMS) {
+		/* Loading the parameters takes a pass over them. */
+		const int q = p->stage, b = p->prog[p->pc].peer - s->fl.fwd;
+
+		p->loading = true;
+		p->st = READY;
+		compute(s, p, s->params_bytes[b][q] / s->c->cost->link_bw / speed(s, rank));
+		p->loading = p->st == COMPUTING;
+		return true;
+	}
 	if (!p->swap_wait)
 		p->pc++;
 	p->swap_wait = false;
@@ -239,7 +313,7 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 
 			if (p->st == COMPUTING && p->remaining / rate < dt)
 				dt = p->remaining / rate;
-			else if (p->st == WAITING && c->head < c->tail && c->t[c->head] - s->now < dt)
+			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail && c->t[c->head] - s->now < dt)
 				dt = c->t[c->head] - s->now;
 		}
 		if (isinf(dt))
@@ -256,11 +330,51 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 			p->remaining -= dt * rate;
 			p->busy += dt * rate;
 			if (p->remaining <= 1e-15) {
-				span(s, q, p->prog[p->pc].op, p->t0);
+				if (!p->loading)
+					span(s, q, p->prog[p->pc].op, p->t0);
+				p->loading = false;
 				p->pc++;
 				p->st = READY;
 			}
 		}
+	}
+	return 0;
+}
+
+/* Fast N-split: roles' costs, what they ship and push, from the layout the runtime uses. */
+static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
+{
+	const int F = c->fwd, B = c->npeers - c->fwd;
+	const double share = c->param_share > 0 ? c->param_share : 1.0 / 3;
+	const struct nsl_cost_layer *l = c->cost->layer;
+	int rc;
+
+	if (c->model == NULL || c->fstarts == NULL || F < 1 || B < 1 || c->buffer < 1)
+		return nsl_error_set(EINVAL, "simulate: Fast N-split needs the model, both splits and a buffer");
+	if ((s->ship = calloc((size_t)B, sizeof(*s->ship))) == NULL)
+		return nsl_error_set(ENOMEM, "simulate: out of memory");
+	if ((rc = nsl_fast_layout_make(c->model, F, c->fstarts, B, c->starts, c->fast_all, c->staleness, &s->fl, s->ship)) < 0)
+		return rc;
+	for (int f = 0; f < F; f++) {
+		for (int i = c->fstarts[f]; i < c->fstarts[f + 1]; i++) {
+			s->fwd[f] += l[i].fwd_s;
+			s->stage_bytes[f] += l[i].fixed_bytes * share;
+		}
+		s->out_bytes[f] = l[c->fstarts[f + 1] - 1].act_bytes;
+	}
+	for (int b = 0; b < B; b++) {
+		const int q = F + b;
+
+		for (int i = c->starts[b]; i < c->starts[b + 1]; i++) {
+			s->refwd[q] += c->fast_all ? 0 : l[i].fwd_s;
+			s->bwd[q] += l[i].bwd_s;
+			s->stage_bytes[q] += l[i].fixed_bytes;
+		}
+		s->in_bytes[q] = b > 0 ? l[c->starts[b] - 1].act_bytes : 0;
+		for (int f = 0; f < F; f++)
+			for (int i = c->starts[b]; i < c->starts[b + 1]; i++)
+				if (i >= c->fstarts[f] && i < c->fstarts[f + 1])
+					s->params_bytes[b][f] += l[i].fixed_bytes * share;
 	}
 	return 0;
 }
@@ -278,7 +392,9 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 		return nsl_error_set(EINVAL, "simulate: %d peers, batch %d, micro-batch %d, %lld samples, %d rounds", n,
 				     c->batch, c->micro, (long long)c->per_shard, c->rounds);
 	s.batches = (int)((c->per_shard + c->batch - 1) / c->batch);
-	for (int k = 0; k < n; k++) {
+	if (c->schedule == NSL_SCHED_FAST && (rc = fast_costs(c, &s)) < 0)
+		goto out;
+	for (int k = 0; k < n && c->schedule != NSL_SCHED_FAST; k++) {
 		for (int i = c->starts[k]; i < c->starts[k + 1]; i++) {
 			s.fwd[k] += c->cost->layer[i].fwd_s;
 			s.bwd[k] += c->cost->layer[i].bwd_s;
@@ -322,5 +438,6 @@ out:
 	free(s.ch);
 	free(s.link_free);
 	free(s.p);
+	free(s.ship);
 	return rc;
 }

@@ -13,10 +13,16 @@
  *   - After each round every peer sends its stage (parameters and optimizer state) to the next
  *     and starts the next round once the previous peer's has come.
  * In round r stage s runs on peer (r + s) mod N, as the runtime places it.
+ * Fast N-split (schedule fast): roles in place of stages, forward ones costing their layers'
+ * forward, backward ones their backward (and forward again, recomputing); shipped tensors and
+ * parameter pushes are messages like any other, a push also costing its sender and receiver a
+ * pass over the parameters at the link's bandwidth (packing and loading); a forward role waits
+ * while the backward role it ships to holds `buffer` micro-batches not yet taken.
  */
 #ifndef NSL_SIMULATE_H
 #define NSL_SIMULATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "plan.h"
@@ -34,6 +40,13 @@ struct nsl_sim_conf {
 	int64_t per_shard;            /* samples each round trains on */
 	int rounds;
 	struct nsl_trace *traces;     /* npeers tracks to fill (NULL: none) */
+	/* Fast N-split: starts is the backward pool's split */
+	const struct nsl_model *model;    /* the tensors shipped (needed for fast) */
+	int fwd;                      /* forward roles */
+	const int *fstarts;           /* fwd + 1 layer numbers */
+	bool fast_all;                /* every tensor shipped, no recompute */
+	int staleness, buffer;
+	double param_share;           /* of a layer's fixed bytes, the parameters (0: 1/3, sgd momentum) */
 };
 
 struct nsl_sim_result {

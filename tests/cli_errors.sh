@@ -86,6 +86,19 @@ expect 0 '"bubble":' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:
 expect 0 'trace written to' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640 --trace "$work/sim.json"
 expect 2 'give --cost FILE' -- "$nsplit" simulate --peers 2
 expect 1 'makes 2 stages for 3 peers' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split 2
+expect 0 '"pools":[' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule fast --json
+"$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule fast --pools 1:2 --json >"$work/plan.json"
+expect 0 'samples/s; utilisation' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/plan.json" --batch 32 --samples 640
+expect 0 'recomputing' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule fast --split-fwd even --split-bwd 2 --pools 1:2 --batch 32 --samples 640
+head -c 40 "$work/plan.json" >"$work/cut-plan.json"
+expect 1 "$work/cut-plan.json: line 1" -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/cut-plan.json"
+sed 's/"split_bwd":\[[0-9]*\]/"split_bwd":[7]/' "$work/plan.json" >"$work/seven-plan.json"
+expect 1 'seven-plan.json: "split_bwd" cuts at layer 7, which does not exist' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/seven-plan.json"
+sed 's/"pools":\[1,2\]/"pools":[2,2]/' "$work/plan.json" >"$work/pools-plan.json"
+expect 1 'pools-plan.json: "pools" must be [F, B]' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/pools-plan.json"
+expect 1 'plans model dense:64,relu,dense:32,relu,dense:10; this one is dense:32,relu,dense:10' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/plan.json" --model mlp:784-32-10
+echo '{"peers": 2}' >"$work/notplan.json"
+expect 1 'notplan.json: not a plan' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/notplan.json"
 echo '{"a": 1}' >"$work/other.json"
 expect 1 'not an nsplit cost file' -- "$nsplit" plan --cost "$work/other.json" --model mlp:784-64-32-10
 expect 1 'line 1: expected a value' -- "$nsplit" plan --cost "$work/two.ini" --model mlp:784-64-32-10

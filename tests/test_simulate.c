@@ -3,7 +3,8 @@
  * The simulator on jobs whose times can be worked out by hand: one peer adds up its work; a
  * pipeline of equal stages on free links approaches a micro-batch per stage-time; peers sharing
  * one core take all their work end to end; a slow link sets the pace; the trace has a span per
- * instruction run.
+ * instruction run; Fast N-split with staleness 1 runs at its slowest role's pace, and without
+ * staleness slower, forwards waiting for the updates; a buffer of one still completes.
  */
 #include <errno.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 
 #include <CUnit/Basic.h>
 
+#include "nsplit/model.h"
 #include "cunit_main.h"
 #include "simulate.h"
 
@@ -80,6 +82,34 @@ static void test_pipeline(void)
 		nsl_trace_free(&t[q]);
 }
 
+static void test_fast(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:16-8-8-4", (struct nsl_shape){ 1, 1, 16 });
+	struct nsl_cost_layer l5[5];
+	struct nsl_cost c5 = { .nlayers = 5, .layer = l5, .link_bw = 1e30, .link_lat = 0, .micro = 8, .slots = 4 };
+	const int fstarts[2] = { 0, 5 }, bstarts[3] = { 0, 3, 5 };
+	struct nsl_sim_conf c = { .cost = &c5, .npeers = 3, .starts = bstarts, .schedule = NSL_SCHED_FAST, .batch = 64,
+				  .micro = 8, .per_shard = 6400, .rounds = 3, .model = m, .fwd = 1, .fstarts = fstarts,
+				  .fast_all = true, .staleness = 1, .buffer = 8 };
+	struct nsl_sim_result stale, sync, tight;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	for (int i = 0; i < 5; i++)
+		l5[i] = (struct nsl_cost_layer){ 1e-4, 2e-4, 0, 64 };
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &stale), 0);
+	c.staleness = 0;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &sync), 0);
+	c.buffer = 1;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &tight), 0);
+	/* forward role 5e-4 s a sample, backward roles 6e-4 and 4e-4 */
+	printf("\n  fast 1:2: staleness 1 %.0f samples/s, 0 %.0f, buffer 1 %.0f (slowest role alone %.0f) ",
+	       stale.samples_per_s, sync.samples_per_s, tight.samples_per_s, 1 / 6e-4);
+	CU_ASSERT(stale.samples_per_s <= 1 / 6e-4 * 1.0001 && stale.samples_per_s > 0.8 / 6e-4);
+	CU_ASSERT(sync.samples_per_s < stale.samples_per_s);
+	CU_ASSERT(tight.samples_per_s > 0 && tight.samples_per_s <= sync.samples_per_s * 1.0001);
+	nsl_model_free(m);
+}
+
 static void test_refuses(void)
 {
 	const int starts[2] = { 0, 4 };
@@ -95,6 +125,7 @@ int main(void)
 	static const struct nsl_test_case cases[] = {
 		{ "one peer adds up its work", test_one_peer },
 		{ "pipelines: free links, one core, a slow link", test_pipeline },
+		{ "Fast N-split: the slowest role's pace, staleness, buffers", test_fast },
 		{ "bad configurations refused", test_refuses },
 		{ NULL, NULL },
 	};

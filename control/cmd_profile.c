@@ -7,6 +7,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/link.h"
+#include "nsplit/poll.h"
 #include "nsplit/port.h"
 #include "nsplit/rng.h"
 #include "nsplit/stage.h"
@@ -107,6 +111,111 @@ static double exchange(struct nsl_link *l[2], void *src, void *dst, uint64_t byt
 	return nsl_now() - t0;
 }
 
+/* Two peers as nsplit train runs them when they outnumber the cores: a thread each, both on one
+ * CPU that a third thread keeps busy computing, napping while they wait (adaptive polling). Half
+ * a round trip is what a message costs there: mostly the wait for the receiver to get the core
+ * back from the one computing. */
+struct pinger {
+	struct nsl_link *l;
+	int self, n, rc;
+	void *buf;
+	int cpu;
+};
+
+static int pinger_wait(struct pinger *g, struct nsl_idle *idle, bool recv)
+{
+	struct nsl_msg *m = NULL;
+	double t0 = nsl_now();
+
+	while (m == NULL) {
+		int work = nsl_link_poll(g->l);
+
+		if (work < 0 || nsl_now() - t0 > 10)
+			return -1;
+		work += (int)(recv ? nsl_link_recv(g->l, &m, 1) : nsl_link_sent(g->l, &m, 1));
+		nsl_idle_after(idle, work);
+	}
+	return m->status;
+}
+
+static void *pinger_main(void *arg)
+{
+	struct pinger *g = arg;
+	struct nsl_idle idle;
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(g->cpu, &one);
+	g->rc = nsl_eal_thread_register() == 0 && pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0 ? 0 : -1;
+	nsl_idle_init(&idle, NSL_POLL_ADAPTIVE);
+	for (int k = 0; k < g->n && g->rc == 0; k++)
+		for (int turn = 0; turn < 2 && g->rc == 0; turn++) {
+			struct nsl_msg out = { .data = g->buf, .len = 64, .peer = (uint16_t)(1 - g->self), .type = NSL_MSG_CONTROL };
+			struct nsl_msg slot = { .data = (uint8_t *)g->buf + 64, .len = 64, .peer = (uint16_t)(1 - g->self) };
+
+			if (turn == g->self)
+				g->rc = nsl_link_send(g->l, &out) < 0 || pinger_wait(g, &idle, false) < 0 ? -1 : 0;
+			else
+				g->rc = nsl_link_post(g->l, &slot) < 0 || pinger_wait(g, &idle, true) < 0 ? -1 : 0;
+		}
+	nsl_eal_thread_unregister();
+	return NULL;
+}
+
+struct spinner {
+	int cpu;
+	atomic_int *stop;
+};
+
+static void *spin_main(void *arg)
+{
+	struct spinner *b = arg;
+	cpu_set_t one;
+	volatile double x = 1;
+
+	CPU_ZERO(&one);
+	CPU_SET(b->cpu, &one);
+	pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+	while (!atomic_load(b->stop))
+		for (int i = 0; i < 10000; i++)
+			x = x * 1.0000001 + 1e-9;
+	return NULL;
+}
+
+static double shared_latency(struct nsl_link *l[2], void *buf[2])
+{
+	struct pinger g[2];
+	pthread_t t[2], spinner;
+	cpu_set_t cpus;
+	atomic_int stop = 0;
+	int cpu = 0, n = 100;
+	double t0;
+
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+		return -1;
+	while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &cpus))
+		cpu++;
+	struct spinner sp = { .cpu = cpu, .stop = &stop };
+
+	if (pthread_create(&spinner, NULL, spin_main, &sp) != 0)
+		return -1;
+	t0 = nsl_now();
+	for (int i = 0; i < 2; i++) {
+		g[i] = (struct pinger){ .l = l[i], .self = i, .n = n, .buf = buf[i], .cpu = cpu };
+		if (pthread_create(&t[i], NULL, pinger_main, &g[i]) != 0) {
+			atomic_store(&stop, 1);
+			pthread_join(spinner, NULL);
+			return -1;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	t0 = nsl_now() - t0;
+	atomic_store(&stop, 1);
+	pthread_join(spinner, NULL);
+	return g[0].rc == 0 && g[1].rc == 0 ? t0 / (2.0 * n) : -1;
+}
+
 static int profile_link(struct nsl_cost *c)
 {
 	struct nsl_port *ports[2] = { NULL, NULL };
@@ -136,7 +245,8 @@ static int profile_link(struct nsl_cost *c)
 		c->link_bw = t > 0 ? 16.0 * (double)big / t : 0;
 		t = exchange(l, src, dst, 64, 200, true);
 		c->link_lat = t > 0 ? t / 400 : 0;
-		if (c->link_bw <= 0 || c->link_lat <= 0)
+		c->shared_lat = shared_latency(l, (void *[2]){ src, dst });
+		if (c->link_bw <= 0 || c->link_lat <= 0 || c->shared_lat <= 0)
 			rc = nsl_error_set(EIO, "profile: the net_ring link did not carry its messages");
 	}
 	nsl_dp_free(src);
@@ -195,15 +305,25 @@ int nsl_cmd_profile(int argc, char **argv)
 	fflush(stdout);
 	if ((rc = nsl_profile_layers(m, o.micro, o.threads, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
 		goto out;
-	printf("%5s %-8s %12s %12s %12s %12s %10s\n", "layer", "kind", "fwd us/smp", "bwd us/smp", "fixed KiB",
-	       "act B/smp", "move ms");
+	{
+		cpu_set_t cpus;
+
+		if ((rc = nsl_profile_contention(m, o.micro, &oc,
+						 sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1,
+						 &c.busy_factor)) < 0)
+			goto out;
+	}
+	printf("%5s %-8s %12s %12s %12s %12s %10s %10s %10s\n", "layer", "kind", "fwd us/smp", "bwd us/smp", "fixed KiB",
+	       "act B/smp", "move ms", "step ms", "make ms");
 	for (int i = 0; i < m->nlayers; i++) {
 		move[i] = state[i] / c.link_bw;
-		printf("%5d %-8s %12.3f %12.3f %12.1f %12.0f %10.3f\n", i, nsl_layer_kind_name(m->layers[i].kind),
+		printf("%5d %-8s %12.3f %12.3f %12.1f %12.0f %10.3f %10.3f %10.3f\n", i, nsl_layer_kind_name(m->layers[i].kind),
 		       c.layer[i].fwd_s * 1e6, c.layer[i].bwd_s * 1e6, c.layer[i].fixed_bytes / 1024, c.layer[i].act_bytes,
-		       move[i] * 1e3);
+		       move[i] * 1e3, c.layer[i].step_s * 1e3, c.layer[i].make_s * 1e3);
 	}
-	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us\n", c.link_bw / 1e9, c.link_lat * 1e6);
+	printf("with every core busy, the model computes %.2fx as long\n", c.busy_factor);
+	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us (%.1f us with both peers on one core, napping "
+	       "while a third computes there)\n", c.link_bw / 1e9, c.link_lat * 1e6, c.shared_lat * 1e6);
 	rc = nsl_cost_write(o.out, &c, m,
 			    &(struct nsl_cost_meta){ .batch = o.batch, .micro = o.micro, .threads = o.threads,
 						     .machine = machine, .transport = "net_ring", .move_s = move });

@@ -23,11 +23,13 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
 		meta->batch, meta->micro, meta->threads, meta->machine ? meta->machine : "");
 	for (int i = 0; i < c->nlayers; i++)
 		fprintf(f, "    { \"layer\": %d, \"kind\": \"%s\", \"fwd_s\": %.6e, \"bwd_s\": %.6e, \"fixed_bytes\": %.0f, "
-			   "\"act_bytes\": %.0f, \"move_s\": %.6e }%s\n",
+			   "\"act_bytes\": %.0f, \"move_s\": %.6e, \"step_s\": %.6e, \"make_s\": %.6e }%s\n",
 			i, nsl_layer_kind_name(m->layers[i].kind), c->layer[i].fwd_s, c->layer[i].bwd_s, c->layer[i].fixed_bytes,
-			c->layer[i].act_bytes, meta->move_s ? meta->move_s[i] : 0.0, i + 1 < c->nlayers ? "," : "");
-	fprintf(f, "  ],\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, \"latency_s\": %.6e }\n}\n",
-		meta->transport ? meta->transport : "", c->link_bw, c->link_lat);
+			c->layer[i].act_bytes, meta->move_s ? meta->move_s[i] : 0.0, c->layer[i].step_s, c->layer[i].make_s,
+			i + 1 < c->nlayers ? "," : "");
+	fprintf(f, "  ],\n  \"busy_factor\": %.4f,\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, "
+		   "\"latency_s\": %.6e, \"shared_latency_s\": %.6e }\n}\n",
+		c->busy_factor, meta->transport ? meta->transport : "", c->link_bw, c->link_lat, c->shared_lat);
 	if (fclose(f) != 0)
 		return nsl_error_set(EIO, "%s: write failed (disk full?)", path);
 	return 0;
@@ -106,12 +108,21 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 		if ((rc = number(path, e, "fwd_s", where, &l->fwd_s)) == 0 && (rc = number(path, e, "bwd_s", where, &l->bwd_s)) == 0 &&
 		    (rc = number(path, e, "fixed_bytes", where, &l->fixed_bytes)) == 0)
 			rc = number(path, e, "act_bytes", where, &l->act_bytes);
+		/* measured since the second profile format; older files plan without them */
+		if (rc == 0 && nsl_json_get(e, "step_s") != NULL)
+			rc = number(path, e, "step_s", where, &l->step_s);
+		if (rc == 0 && nsl_json_get(e, "make_s") != NULL)
+			rc = number(path, e, "make_s", where, &l->make_s);
 	}
 	for (int i = 0; i < m->nlayers && rc == 0; i++)
 		if (!seen[i])
 			rc = nsl_error_set(EINVAL, "%s: no costs for layer %d", path, i);
 	if (rc == 0 && (rc = number(path, link, "bandwidth_Bps", "link", &c->link_bw)) == 0)
 		rc = number(path, link, "latency_s", "link", &c->link_lat);
+	if (rc == 0 && nsl_json_get(root, "busy_factor") != NULL)
+		rc = number(path, root, "busy_factor", "the file", &c->busy_factor);
+	if (rc == 0 && nsl_json_get(link, "shared_latency_s") != NULL)
+		rc = number(path, link, "shared_latency_s", "link", &c->shared_lat);
 	if (rc == 0 && c->link_bw <= 0)
 		rc = nsl_error_set(EINVAL, "%s: link: bandwidth_Bps must be above 0", path);
 	if (rc == 0 && nsl_json_get(root, "micro_batch") != NULL)

@@ -15,8 +15,8 @@ static int pool_split(const struct job *j, const char *text, const char *opt, in
 {
 	int rc;
 
-	if (text == NULL)
-		return nsl_model_even_split(j->model, n, starts);
+	if (text == NULL || strcmp(text, "even") == 0)
+		return nsl_model_even_split(j->model, n, starts) < 0 ? -EINVAL : 0;
 	rc = nsl_model_parse_split(j->model, text, starts, NSL_CHAIN_MAX_STAGES);
 	if (rc >= 0 && rc != n)
 		return nsl_error_set(EINVAL, "--%s %s makes %d stages for a pool of %d; give %d layer numbers", opt, text, rc,

@@ -38,6 +38,8 @@ struct nsl_cost_layer {
 	double fwd_s, bwd_s;          /* seconds per sample */
 	double fixed_bytes;           /* parameters, gradients, optimizer state */
 	double act_bytes;             /* its output, per sample (what crosses a cut after it) */
+	double step_s;                /* an optimizer step, per batch (0: not measured) */
+	double make_s;                /* making it on a peer a stage arrives at (0: not measured) */
 };
 
 struct nsl_cost {
@@ -45,6 +47,9 @@ struct nsl_cost {
 	struct nsl_cost_layer *layer;
 	double link_bw;               /* bytes/s between two peers */
 	double link_lat;              /* seconds per message */
+	double shared_lat;            /* seconds per message when the peers share cores and nap while
+				         they wait (0: not measured; link_lat) */
+	double busy_factor;           /* compute slows by this much with every core busy (0: 1) */
 	int micro;                    /* rows per message */
 	int slots;                    /* micro-batches a stage keeps in flight (memory) */
 };

@@ -17,4 +17,12 @@
 int nsl_profile_layers(const struct nsl_model *m, int micro, int threads, const struct nsl_optim_config *oc,
 		       struct nsl_cost *c, double *fixed_state);
 
+/*
+ * How much slower the whole model's forward and backward run on one thread while `cpus` - 1
+ * more threads run the same on the other cores (shared caches, memory bandwidth, clocks): the
+ * ratio, at least 1. *out 1 with one CPU. 0 or a negative errno.
+ */
+int nsl_profile_contention(const struct nsl_model *m, int micro, const struct nsl_optim_config *oc, int cpus,
+			   double *out);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nsplit/error.h"
+#include "nsplit/poll.h"
 #include "fast.h"
 #include "simulate.h"
 
@@ -28,6 +29,7 @@ struct speer {
 	bool swap_wait;               /* waiting for the next round's stage */
 	bool credit_wait;             /* waiting for room in the channel (a Fast backward role's buffer) */
 	bool loading;                 /* computing after a receive (loading pushed parameters) */
+	int swap_phase;               /* 1: packing the old stage and making the new; 2: unpacking it */
 	double busy;
 };
 
@@ -40,7 +42,9 @@ struct sim {
 	struct speer *p;
 	double fwd[NSL_PLAN_MAX_PEERS], bwd[NSL_PLAN_MAX_PEERS];   /* per sample, per stage (role) */
 	double refwd[NSL_PLAN_MAX_PEERS];                          /* a Fast backward role's forward again */
+	double step_s[NSL_PLAN_MAX_PEERS], make_s[NSL_PLAN_MAX_PEERS];   /* per batch; per swap */
 	double out_bytes[NSL_PLAN_MAX_PEERS], in_bytes[NSL_PLAN_MAX_PEERS], stage_bytes[NSL_PLAN_MAX_PEERS];
+	int computing;                /* peers computing now */
 	struct nsl_fast_layout fl;
 	struct nsl_fast_ship *ship;   /* Fast: per backward role */
 	double params_bytes[NSL_PLAN_MAX_PEERS][NSL_PLAN_MAX_PEERS];   /* Fast: backward role b to forward role f */
@@ -148,7 +152,7 @@ static int kind_of(enum nsl_op op)
 static int step(struct sim *s, int rank)
 {
 	struct speer *p = &s->p[rank];
-	const int n = s->n, next = (rank + 1) % n, prev = (rank + n - 1) % n;
+	const int n = s->n, next = (rank + 1) % n;
 	int rc = 0;
 
 	while (p->st == READY) {
@@ -162,16 +166,21 @@ static int step(struct sim *s, int rank)
 				p->st = DONE;
 				break;
 			}
-			/* The swap: this stage to the next peer, the previous peer's here. */
-			if (n > 1 && (rc = send(s, rank, next, CH_STAGE, s->stage_bytes[p->stage])) < 0)
+			/* The swap: this stage packed and sent to the next peer, the incoming one made here, the
+			 * previous peer's record awaited and unpacked into it. */
+			const int old = p->stage;
+
+			if (n > 1 && (rc = send(s, rank, next, CH_STAGE, s->stage_bytes[old])) < 0)
 				return rc;
 			p->stage = nsl_sched_stage_of(n, rank, p->round);
 			p->batch = 0;
 			if ((rc = compile(s, p)) < 0)
 				return rc;
 			if (n > 1) {
-				wait_for(s, p, prev, rank, CH_STAGE);
-				p->swap_wait = true;
+				p->swap_phase = 1;
+				p->remaining = (s->stage_bytes[old] / s->c->cost->link_bw + s->make_s[p->stage]) / speed(s, rank);
+				p->st = COMPUTING;
+				p->t0 = s->now;
 			}
 			continue;
 		}
@@ -192,6 +201,9 @@ static int step(struct sim *s, int rank)
 			break;
 		case NSL_OP_WGRAD:
 			compute(s, p, batch_rows(s, p->batch) * s->bwd[q] / (2 * v));
+			break;
+		case NSL_OP_STEP:
+			compute(s, p, s->step_s[q] / v);
 			break;
 		case NSL_OP_SEND_ACT:
 			rc = send(s, rank, to, CH_ACT, rows * s->out_bytes[q]);
@@ -242,6 +254,30 @@ static int step(struct sim *s, int rank)
 	return 0;
 }
 
+/*
+ * When a peer waiting since `since` sees a message that arrived at `at`. Peers outnumbering
+ * their cores poll adaptively (poll.h): they nap while they wait, each nap twice the last from
+ * NSL_IDLE_NAP_MIN_US to NSL_IDLE_NAP_MAX_US, so a message waits for the end of the nap it came
+ * in; then, if every core is computing, for the scheduler to hand the receiver one (the
+ * profile's shared-core latency, measured with the core busy). With a core each they spin: they
+ * see it at once.
+ */
+static double seen_at(const struct sim *s, double since, double at)
+{
+	const double cap = NSL_IDLE_NAP_MAX_US * 1e-6;
+	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
+
+	if (s->c->cores <= 0 || s->n <= s->c->cores || d <= 0)
+		return at;
+	while (t < d && nap < cap) {
+		t += nap;
+		nap *= 2;
+	}
+	if (t < d)
+		t += ceil((d - t) / cap) * cap;
+	return since + t + (s->computing >= s->c->cores ? s->c->cost->shared_lat : 0);
+}
+
 /* A waiting peer whose message has come takes it and goes on. */
 static bool wake(struct sim *s, int rank)
 {
@@ -258,7 +294,7 @@ static bool wake(struct sim *s, int rank)
 		p->st = READY;   /* the send goes now */
 		return true;
 	}
-	if (c->head == c->tail || c->t[c->head] > s->now + 1e-15)
+	if (c->head == c->tail || seen_at(s, p->t0, c->t[c->head]) > s->now + 1e-15)
 		return false;
 	c->head++;
 	span(s, rank, p->swap_wait ? NSL_TRACE_SWAP : p->prog[p->pc].op, p->t0);
@@ -272,9 +308,14 @@ static bool wake(struct sim *s, int rank)
 		p->loading = p->st == COMPUTING;
 		return true;
 	}
-	if (!p->swap_wait)
-		p->pc++;
-	p->swap_wait = false;
+	if (p->swap_wait) {
+		p->swap_wait = false;
+		p->swap_phase = 2;
+		p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
+		p->st = COMPUTING;
+		return true;
+	}
+	p->pc++;
 	p->st = READY;
 	return true;
 }
@@ -304,17 +345,22 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 			computing += s->p[q].st == COMPUTING;
 			done += s->p[q].st == DONE;
 		}
+		s->computing = computing;
 		if (done == n)
 			break;
 		rate = s->c->cores > 0 && computing > s->c->cores ? (double)s->c->cores / computing : 1.0;
+		/* Every core busy: each computes slower (caches, memory, clocks), as the profile measured. */
+		if (s->c->cores > 0 && computing >= s->c->cores && s->c->cost->busy_factor > 1)
+			rate /= s->c->cost->busy_factor;
 		for (int q = 0; q < n; q++) {
 			const struct speer *p = &s->p[q];
 			const struct chan *c = &s->ch[p->wait];
 
 			if (p->st == COMPUTING && p->remaining / rate < dt)
 				dt = p->remaining / rate;
-			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail && c->t[c->head] - s->now < dt)
-				dt = c->t[c->head] - s->now;
+			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail &&
+				 seen_at(s, p->t0, c->t[c->head]) - s->now < dt)
+				dt = seen_at(s, p->t0, c->t[c->head]) - s->now;
 		}
 		if (isinf(dt))
 			return nsl_error_set(EDEADLK, "simulate: every peer waits for a message no one sends (at %.6f s)", s->now);
@@ -329,13 +375,28 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 				continue;
 			p->remaining -= dt * rate;
 			p->busy += dt * rate;
-			if (p->remaining <= 1e-15) {
-				if (!p->loading)
-					span(s, q, p->prog[p->pc].op, p->t0);
-				p->loading = false;
-				p->pc++;
-				p->st = READY;
+			if (p->remaining > 1e-15)
+				continue;
+			if (p->swap_phase == 1) {
+				/* made: now the previous peer's record */
+				p->swap_phase = 0;
+				const double t0 = p->t0;   /* the swap's span runs from its start */
+
+				wait_for(s, p, (q + n - 1) % n, q, CH_STAGE);
+				p->swap_wait = true;
+				p->t0 = t0;
+				continue;
 			}
+			if (p->swap_phase == 2) {
+				p->swap_phase = 0;
+				p->st = READY;
+				continue;
+			}
+			if (!p->loading)
+				span(s, q, p->prog[p->pc].op, p->t0);
+			p->loading = false;
+			p->pc++;
+			p->st = READY;
 		}
 	}
 	return 0;
@@ -359,6 +420,7 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 		for (int i = c->fstarts[f]; i < c->fstarts[f + 1]; i++) {
 			s->fwd[f] += l[i].fwd_s;
 			s->stage_bytes[f] += l[i].fixed_bytes * share;
+			s->make_s[f] += l[i].make_s;
 		}
 		s->out_bytes[f] = l[c->fstarts[f + 1] - 1].act_bytes;
 	}
@@ -369,6 +431,8 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 			s->refwd[q] += c->fast_all ? 0 : l[i].fwd_s;
 			s->bwd[q] += l[i].bwd_s;
 			s->stage_bytes[q] += l[i].fixed_bytes;
+			s->step_s[q] += l[i].step_s;
+			s->make_s[q] += l[i].make_s;
 		}
 		s->in_bytes[q] = b > 0 ? l[c->starts[b] - 1].act_bytes : 0;
 		for (int f = 0; f < F; f++)
@@ -399,6 +463,8 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 			s.fwd[k] += c->cost->layer[i].fwd_s;
 			s.bwd[k] += c->cost->layer[i].bwd_s;
 			s.stage_bytes[k] += c->cost->layer[i].fixed_bytes;
+			s.step_s[k] += c->cost->layer[i].step_s;
+			s.make_s[k] += c->cost->layer[i].make_s;
 		}
 		s.out_bytes[k] = c->cost->layer[c->starts[k + 1] - 1].act_bytes;
 		s.in_bytes[k] = k > 0 ? c->cost->layer[c->starts[k] - 1].act_bytes : 0;

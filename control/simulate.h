@@ -5,11 +5,16 @@
  *   - A peer runs one instruction at a time. fwd and bwd take their stage's per-sample costs
  *     times the micro-batch's rows over the peer's speed (a backward's measured cost is split
  *     evenly between bwd, the input gradient, and wgrad, the weights' at the end of the batch);
- *     load, loss and step take no time.
+ *     load and loss take no time.
  *   - Peers on one host share its cores: while k peers compute on C < k cores each runs at C/k.
  *   - A send takes no time of its sender; the message leaves when the link from sender to
  *     receiver is free (one queue per direction), takes bytes / bandwidth on it and arrives a
- *     latency later; a receive waits for it, messages of a pair arriving in order.
+ *     latency later (the profile's shared-core latency when the peers outnumber the cores:
+ *     the receiver naps while it waits); a receive waits for it, messages of a pair arriving
+ *     in order.
+ *   - An optimizer step takes its layers' measured step time; a swap costs the sender a pass
+ *     over its stage (packing) and the making of the incoming one, the receiver a pass
+ *     unpacking it.
  *   - After each round every peer sends its stage (parameters and optimizer state) to the next
  *     and starts the next round once the previous peer's has come.
  * In round r stage s runs on peer (r + s) mod N, as the runtime places it.

@@ -23,7 +23,7 @@ static struct nsl_cost cost = { .nlayers = 4, .layer = layers, .link_bw = 1e30, 
 static void set_layers(double f, double b, double act)
 {
 	for (int i = 0; i < 4; i++)
-		layers[i] = (struct nsl_cost_layer){ f, b, 0, act };
+		layers[i] = (struct nsl_cost_layer){ .fwd_s = f, .bwd_s = b, .act_bytes = act };
 }
 
 static void test_one_peer(void)
@@ -95,7 +95,7 @@ static void test_fast(void)
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
 	for (int i = 0; i < 5; i++)
-		l5[i] = (struct nsl_cost_layer){ 1e-4, 2e-4, 0, 64 };
+		l5[i] = (struct nsl_cost_layer){ .fwd_s = 1e-4, .bwd_s = 2e-4, .act_bytes = 64 };
 	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &stale), 0);
 	c.staleness = 0;
 	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &sync), 0);

@@ -3,7 +3,8 @@
 #
 # The simulator's fidelity: each schedule with 4 peers on this machine, measured (nsplit train,
 # best of BENCH_REPEAT) and simulated (nsplit simulate) from a profile taken in the same run, on
-# the same split (the default one) and cores. Prints a table, then one JSON object per line:
+# the same split (the default one; for Fast N-split, staleness 1 with every tensor shipped, the
+# planner's pools and splits from that profile) and cores. Prints a table, then one JSON object per line:
 # schedule, measured_samples_per_s, simulated_samples_per_s, error (simulated / measured - 1).
 # Then the time a 64-peer simulation of one epoch takes (a deep MLP profiled here).
 #
@@ -32,18 +33,35 @@ NSPLIT="$BUILD_DIR/nsplit"
 
 "$NSPLIT" profile --model "$MODEL" --batch "$BATCH" --micro-batch "$MICRO" --out "$tmp/cost.json" >"$tmp/profile.log"
 echo "simulator fidelity: $MODEL, batch $BATCH, 4 peers, $SAMPLES samples, $(nproc) cores; measured best of $REPEAT"
+"$NSPLIT" plan --cost "$tmp/cost.json" --model "$MODEL" --peers 4 --schedule fast --fast-activations all \
+	--batch "$BATCH" --micro-batch "$((2 * MICRO))" --samples "$SAMPLES" --cores "$(nproc)" --json >"$tmp/plan.json"
+fast=$("$PY" - "$tmp/plan.json" <<'PYEOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+cuts = lambda a: ",".join(map(str, a)) or "even"
+print("--pools %d:%d --split-fwd %s --split-bwd %s" % (p["pools"][0], p["pools"][1], cuts(p["split_fwd"]), cuts(p["split_bwd"])))
+PYEOF
+)
 printf '%-8s %6s %12s %12s %8s\n' schedule micro measured simulated error
-for s in nsplit gpipe 1f1b; do
+for s in nsplit gpipe 1f1b fast; do
 	micro=$MICRO
 	[[ $s == nsplit ]] && micro=$((BATCH / 16))
+	extra=(--split even)
+	if [[ $s == fast ]]; then
+		micro=$((2 * MICRO))
+		# shellcheck disable=SC2206
+		extra=($fast --staleness 1 --fast-activations all)
+	fi
 	best=0
 	for ((r = 0; r < REPEAT; r++)); do
+		train_extra=("${extra[@]}")
+		[[ $s == fast ]] || train_extra=()
 		v=$("$NSPLIT" train --peers 4 --model "$MODEL" --data "$DATA" --batch "$BATCH" --micro-batch "$micro" \
-			--schedule "$s" --epochs 1 --limit-samples "$SAMPLES" --no-eval --no-progress --threads 1 |
-			awk '/^training:/ {print $2}')
+			--schedule "$s" --epochs 1 --limit-samples "$SAMPLES" --no-eval --no-progress --threads 1 \
+			"${train_extra[@]}" | awk '/^training:/ {print $2}')
 		awk "BEGIN {exit !(${v:-0} > $best)}" && best=$v
 	done
-	sim=$("$NSPLIT" simulate --cost "$tmp/cost.json" --model "$MODEL" --peers 4 --split even --schedule "$s" \
+	sim=$("$NSPLIT" simulate --cost "$tmp/cost.json" --model "$MODEL" --peers 4 "${extra[@]}" --schedule "$s" \
 		--batch "$BATCH" --micro-batch "$micro" --samples "$SAMPLES" --json |
 		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])')
 	err=$(awk -v m="$best" -v s="$sim" 'BEGIN {printf "%.3f", (m > 0 ? s / m - 1 : 0)}')

@@ -82,8 +82,15 @@ void nsl_layer_free(struct nsl_layer *l)
 	l->ops->fini(l);
 	nsl_alloc_free(&nsl_allocator_libc, l->own_saved);
 	for (int q = 0; q < l->nparams; q++) {
-		nsl_alloc_free(l->ctx->alloc, l->params[q].data);
-		nsl_alloc_free(l->ctx->alloc, l->params[q].grad);
+		struct nsl_param *p = &l->params[q];
+
+		for (int d = 0; d < 2; d++) {
+			dnnl_primitive_destroy(p->reorder[d]);
+			dnnl_memory_destroy(p->reorder_src[d]);
+			dnnl_memory_destroy(p->reorder_dst[d]);
+		}
+		nsl_alloc_free(l->ctx->alloc, p->data);
+		nsl_alloc_free(l->ctx->alloc, p->grad);
 	}
 	free(l);
 }

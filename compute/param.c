@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Parameters between the layout oneDNN chose and PyTorch's plain layout. Slow path (saving,
- * loading, swapping a stage): the reorder is built on every call and thrown away.
+ * Parameters between the layout oneDNN chose and PyTorch's plain layout: saving, loading,
+ * swapping a stage, and Fast N-split's parameter pushes every batch. Each parameter builds its
+ * two reorders on first use and keeps them.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -13,31 +14,36 @@
 #include "nsplit/error.h"
 #include "layer_pvt.h"
 
-static int reorder(const struct nsl_compute *cc, const dnnl_memory_desc_t *src_md, const void *src,
-		   const dnnl_memory_desc_t *dst_md, void *dst, const char *what)
+/* dir 0: internal -> plain, 1: plain -> internal. */
+static int reorder(const struct nsl_compute *cc, const struct nsl_param *cp, int dir, const void *src, void *dst,
+		   const char *what)
 {
-	dnnl_primitive_desc_t pd = NULL;
-	dnnl_primitive_t prim = NULL;
-	dnnl_memory_t sm = NULL, dm = NULL;
-	int rc;
+	struct nsl_param *p = (struct nsl_param *)(uintptr_t)cp;   /* the cache is not the parameter's value */
+	const dnnl_memory_desc_t *src_md = dir ? &p->plain_md : &p->md, *dst_md = dir ? &p->md : &p->plain_md;
+	int rc = 0;
 
-	rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, src_md, cc->engine, dst_md, cc->engine, NULL),
-			    what);
-	if (rc == 0)
-		rc = nsl_dnnl_check(dnnl_primitive_create(&prim, pd), what);
-	if (rc == 0)
-		rc = nsl_dnnl_check(dnnl_memory_create(&sm, src_md, cc->engine, (void *)(uintptr_t)src), what);
-	if (rc == 0)
-		rc = nsl_dnnl_check(dnnl_memory_create(&dm, dst_md, cc->engine, dst), what);
-	if (rc == 0) {
-		dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, sm }, { DNNL_ARG_TO, dm } };
+	if (p->reorder[dir] == NULL) {
+		dnnl_primitive_desc_t pd = NULL;
 
-		rc = nsl_dnnl_exec(cc, prim, 2, args, what);
+		rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, src_md, cc->engine, dst_md, cc->engine, NULL),
+				    what);
+		if (rc == 0)
+			rc = nsl_dnnl_check(dnnl_primitive_create(&p->reorder[dir], pd), what);
+		if (rc == 0)
+			rc = nsl_dnnl_check(dnnl_memory_create(&p->reorder_src[dir], src_md, cc->engine, DNNL_MEMORY_NONE),
+					    what);
+		if (rc == 0)
+			rc = nsl_dnnl_check(dnnl_memory_create(&p->reorder_dst[dir], dst_md, cc->engine, DNNL_MEMORY_NONE),
+					    what);
+		dnnl_primitive_desc_destroy(pd);
+		if (rc < 0)
+			return rc;
 	}
-	dnnl_memory_destroy(dm);
-	dnnl_memory_destroy(sm);
-	dnnl_primitive_destroy(prim);
-	dnnl_primitive_desc_destroy(pd);
+	if ((rc = nsl_layer_bind(p->reorder_src[dir], src)) == 0 && (rc = nsl_layer_bind(p->reorder_dst[dir], dst)) == 0) {
+		dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, p->reorder_src[dir] }, { DNNL_ARG_TO, p->reorder_dst[dir] } };
+
+		rc = nsl_dnnl_exec(cc, p->reorder[dir], 2, args, what);
+	}
 	return rc;
 }
 
@@ -50,7 +56,7 @@ int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, 
 		return 0;
 	}
 	snprintf(what, sizeof(what), "%s: reorder to the plain layout", p->name);
-	return reorder(cc, &p->md, internal, &p->plain_md, plain, what);
+	return reorder(cc, p, 0, internal, plain, what);
 }
 
 int nsl_param_from_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *plain, float *internal)
@@ -62,7 +68,7 @@ int nsl_param_from_plain(const struct nsl_compute *cc, const struct nsl_param *p
 		return 0;
 	}
 	snprintf(what, sizeof(what), "%s: reorder from the plain layout", p->name);
-	return reorder(cc, &p->plain_md, plain, &p->md, internal, what);
+	return reorder(cc, p, 1, plain, internal, what);
 }
 
 int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain)

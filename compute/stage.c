@@ -312,6 +312,19 @@ static int check_context(const struct nsl_stage *s, int k)
 	return 0;
 }
 
+/* Slot k, ready for a forward of `batch` rows: 0 or an errno. */
+static int slot_ready(struct nsl_stage *s, int k, int batch)
+{
+	int rc;
+
+	if ((rc = check_context(s, k)) < 0)
+		return rc;
+	/* Normally prepared ahead; preparing here costs one primitive build per new shape. */
+	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
+		return rc;
+	return 0;
+}
+
 int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, const float **y, bool train,
 			 uint64_t key)
 {
@@ -319,10 +332,7 @@ int nsl_stage_forward_in(struct nsl_stage *s, int k, int batch, const float *x, 
 	const float *in = x;
 	int rc;
 
-	if ((rc = check_context(s, k)) < 0)
-		return rc;
-	/* Normally prepared ahead; preparing here costs one primitive build per new shape. */
-	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
+	if ((rc = slot_ready(s, k, batch)) < 0)
 		return rc;
 	f = &s->inflight[k];
 	f->batch = 0;
@@ -366,9 +376,7 @@ int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *con
 	struct inflight *f;
 	int rc;
 
-	if ((rc = check_context(s, k)) < 0)
-		return rc;
-	if (!is_prepared(s, batch) && (rc = nsl_stage_prepare(s, batch)) < 0)
+	if ((rc = slot_ready(s, k, batch)) < 0)
 		return rc;
 	f = &s->inflight[k];
 	for (int j = 0; j < s->nl; j++) {

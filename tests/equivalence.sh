@@ -31,14 +31,7 @@ trap 'rm -rf "$tmp"' EXIT
 failed=0
 
 run() { # out args...
-	local out=$1
-	shift
-	"$NSPLIT" train --data "$DATA" --epochs 1 --limit-samples 6000 --batch 64 --seed 1 --threads 1 \
-		--no-progress --no-eval --save-weights "$out" "$@" >"$out.log" 2>&1 || {
-		echo "FAIL: nsplit train $* exited non-zero:"
-		tail -n 20 "$out.log"
-		return 1
-	}
+	nsl_train_save "$1" --epochs 1 --limit-samples 6000 --batch 64 --seed 1 --threads 1 "${@:2}"
 }
 
 SGD=(--optimizer sgd --lr 0.02 --momentum 0.9)

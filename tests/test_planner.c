@@ -145,6 +145,23 @@ static void random_cost(struct nsl_rng *g, struct nsl_cost *c, struct nsl_cost_l
 	c->slots = 1 + (int)(nsl_rng_next(g) % 4);
 }
 
+/* Job t of a random series: its cost, peers (at least min_n), speeds, budgets and shared cores. */
+static int random_job(struct nsl_rng *g, int t, int min_n, struct nsl_cost *c, struct nsl_cost_layer *layers,
+		      double *speed, double *budget)
+{
+	int n, most;
+
+	random_cost(g, c, layers);
+	cores = t % 4 == 1 ? 1 + (int)(nsl_rng_next(g) % 3) : 0;
+	most = min_n == 1 && c->nlayers < 4 ? c->nlayers : 4;
+	n = min_n + (int)(nsl_rng_next(g) % (unsigned)(most - min_n + 1));
+	for (int p = 0; p < n; p++) {
+		speed[p] = t % 3 == 0 ? 1.0 : uniform(g, 0.25, 4);
+		budget[p] = nsl_rng_next(g) % 4 == 0 ? 0 : uniform(g, 1e6, 1e8);
+	}
+	return n;
+}
+
 static void test_against_brute_force(void)
 {
 	struct nsl_rng g;
@@ -155,15 +172,8 @@ static void test_against_brute_force(void)
 		struct nsl_cost_layer layers[10];
 		struct nsl_cost c;
 		double speed[4], budget[4];
-		int n;
+		const int n = random_job(&g, t, 1, &c, layers, speed, budget);
 
-		random_cost(&g, &c, layers);
-		cores = t % 4 == 1 ? 1 + (int)(nsl_rng_next(&g) % 3) : 0;
-		n = 1 + (int)(nsl_rng_next(&g) % (c.nlayers < 4 ? (unsigned)c.nlayers : 4u));
-		for (int p = 0; p < n; p++) {
-			speed[p] = t % 3 == 0 ? 1.0 : uniform(&g, 0.25, 4);
-			budget[p] = nsl_rng_next(&g) % 4 == 0 ? 0 : uniform(&g, 1e6, 1e8);
-		}
 		for (int o = 0; o < 2; o++) {
 			const enum nsl_plan_objective obj = o ? NSL_PLAN_BOTTLENECK : NSL_PLAN_EPOCH;
 			struct brute b = { .c = &c, .n = n, .speed = speed, .budget = budget, .obj = obj, .best = INFINITY,
@@ -346,15 +356,8 @@ static void test_fast_against_brute_force(void)
 		struct nsl_cost_layer layers[10];
 		struct nsl_cost c;
 		double speed[4], budget[4], need;
-		int n;
+		const int n = random_job(&g, t, 2, &c, layers, speed, budget);
 
-		random_cost(&g, &c, layers);
-		cores = t % 4 == 1 ? 1 + (int)(nsl_rng_next(&g) % 3) : 0;
-		n = 2 + (int)(nsl_rng_next(&g) % 3);
-		for (int p = 0; p < n; p++) {
-			speed[p] = t % 3 == 0 ? 1.0 : uniform(&g, 0.25, 4);
-			budget[p] = nsl_rng_next(&g) % 4 == 0 ? 0 : uniform(&g, 1e6, 1e8);
-		}
 		for (int re = 0; re < 2; re++) {
 			struct nsl_plan_req r = { .cost = &c, .npeers = n, .speed = speed, .budget = budget,
 						  .objective = NSL_PLAN_FAST, .samples_per_shard = 100, .cores = cores,

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
-# Sourced by the test scripts that compare trained weights: nsl_check_weights NAME A B [TOL]
+# Sourced by the test scripts that compare trained weights (nsl_train_save, below, trains and
+# saves them): nsl_check_weights NAME A B [TOL]
 # prints "ok: NAME: ..." when the safetensors files A and B agree within TOL (default 0:
 # bitwise), else "FAIL: NAME: ..." and sets failed=1.
 nsl_check_weights() {
@@ -10,4 +11,16 @@ nsl_check_weights() {
 		echo "FAIL: $1: $verdict"
 		failed=1
 	fi
+}
+
+# nsl_train_save OUT ARGS...: "$NSPLIT" train on "$DATA" with ARGS, saving the weights to OUT and
+# its output to OUT.log; on failure prints FAIL with the log's tail and returns 1.
+nsl_train_save() {
+	local out=$1
+	shift
+	"$NSPLIT" train --data "$DATA" --no-progress --no-eval --save-weights "$out" "$@" >"$out.log" 2>&1 || {
+		echo "FAIL: nsplit train $* exited non-zero:"
+		tail -n 20 "$out.log"
+		return 1
+	}
 }

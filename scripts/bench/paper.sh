@@ -143,6 +143,7 @@ for i, (s, label) in enumerate(names.items()):
     if m:
         ax.plot([n for n, _ in m], [v for _, v in m], "o", color=color, mfc="none")
 ax.set_yscale("log")
+ax.set_xticks(sorted({r["peers"] for r in rows}))
 ax.set_xlabel("peers N")
 ax.set_ylabel("epoch time, s (60,000 samples; log scale)")
 ax.set_title("Epoch time against N: lines simulated (a device each), circles measured here "

@@ -161,7 +161,8 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		j->micro = o->batch;
 	if (o->schedule == NSL_SCHED_FAST) {
 		if (o->split && *o->split)
-			rc = nsl_error_set(EINVAL, "--schedule fast takes --split-fwd and --split-bwd, one per pool, not --split");
+			rc = nsl_error_set(EINVAL, "--schedule fast takes --split-fwd and --split-bwd, one per pool, not --split "
+					   "(without them it plans both, as --split auto would)");
 		else if (o->checkpoint || o->resume || o->cluster)
 			rc = nsl_error_set(ENOTSUP, "--schedule fast runs in one process (--peers N) without --checkpoint or "
 					   "--resume as yet");

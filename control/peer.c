@@ -250,9 +250,8 @@ int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const v
 
 int nsl_peer_drain(struct peer *p)
 {
-	int rc;
-
 	const struct job *j = p->job;
+	int rc;
 
 	for (int k = 0; k < j->kmax; k++)
 		if ((rc = nsl_peer_wait_tx(p, &p->tx_act[k])) < 0 || (rc = nsl_peer_wait_tx(p, &p->tx_grad[k])) < 0 ||

@@ -61,9 +61,14 @@ static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec
 		} else if (strcmp(k, "mem-limit") == 0) {
 			if ((rc = nsl_cli_bytes("mem-limit", v, &p->mem_limit)) < 0)
 				rc = nsl_error_prefix(rc, "%s: [%s]", path, sec);
+		} else if (strcmp(k, "host") == 0) {
+			rc = copy_value(path, sec, k, v, p->host);
+		} else if (strcmp(k, "cores") == 0) {
+			if ((rc = nsl_cli_int("cores", v, 1, 4096, &p->cores)) < 0)
+				rc = nsl_error_prefix(rc, "%s: [%s]", path, sec);
 		} else {
-			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit, speed)",
-					   path, sec, k);
+			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit, "
+					   "speed, host, cores)", path, sec, k);
 		}
 	}
 	if (p->speed == 0)
@@ -74,6 +79,82 @@ static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec
 	if (rc == 0 && *p->port && (*p->port_next || *p->port_prev))
 		rc = nsl_error_set(EINVAL, "%s: [%s] gives both port and port-next/port-prev; one port reaches every peer, "
 				   "or one port per neighbour, not both", path, sec);
+	return rc;
+}
+
+/* Peers naming one host share it; each host's cores, the same wherever given. */
+static int number_hosts(const char *path, struct nsl_cluster *c)
+{
+	int nhosts = 0;
+
+	for (int i = 0; i < c->npeers; i++) {
+		struct nsl_cluster_peer *p = &c->peers[i];
+		int h = -1;
+
+		for (int j = 0; j < i && h < 0 && *p->host; j++)
+			if (strcmp(c->peers[j].host, p->host) == 0)
+				h = c->host[j];
+		if (h < 0) {
+			h = nhosts++;
+			c->host_cores[h] = p->cores;
+		} else if (p->cores && c->host_cores[h] && p->cores != c->host_cores[h]) {
+			return nsl_error_set(EINVAL, "%s: [peer%d] says host %s has %d cores, another peer on it says %d", path,
+					     i, p->host, p->cores, c->host_cores[h]);
+		} else if (p->cores) {
+			c->host_cores[h] = p->cores;
+		}
+		c->host[i] = h;
+	}
+	return 0;
+}
+
+/* [linkA-B] sections: a link's bandwidth and latency, both ways. */
+static int parse_links(const char *path, struct rte_cfgfile *cfg, struct nsl_cluster *c)
+{
+	const int n = c->npeers, nsec = rte_cfgfile_num_sections(cfg, "", 0);
+	char (*names)[CFG_NAME_LEN] = calloc((size_t)(nsec > 0 ? nsec : 1), sizeof(*names));
+	char *ptrs[512];
+	int rc = 0;
+
+	c->link_bw = calloc((size_t)(n * n), sizeof(double));
+	c->link_lat = calloc((size_t)(n * n), sizeof(double));
+	if (names == NULL || c->link_bw == NULL || c->link_lat == NULL || nsec > 512) {
+		free(names);
+		return nsl_error_set(ENOMEM, "%s: out of memory for its sections", path);
+	}
+	for (int i = 0; i < nsec; i++)
+		ptrs[i] = names[i];
+	rte_cfgfile_sections(cfg, ptrs, nsec);
+	for (int i = 0; i < nsec && rc == 0; i++) {
+		struct rte_cfgfile_entry e[4];
+		int a, b, ne, used;
+		char tail;
+
+		if (strncmp(names[i], "link", 4) != 0)
+			continue;
+		if (sscanf(names[i], "link%d-%d%n%c", &a, &b, &used, &tail) != 2 || a < 0 || b < 0 || a >= n || b >= n ||
+		    a == b) {
+			rc = nsl_error_set(EINVAL, "%s: [%s] is not [linkA-B] for two of peers 0 to %d", path, names[i], n - 1);
+			break;
+		}
+		ne = rte_cfgfile_section_entries(cfg, names[i], e, 4);
+		for (int k = 0; k < ne && rc == 0; k++) {
+			char *end;
+			double v = strtod(e[k].value, &end);
+
+			if (end == e[k].value || *end || !(v > 0 && v < 1e9))
+				rc = nsl_error_set(EINVAL, "%s: [%s] %s = %s is not a positive number", path, names[i], e[k].name,
+						   e[k].value);
+			else if (strcmp(e[k].name, "bandwidth-gbps") == 0)
+				c->link_bw[a * n + b] = c->link_bw[b * n + a] = v * 1e9 / 8;
+			else if (strcmp(e[k].name, "latency-us") == 0)
+				c->link_lat[a * n + b] = c->link_lat[b * n + a] = v * 1e-6;
+			else
+				rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (bandwidth-gbps, latency-us)", path,
+						   names[i], e[k].name);
+		}
+	}
+	free(names);
 	return rc;
 }
 
@@ -147,6 +228,10 @@ int nsl_cluster_load(const char *path, struct nsl_cluster *c)
 			rc = parse_peer(path, cfg, sec, &c->peers[i]);
 	}
 	if (rc == 0)
+		rc = number_hosts(path, c);
+	if (rc == 0)
+		rc = parse_links(path, cfg, c);
+	if (rc == 0)
 		rc = parse_job(path, cfg, c);
 out:
 	rte_cfgfile_close(cfg);
@@ -161,6 +246,8 @@ void nsl_cluster_free(struct nsl_cluster *c)
 		free(c->job_argv[i]);
 	free(c->job_argv);
 	free(c->peers);
+	free(c->link_bw);
+	free(c->link_lat);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -14,6 +14,12 @@
  *   ip = 10.77.0.1        ; its IPv4 address (default 10.77.0.<i + 1>)
  *   mem-limit = 2G        ; its memory budget (default none)
  *   speed = 1.5           ; its compute speed relative to the others (nsplit plan; default 1)
+ *   host = box1           ; the host it runs on (default: one of its own); peers on one host
+ *   cores = 8             ;   share its cores (every peer naming the host gives the same count)
+ *   [link0-1]             ; the link between peers 0 and 1, both ways (default: the cost file's)
+ *   bandwidth-gbps = 25   ; Gbit/s
+ *   latency-us = 12       ; microseconds
+ * (host, cores and links are for nsplit plan and nsplit simulate: peers that are not this machine)
  */
 #ifndef NSL_CLUSTER_H
 #define NSL_CLUSTER_H
@@ -32,11 +38,17 @@ struct nsl_cluster_peer {
 	uint32_t ip;              /* host order; 0 = default */
 	uint64_t mem_limit;       /* bytes; 0 = none */
 	double speed;             /* relative compute speed, for nsplit plan (default 1) */
+	char host[NSL_CLUSTER_VALUE_LEN];
+	int cores;                /* its host's cores (0: not given) */
 };
 
 struct nsl_cluster {
 	int npeers;
 	struct nsl_cluster_peer *peers;
+	int host[64];             /* each peer's host, numbered from 0 */
+	int host_cores[64];       /* each host's cores (0: a core per peer) */
+	double *link_bw;          /* npeers x npeers, bytes/s (0: not given) */
+	double *link_lat;         /* npeers x npeers, seconds (0: not given) */
 	int job_argc;             /* [job] as "--key=value" arguments for the option parser */
 	char **job_argv;          /* job_argv[0] is a program name, as getopt wants */
 };

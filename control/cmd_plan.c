@@ -34,7 +34,8 @@ static void usage(FILE *f)
 	      "  --model M          the model (default mlp:784-512-256-10; must be the cost file's)\n"
 	      "  --input CxHxW      the sample shape (default 1x28x28)\n"
 	      "  --peers N          peers (default 4; a cluster file's count otherwise)\n"
-	      "  --cluster FILE     peers with a speed and a mem-limit each (see nsplit train --help)\n"
+	      "  --cluster FILE     peers with a speed, mem-limit, host and its cores each, and links\n"
+	      "                     with a bandwidth and latency ([linkA-B]; control/cluster.h)\n"
 	      "  --mem-limit SIZE   every peer's budget where the cluster file gives none\n"
 	      "  --schedule S       nsplit (the shortest epoch of one sample at a time), gpipe, 1f1b\n"
 	      "                     or fast (the smallest bottleneck); default 1f1b\n"
@@ -223,6 +224,13 @@ int nsl_cmd_plan(int argc, char **argv)
 						     : o.j.schedule == NSL_SCHED_FAST ? NSL_PLAN_FAST : NSL_PLAN_BOTTLENECK,
 					  .samples_per_shard = (double)o.j.samples / o.j.peers, .cores = o.j.cores,
 					  .fwd = o.j.pools_fwd, .recompute = !o.j.fast_all };
+
+		if (o.cluster) {   /* its hosts and links, for peers that are not this machine */
+			r.host = cl.host;
+			r.host_cores = cl.host_cores;
+			r.link_bw = cl.link_bw;
+			r.link_lat = cl.link_lat;
+		}
 
 		if (o.j.pools_fwd && o.j.pools_fwd + o.j.pools_bwd != o.j.peers) {
 			rc = nsl_error_set(EINVAL, "--pools %d:%d for %d peers: the pools must add up to --peers", o.j.pools_fwd,

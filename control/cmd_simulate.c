@@ -11,6 +11,7 @@
 #include "nsplit/error.h"
 #include "nsplit/model.h"
 #include "cli.h"
+#include "cluster.h"
 #include "commands.h"
 #include "job_opts.h"
 #include "cost.h"
@@ -21,7 +22,7 @@
 
 struct sim_opts {
 	struct nsl_job_opts j;
-	const char *split, *trace, *plan, *split_fwd, *split_bwd;
+	const char *split, *trace, *plan, *split_fwd, *split_bwd, *cluster;
 	int epochs, buffer;
 };
 
@@ -35,7 +36,9 @@ static void usage(FILE *f)
 	      "  --plan FILE        the job nsplit plan --json chose: model, peers, schedule, split(s)\n"
 	      "  --model M          (default mlp:784-512-256-10, or the plan's; the cost file's)\n"
 	      "  --input CxHxW      the sample shape (default 1x28x28)\n"
-	      "  --peers N          (default 4)\n"
+	      "  --peers N          (default 4; a cluster file's count otherwise)\n"
+	      "  --cluster FILE     peers of their own speeds, on hosts of their own cores, joined by\n"
+	      "                     links of their own bandwidth and latency (control/cluster.h)\n"
 	      "  --split I,J,...    the cut (default: the planner's for the schedule; `even` for nsplit\n"
 	      "                     train's default)\n"
 	      "  --schedule S       nsplit, gpipe, 1f1b or fast (default 1f1b)\n"
@@ -60,6 +63,7 @@ static int parse(int argc, char **argv, struct sim_opts *o)
 		{ "split", required_argument, NULL, 'S' }, { "epochs", required_argument, NULL, 'e' },
 		{ "plan", required_argument, NULL, 'P' }, { "split-fwd", required_argument, NULL, 'f' },
 		{ "split-bwd", required_argument, NULL, 'b' }, { "buffer", required_argument, NULL, 'B' },
+		{ "cluster", required_argument, NULL, 'k' },
 		{ "trace", required_argument, NULL, 't' }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
@@ -71,6 +75,7 @@ static int parse(int argc, char **argv, struct sim_opts *o)
 		switch (c) {
 		case 'S': o->split = optarg; break;
 		case 'P': o->plan = optarg; break;
+		case 'k': o->cluster = optarg; break;
 		case 'f': o->split_fwd = optarg; break;
 		case 'b': o->split_bwd = optarg; break;
 		case 'B': rc = nsl_cli_int("buffer", optarg, 1, 256, &o->buffer); break;
@@ -98,7 +103,8 @@ static int parse_split(const struct nsl_model *m, const char *opt, const char *t
 /* The split(s): from --plan, given, the default (`even`), or the planner's. Fast: *fwd forward
  * roles over fstarts, the backward ones over starts. */
 static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, const struct nsl_model *m,
-			struct nsl_cost *c, int *starts, int *fstarts, int *fwd)
+			struct nsl_cost *c, int *starts, int *fstarts, int *fwd, const struct nsl_cluster *cl,
+			const double *speed)
 {
 	const bool fast = o->j.schedule == NSL_SCHED_FAST;
 	struct nsl_plan p;
@@ -125,6 +131,13 @@ static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, cons
 					  .samples_per_shard = (double)o->j.samples / o->j.peers, .cores = o->j.cores,
 					  .fwd = o->j.pools_fwd, .recompute = !o->j.fast_all };
 
+		if (cl->npeers) {
+			r.speed = speed;
+			r.host = cl->host;
+			r.host_cores = cl->host_cores;
+			r.link_bw = cl->link_bw;
+			r.link_lat = cl->link_lat;
+		}
 		if ((rc = nsl_plan_solve(&r, &p)) < 0)
 			return rc;
 	}
@@ -144,6 +157,8 @@ int nsl_cmd_simulate(int argc, char **argv)
 				     .schedule = NSL_SCHED_1F1B, .cores = -1 },
 			      .epochs = 1, .buffer = 4 };
 	struct nsl_plan_file pf;
+	struct nsl_cluster cl = { 0 };
+	double speed[NSL_PLAN_MAX_PEERS];
 	struct nsl_model *m = NULL;
 	struct nsl_cost c = { 0 };
 	struct nsl_trace tracks[NSL_PLAN_MAX_PEERS];
@@ -168,6 +183,20 @@ int nsl_cmd_simulate(int argc, char **argv)
 	}
 	if (o.j.model == NULL)
 		o.j.model = "mlp:784-512-256-10";
+	if (o.cluster) {
+		if (nsl_cluster_load(o.cluster, &cl) < 0)
+			return nsl_cli_fail("simulate");
+		if (o.plan && pf.peers != cl.npeers) {
+			nsl_error_set(EINVAL, "%s plans %d peers; %s has %d", o.plan, pf.peers, o.cluster, cl.npeers);
+			nsl_cluster_free(&cl);
+			return nsl_cli_fail("simulate");
+		}
+		o.j.peers = cl.npeers;
+		for (int q = 0; q < cl.npeers; q++)
+			speed[q] = cl.peers[q].speed;
+	}
+	if (o.j.cores < 0 && o.cluster)
+		o.j.cores = 0;   /* the cluster's hosts say who shares which cores */
 	if (o.j.cores < 0) {
 		cpu_set_t cpus;
 
@@ -183,7 +212,7 @@ int nsl_cmd_simulate(int argc, char **argv)
 	c.micro = o.j.micro;
 	c.slots = o.j.schedule == NSL_SCHED_FAST ? o.buffer
 		: nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + o.j.micro - 1) / o.j.micro);
-	if ((rc = choose_split(&o, o.plan ? &pf : NULL, m, &c, starts, fstarts, &fwd)) < 0)
+	if ((rc = choose_split(&o, o.plan ? &pf : NULL, m, &c, starts, fstarts, &fwd, &cl, speed)) < 0)
 		goto out;
 	for (; o.trace && ntracks < o.j.peers; ntracks++)
 		if ((rc = nsl_trace_init(&tracks[ntracks], ntracks, 1u << 20)) < 0)
@@ -194,6 +223,14 @@ int nsl_cmd_simulate(int argc, char **argv)
 					   .per_shard = o.j.samples / o.j.peers, .rounds = o.epochs * o.j.peers,
 					   .traces = o.trace ? tracks : NULL, .model = m, .fwd = fwd, .fstarts = fstarts,
 					   .fast_all = o.j.fast_all, .staleness = o.j.staleness, .buffer = o.buffer };
+
+		if (o.cluster) {
+			sc.speed = speed;
+			sc.host = cl.host;
+			sc.host_cores = cl.host_cores;
+			sc.link_bw = cl.link_bw;
+			sc.link_lat = cl.link_lat;
+		}
 
 		if ((rc = nsl_simulate(&sc, &res)) < 0)
 			goto out;
@@ -212,7 +249,8 @@ int nsl_cmd_simulate(int argc, char **argv)
 			n += snprintf(text + n, sizeof(text) - (size_t)n, "%s%d", s > 1 ? "," : "", starts[s]);
 		printf("simulated %s over %d peers (split %s%s), %s, micro-batch %d of batch %d, %s, %lld samples x %d epoch%s\n",
 		       m->text, o.j.peers, text, fwd ? (o.j.fast_all ? ", all tensors shipped" : ", recomputing") : "",
-		       nsl_sched_name(o.j.schedule), o.j.micro, o.j.batch, o.j.cores ? "sharing cores" : "a core each",
+		       nsl_sched_name(o.j.schedule), o.j.micro, o.j.batch,
+		       o.cluster ? "the cluster file's hosts and links" : o.j.cores ? "sharing cores" : "a core each",
 		       (long long)o.j.samples, o.epochs, o.epochs == 1 ? "" : "s");
 		if (o.j.cores)
 			printf("(the peers share %d cores)\n", o.j.cores);
@@ -235,5 +273,6 @@ out:
 		nsl_trace_free(&tracks[q]);
 	free(c.layer);
 	nsl_model_free(m);
+	nsl_cluster_free(&cl);
 	return rc < 0 ? nsl_cli_fail("simulate") : 0;
 }

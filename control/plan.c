@@ -73,37 +73,51 @@ static double min_budget_of_peers(const struct nsl_plan_req *r, int *who)
 	return b;
 }
 
+/* The cut before layer i between peers a and b: the cost file's link, or the cluster's. */
+static double link_cut(const struct nsl_plan_req *r, int i, int a, int b)
+{
+	const struct nsl_cost *c = r->cost;
+	const int n = r->npeers;
+	const double lat = r->link_lat && r->link_lat[a * n + b] > 0 ? r->link_lat[a * n + b] : c->link_lat;
+	const double bw = r->link_bw && r->link_bw[a * n + b] > 0 ? r->link_bw[a * n + b] : c->link_bw;
+
+	return 2.0 * (lat / (double)(c->micro > 0 ? c->micro : 1) + c->layer[i - 1].act_bytes / bw);
+}
+
 static double evaluate(const struct nsl_plan_req *r, const struct sums *s, const int *starts, const int *order)
 {
 	const int n = r->npeers;
 	int who;
-	double limit = min_budget_of_peers(r, &who), epoch = 0, cut_max = 0, cut_sum = 0;
+	double limit = min_budget_of_peers(r, &who), epoch = 0;
 
-	for (int k = 0; k < n; k++) {
+	for (int k = 0; k < n; k++)
 		if (starts[k] >= starts[k + 1] || stage_mem(r->cost, s, starts[k], starts[k + 1]) > limit)
 			return INFINITY;
-		if (k > 0) {
-			double x = cut_cost(r->cost, starts[k]);
-
-			cut_sum += x;
-			cut_max = x > cut_max ? x : cut_max;
-		}
-	}
 	for (int round = 0; round < n; round++) {
-		double t = r->objective == NSL_PLAN_EPOCH ? cut_sum : cut_max, busy = cut_sum;
+		double t = 0, busy = 0, cut_max = 0, host_busy[NSL_PLAN_MAX_PEERS] = { 0 };
 
 		for (int k = 0; k < n; k++) {
-			double c = stage_work(s, starts[k], starts[k + 1]) / speed_of(r, order[(round + k) % n]);
+			const int p = order[(round + k) % n];
+			double c = stage_work(s, starts[k], starts[k + 1]) / speed_of(r, p);
+			double x = k > 0 ? link_cut(r, starts[k], order[(round + k - 1) % n], p) : 0;
 
-			busy += c;
+			busy += c + x;
+			if (r->host)   /* a cut counts on the host of the stage it feeds */
+				host_busy[r->host[p]] += c + x;
+			cut_max = x > cut_max ? x : cut_max;
 			if (r->objective == NSL_PLAN_EPOCH)
-				t += c;
+				t += c + x;
 			else if (c > t)
 				t = c;
 		}
+		if (r->objective != NSL_PLAN_EPOCH && cut_max > t)
+			t = cut_max;
 		/* Peers sharing a host's cores: the round takes at least all their work over the cores. */
-		if (r->objective == NSL_PLAN_BOTTLENECK && r->cores > 0 && busy / r->cores > t)
+		if (r->objective == NSL_PLAN_BOTTLENECK && !r->host && r->cores > 0 && busy / r->cores > t)
 			t = busy / r->cores;
+		for (int h = 0; r->objective == NSL_PLAN_BOTTLENECK && r->host && h < n; h++)
+			if (r->host_cores[h] > 0 && host_busy[h] / r->host_cores[h] > t)
+				t = host_busy[h] / r->host_cores[h];
 		epoch += t * r->samples_per_shard;
 	}
 	return epoch;
@@ -306,12 +320,16 @@ static int fast_virtual(const struct nsl_plan_req *r, struct nsl_cost *v, struct
 	const struct nsl_cost *c = r->cost;
 	const int L = c->nlayers;
 
+	const size_t links = r->link_bw || r->link_lat ? (size_t)r->npeers * (size_t)r->npeers : 0;
+	double *bw, *lat;
+
 	*v = *c;
 	v->nlayers = 2 * L;
-	/* one way: half of cut_cost's two-way latency and transfer */
+	/* one way: half of cut_cost's two-way latency and transfer, on the cluster's links too (kept
+	 * after the layers, in the one block v->layer owns) */
 	v->link_lat = c->link_lat / 2;
 	v->link_bw = c->link_bw * 2;
-	if ((v->layer = calloc((size_t)(2 * L), sizeof(*v->layer))) == NULL)
+	if ((v->layer = calloc(1, (size_t)(2 * L) * sizeof(*v->layer) + 2 * links * sizeof(double))) == NULL)
 		return nsl_error_set(ENOMEM, "plan: out of memory");
 	for (int i = 0; i < L; i++) {
 		v->layer[i] = c->layer[i];
@@ -319,9 +337,17 @@ static int fast_virtual(const struct nsl_plan_req *r, struct nsl_cost *v, struct
 		v->layer[L + i] = c->layer[i];
 		v->layer[L + i].fwd_s = r->recompute ? c->layer[i].fwd_s : 0;
 	}
+	bw = (double *)(void *)(v->layer + 2 * L);
+	lat = bw + links;
+	for (size_t q = 0; q < links; q++) {
+		bw[q] = r->link_bw && r->link_bw[q] > 0 ? 2 * r->link_bw[q] : 0;
+		lat[q] = r->link_lat && r->link_lat[q] > 0 ? r->link_lat[q] / 2 : 0;
+	}
 	*vr = *r;
 	vr->cost = v;
 	vr->objective = NSL_PLAN_BOTTLENECK;
+	vr->link_bw = links ? bw : NULL;
+	vr->link_lat = links ? lat : NULL;
 	return 0;
 }
 
@@ -446,6 +472,8 @@ static int plan_fast(const struct nsl_plan_req *r, struct nsl_plan *out)
 		hmean += 1.0 / speed_of(r, p);
 	}
 	hmean = n / hmean;
+	/* Links or hosts of their own make the order matter, as unequal speeds do. */
+	equal &= r->host == NULL && r->link_bw == NULL && r->link_lat == NULL;
 	lo = r->fwd ? r->fwd : 1;
 	hi = r->fwd ? r->fwd : n - 1;
 	if (!r->fwd && n > 8 && (rc = pools_near_balance(&v, &s, n, L, limit, hmean, &lo, &hi)) < 0)
@@ -502,6 +530,7 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 	const int n = r->npeers, L = c->nlayers;
 	struct sums s = { 0 };
 	bool equal = true;
+	const bool uniform = r->host == NULL && r->link_bw == NULL && r->link_lat == NULL;
 	double limit, hmean = 0, v;
 	int who, rc;
 
@@ -522,7 +551,7 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 		out->order[p] = p;
 	}
 	hmean = n / hmean;
-	if (r->objective == NSL_PLAN_EPOCH || (equal && r->cores <= 0)) {
+	if (uniform && (r->objective == NSL_PLAN_EPOCH || (equal && r->cores <= 0))) {
 		/* The order cannot matter: every stage meets every peer once an epoch, and the
 		 * N-split's sum of stage work over a round is the same whoever holds what. */
 		v = split_dp(c, &s, n, limit, r->objective == NSL_PLAN_EPOCH, speed_of(r, 0), out->starts);

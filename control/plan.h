@@ -17,7 +17,9 @@
  *       round time = S (sum_s C_s / speed + sum_s X_s)
  *   NSL_PLAN_BOTTLENECK (gpipe, 1f1b: the pipeline runs at its slowest part)
  *       round time = S max(max_s C_s / speed, max_s X_s, (sum_s C_s / speed + sum_s X_s) / cores)
- *       where the last term counts only when the peers share `cores` cores (one host)
+ *       where the last term counts only when the peers share `cores` cores (one host); with
+ *       hosts given, each host's peers' work and cuts over its cores, and each cut over the link
+ *       between the two peers holding its stages that round
  *   NSL_PLAN_FAST (Fast N-split: F forward roles, then B backward roles, F + B = N)
  *       the bottleneck objective over the roles, a forward role of layers [a, b) costing the
  *       forward work of its layers, a backward role their backward work (plus the forward again
@@ -68,6 +70,12 @@ struct nsl_plan_req {
 	enum nsl_plan_objective objective;
 	double samples_per_shard;
 	int cores;                    /* > 0: every peer on one host of this many cores (0: a core each) */
+	/* Peers that are not this machine (a cluster file's); NULL: one host of `cores` (or a core
+	 * each) and every link the cost file's */
+	const int *host;              /* each peer's host, 0 .. */
+	const int *host_cores;        /* each host's cores (0: a core per peer) */
+	const double *link_bw;        /* npeers x npeers, bytes/s (0: the cost file's) */
+	const double *link_lat;       /* npeers x npeers, seconds (0: the cost file's) */
 	int fwd;                      /* NSL_PLAN_FAST: forward roles (0: the best pool sizes) */
 	int recompute;                /* NSL_PLAN_FAST: backward roles run their forward again */
 };

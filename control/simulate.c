@@ -44,7 +44,8 @@ struct sim {
 	double refwd[NSL_PLAN_MAX_PEERS];                          /* a Fast backward role's forward again */
 	double step_s[NSL_PLAN_MAX_PEERS], make_s[NSL_PLAN_MAX_PEERS];   /* per batch; per swap */
 	double out_bytes[NSL_PLAN_MAX_PEERS], in_bytes[NSL_PLAN_MAX_PEERS], stage_bytes[NSL_PLAN_MAX_PEERS];
-	int computing;                /* peers computing now */
+	int computing_on[NSL_PLAN_MAX_PEERS];   /* peers computing now, per host */
+	int peers_on[NSL_PLAN_MAX_PEERS];       /* peers per host */
 	struct nsl_fast_layout fl;
 	struct nsl_fast_ship *ship;   /* Fast: per backward role */
 	double params_bytes[NSL_PLAN_MAX_PEERS][NSL_PLAN_MAX_PEERS];   /* Fast: backward role b to forward role f */
@@ -78,12 +79,15 @@ static int push(struct chan *c, double t)
 
 static int send(struct sim *s, int from, int to, int kind, double bytes)
 {
-	const struct nsl_cost *cost = s->c->cost;
-	double *free_at = &s->link_free[from * s->n + to];
+	const struct nsl_sim_conf *c = s->c;
+	const int pair = from * s->n + to;
+	const double bw = c->link_bw && c->link_bw[pair] > 0 ? c->link_bw[pair] : c->cost->link_bw;
+	const double lat = c->link_lat && c->link_lat[pair] > 0 ? c->link_lat[pair] : c->cost->link_lat;
+	double *free_at = &s->link_free[pair];
 	double start = *free_at > s->now ? *free_at : s->now;
 
-	*free_at = start + bytes / cost->link_bw;
-	return push(&s->ch[chan_of(s, from, to, kind)], *free_at + cost->link_lat);
+	*free_at = start + bytes / bw;
+	return push(&s->ch[chan_of(s, from, to, kind)], *free_at + lat);
 }
 
 static int batch_rows(const struct sim *s, int b)
@@ -262,12 +266,14 @@ static int step(struct sim *s, int rank)
  * profile's shared-core latency, measured with the core busy). With a core each they spin: they
  * see it at once.
  */
-static double seen_at(const struct sim *s, double since, double at)
+static double seen_at(const struct sim *s, int rank, double since, double at)
 {
 	const double cap = NSL_IDLE_NAP_MAX_US * 1e-6;
+	const int h = s->c->host ? s->c->host[rank] : 0;
+	const int cores = s->c->host ? s->c->host_cores[h] : s->c->cores;
 	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
 
-	if (s->c->cores <= 0 || s->n <= s->c->cores || d <= 0)
+	if (cores <= 0 || s->peers_on[h] <= cores || d <= 0)
 		return at;
 	while (t < d && nap < cap) {
 		t += nap;
@@ -275,7 +281,7 @@ static double seen_at(const struct sim *s, double since, double at)
 	}
 	if (t < d)
 		t += ceil((d - t) / cap) * cap;
-	return since + t + (s->computing >= s->c->cores ? s->c->cost->shared_lat : 0);
+	return since + t + (s->computing_on[h] >= cores ? s->c->cost->shared_lat : 0);
 }
 
 /* A waiting peer whose message has come takes it and goes on. */
@@ -294,7 +300,7 @@ static bool wake(struct sim *s, int rank)
 		p->st = READY;   /* the send goes now */
 		return true;
 	}
-	if (c->head == c->tail || seen_at(s, p->t0, c->t[c->head]) > s->now + 1e-15)
+	if (c->head == c->tail || seen_at(s, rank, p->t0, c->t[c->head]) > s->now + 1e-15)
 		return false;
 	c->head++;
 	span(s, rank, p->swap_wait ? NSL_TRACE_SWAP : p->prog[p->pc].op, p->t0);
@@ -320,6 +326,24 @@ static bool wake(struct sim *s, int rank)
 	return true;
 }
 
+/* Each peer's pace: the peers computing on a host of C cores share them (C / k each when k > C),
+ * slower still by the profile's busy_factor when every core is busy. */
+static void host_rates(const struct sim *s, double *rate)
+{
+	int busy[NSL_PLAN_MAX_PEERS] = { 0 };
+
+	for (int q = 0; q < s->n; q++)
+		busy[s->c->host ? s->c->host[q] : 0] += s->p[q].st == COMPUTING;
+	for (int q = 0; q < s->n; q++) {
+		const int h = s->c->host ? s->c->host[q] : 0, k = busy[h];
+		const int cores = s->c->host ? s->c->host_cores[h] : s->c->cores;
+
+		rate[q] = cores > 0 && k > cores ? (double)cores / k : 1.0;
+		if (cores > 0 && k >= cores && s->c->cost->busy_factor > 1)
+			rate[q] /= s->c->cost->busy_factor;
+	}
+}
+
 static int run(struct sim *s, struct nsl_sim_result *out)
 {
 	const int n = s->n;
@@ -328,7 +352,7 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 	for (;;) {
 		bool moved = true;
 		int computing = 0, done = 0;
-		double dt = INFINITY, rate;
+		double dt = INFINITY, rate[NSL_PLAN_MAX_PEERS];
 
 		while (moved) {
 			moved = false;
@@ -345,22 +369,21 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 			computing += s->p[q].st == COMPUTING;
 			done += s->p[q].st == DONE;
 		}
-		s->computing = computing;
+		memset(s->computing_on, 0, sizeof(s->computing_on));
+		for (int q = 0; q < n; q++)
+			s->computing_on[s->c->host ? s->c->host[q] : 0] += s->p[q].st == COMPUTING;
 		if (done == n)
 			break;
-		rate = s->c->cores > 0 && computing > s->c->cores ? (double)s->c->cores / computing : 1.0;
-		/* Every core busy: each computes slower (caches, memory, clocks), as the profile measured. */
-		if (s->c->cores > 0 && computing >= s->c->cores && s->c->cost->busy_factor > 1)
-			rate /= s->c->cost->busy_factor;
+		host_rates(s, rate);
 		for (int q = 0; q < n; q++) {
 			const struct speer *p = &s->p[q];
 			const struct chan *c = &s->ch[p->wait];
 
-			if (p->st == COMPUTING && p->remaining / rate < dt)
-				dt = p->remaining / rate;
+			if (p->st == COMPUTING && p->remaining / rate[q] < dt)
+				dt = p->remaining / rate[q];
 			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail &&
-				 seen_at(s, p->t0, c->t[c->head]) - s->now < dt)
-				dt = seen_at(s, p->t0, c->t[c->head]) - s->now;
+				 seen_at(s, q, p->t0, c->t[c->head]) - s->now < dt)
+				dt = seen_at(s, q, p->t0, c->t[c->head]) - s->now;
 		}
 		if (isinf(dt))
 			return nsl_error_set(EDEADLK, "simulate: every peer waits for a message no one sends (at %.6f s)", s->now);
@@ -373,8 +396,8 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 
 			if (p->st != COMPUTING)
 				continue;
-			p->remaining -= dt * rate;
-			p->busy += dt * rate;
+			p->remaining -= dt * rate[q];
+			p->busy += dt * rate[q];
 			if (p->remaining > 1e-15)
 				continue;
 			if (p->swap_phase == 1) {
@@ -469,6 +492,8 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 		s.out_bytes[k] = c->cost->layer[c->starts[k + 1] - 1].act_bytes;
 		s.in_bytes[k] = k > 0 ? c->cost->layer[c->starts[k] - 1].act_bytes : 0;
 	}
+	for (int q = 0; q < n; q++)
+		s.peers_on[c->host ? c->host[q] : 0]++;
 	s.link_free = calloc((size_t)n * (size_t)n, sizeof(double));
 	s.ch = calloc((size_t)n * (size_t)n * CH_KINDS, sizeof(*s.ch));
 	s.p = calloc((size_t)n, sizeof(*s.p));

@@ -97,6 +97,15 @@ expect 1 'seven-plan.json: "split_bwd" cuts at layer 7, which does not exist' --
 sed 's/"pools":\[1,2\]/"pools":[2,2]/' "$work/plan.json" >"$work/pools-plan.json"
 expect 1 'pools-plan.json: "pools" must be [F, B]' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/pools-plan.json"
 expect 1 'plans model dense:64,relu,dense:32,relu,dense:10; this one is dense:32,relu,dense:10' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/plan.json" --model mlp:784-32-10
+printf '[peer0]\nport = x\nhost = a\ncores = 1\n[peer1]\nport = y\nhost = a\n[peer2]\nport = z\nspeed = 2\n[link1-2]\nbandwidth-gbps = 1\nlatency-us = 50\n' >"$work/hosts.ini"
+expect 0 "the cluster file's hosts and links" -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/hosts.ini" --batch 32 --samples 640
+expect 0 'rotation order:' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/hosts.ini" --schedule fast
+printf '[peer0]\nport = x\n[peer1]\nport = y\n[link0-5]\nbandwidth-gbps = 1\n' >"$work/link5.ini"
+expect 1 'link5.ini: [link0-5] is not [linkA-B] for two of peers 0 to 1' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/link5.ini"
+printf '[peer0]\nport = x\nhost = a\ncores = 2\n[peer1]\nport = y\nhost = a\ncores = 3\n' >"$work/cores.ini"
+expect 1 '[peer1] says host a has 3 cores, another peer on it says 2' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/cores.ini"
+printf '[peer0]\nport = x\n[peer1]\nport = y\n[link0-1]\nbandwidth = 1\n' >"$work/linkkey.ini"
+expect 1 '[link0-1] has an unknown key bandwidth (bandwidth-gbps, latency-us)' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/linkkey.ini"
 echo '{"peers": 2}' >"$work/notplan.json"
 expect 1 'notplan.json: not a plan' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/notplan.json"
 echo '{"a": 1}' >"$work/other.json"

@@ -4,7 +4,8 @@
  * speeds, up to 4 peers with a core each or sharing 1 to 3, the planner's plan is as good as the best of every split and every
  * rotation order, each costed by an evaluator written here, apart from the planner (ties
  * allowed), for both objectives; infeasible jobs are refused with the smallest budget that would
- * do; the same for Fast N-split's pools and two splits. Also: a 1,000-layer model over 64 peers
+ * do; the same for Fast N-split's pools and two splits. One job in five places the peers on
+ * hosts of their own core counts and gives some links their own bandwidth and latency. Also: a 1,000-layer model over 64 peers
  * is planned (its time is printed, not judged), under 1f1b and Fast N-split.
  */
 #include <errno.h>
@@ -27,6 +28,18 @@
 /* ---- the reference evaluator: the formulas of plan.h, written out again ---- */
 
 static int cores;   /* the jobs' shared cores (0: a core per peer) */
+/* Some jobs: peers on hosts of their own core counts, links of their own (NULL: none). */
+static const int *hosts, *host_cores;
+static const double *link_bw, *link_lat;
+
+/* The cut before layer `at` from peer a to peer b, both ways. */
+static double ref_cut(const struct nsl_cost *c, int n, int at, int a, int b)
+{
+	double lat = link_lat && link_lat[a * n + b] > 0 ? link_lat[a * n + b] : c->link_lat;
+	double bw = link_bw && link_bw[a * n + b] > 0 ? link_bw[a * n + b] : c->link_bw;
+
+	return 2 * (lat / c->micro + c->layer[at - 1].act_bytes / bw);
+}
 
 static double ref_epoch(const struct nsl_cost *c, int n, const double *speed, const double *budget,
 			enum nsl_plan_objective obj, double samples, const int *starts, const int *order)
@@ -45,7 +58,7 @@ static double ref_epoch(const struct nsl_cost *c, int n, const double *speed, co
 			return INFINITY;
 	}
 	for (int r = 0; r < n; r++) {
-		double round = 0, all = 0;
+		double round = 0, all = 0, on[4] = { 0 };
 
 		for (int k = 0; k < n; k++) {
 			double work = 0, cut = 0;
@@ -54,15 +67,20 @@ static double ref_epoch(const struct nsl_cost *c, int n, const double *speed, co
 				work += c->layer[i].fwd_s + c->layer[i].bwd_s;
 			work /= speed[order[(r + k) % n]];
 			if (k > 0)
-				cut = 2 * (c->link_lat / c->micro + c->layer[starts[k] - 1].act_bytes / c->link_bw);
+				cut = ref_cut(c, n, starts[k], order[(r + k - 1) % n], order[(r + k) % n]);
 			all += work + cut;
+			if (hosts)
+				on[hosts[order[(r + k) % n]]] += work + cut;
 			if (obj == NSL_PLAN_EPOCH)
 				round += work + cut;
 			else
 				round = fmax(round, fmax(work, cut));
 		}
-		if (obj == NSL_PLAN_BOTTLENECK && cores > 0)
+		if (obj == NSL_PLAN_BOTTLENECK && cores > 0 && !hosts)
 			round = fmax(round, all / cores);
+		for (int h = 0; obj == NSL_PLAN_BOTTLENECK && hosts && h < n; h++)
+			if (host_cores[h] > 0)
+				round = fmax(round, on[h] / host_cores[h]);
 		total += round * samples;
 	}
 	return total;
@@ -159,7 +177,36 @@ static int random_job(struct nsl_rng *g, int t, int min_n, struct nsl_cost *c, s
 		speed[p] = t % 3 == 0 ? 1.0 : uniform(g, 0.25, 4);
 		budget[p] = nsl_rng_next(g) % 4 == 0 ? 0 : uniform(g, 1e6, 1e8);
 	}
+	/* One job in five: a cluster file's hosts (1 or 2 peers each, 0-2 cores) and some links. */
+	hosts = host_cores = NULL;
+	link_bw = link_lat = NULL;
+	if (t % 5 == 2) {
+		static int h[4], hc[4];
+		static double bw[16], lat[16];
+
+		for (int p = 0; p < n; p++) {
+			h[p] = p / 2;
+			hc[p] = (int)(nsl_rng_next(g) % 3);
+		}
+		for (int q = 0; q < 16; q++) {
+			bw[q] = nsl_rng_next(g) % 2 ? uniform(g, 1e7, 1e10) : 0;
+			lat[q] = nsl_rng_next(g) % 2 ? uniform(g, 1e-6, 1e-3) : 0;
+		}
+		hosts = h;
+		host_cores = hc;
+		link_bw = bw;
+		link_lat = lat;
+	}
 	return n;
+}
+
+/* The request for a job random_job made. */
+static void with_cluster(struct nsl_plan_req *r)
+{
+	r->host = hosts;
+	r->host_cores = host_cores;
+	r->link_bw = link_bw;
+	r->link_lat = link_lat;
 }
 
 static void test_against_brute_force(void)
@@ -184,6 +231,7 @@ static void test_against_brute_force(void)
 			int rc;
 
 			b.starts[0] = 0;
+			with_cluster(&r);
 			each_split(&b, 1);
 			rc = nsl_plan_solve(&r, &plan);
 			if (isinf(b.best)) {
@@ -221,9 +269,10 @@ static double role_mem(const struct nsl_cost *c, int a, int b)
 	return mem;
 }
 
-static double one_way(const struct nsl_cost *c, int before)
+/* One way, from peer a to peer b (the cluster's link if it has one). */
+static double one_way_link(const struct nsl_cost *c, int n, int before, int a, int b)
 {
-	return c->link_lat / c->micro + c->layer[before - 1].act_bytes / c->link_bw;
+	return ref_cut(c, n, before, a, b) / 2;
 }
 
 static double ref_fast(const struct nsl_cost *c, int n, int F, const double *speed, const double *budget,
@@ -242,25 +291,31 @@ static double ref_fast(const struct nsl_cost *c, int n, int F, const double *spe
 		if (role_mem(c, bs[b], bs[b + 1]) > smallest)
 			return INFINITY;
 	for (int r = 0; r < n; r++) {
-		double round = 0, all = 0;
+		double round = 0, all = 0, on[4] = { 0 };
 
 		for (int k = 0; k < n; k++) {
 			const bool fwd = k < F;
 			const int a = fwd ? fs[k] : bs[k - F], z = fwd ? fs[k + 1] : bs[k - F + 1];
+			const int p = order[(r + k) % n], from = order[(r + k + n - 1) % n];
 			double work = 0, cut = 0;
 
 			for (int i = a; i < z; i++)
 				work += fwd ? c->layer[i].fwd_s : c->layer[i].bwd_s + (recompute ? c->layer[i].fwd_s : 0);
-			work /= speed[order[(r + k) % n]];
+			work /= speed[p];
 			if (a > 0)
-				cut = one_way(c, a);
+				cut = one_way_link(c, n, a, from, p);
 			else if (!fwd)
-				cut = one_way(c, L);   /* the pools' junction */
+				cut = one_way_link(c, n, L, from, p);   /* the pools' junction */
 			all += work + cut;
+			if (hosts)
+				on[hosts[p]] += work + cut;
 			round = fmax(round, fmax(work, cut));
 		}
-		if (cores > 0)
+		if (cores > 0 && !hosts)
 			round = fmax(round, all / cores);
+		for (int h = 0; hosts && h < n; h++)
+			if (host_cores[h] > 0)
+				round = fmax(round, on[h] / host_cores[h]);
 		total += round * 100;
 	}
 	return total;
@@ -364,7 +419,7 @@ static void test_fast_against_brute_force(void)
 						  .recompute = re };
 			struct nsl_plan plan;
 			double best = brute_fast(&c, n, speed, budget, re, &need), mine;
-			int rc = nsl_plan_solve(&r, &plan);
+			int rc = (with_cluster(&r), nsl_plan_solve(&r, &plan));
 			const char *e;
 
 			if (isinf(need)) {   /* a pool would have no layer */

@@ -3,7 +3,8 @@
  * The simulator on jobs whose times can be worked out by hand: one peer adds up its work; a
  * pipeline of equal stages on free links approaches a micro-batch per stage-time; peers sharing
  * one core take all their work end to end; a slow link sets the pace; the trace has a span per
- * instruction run; Fast N-split with staleness 1 runs at its slowest role's pace, and without
+ * instruction run; a cluster's hosts share their cores and a slow link of its own slows the
+ * pipeline; Fast N-split with staleness 1 runs at its slowest role's pace, and without
  * staleness slower, forwards waiting for the updates; a buffer of one still completes.
  */
 #include <errno.h>
@@ -78,6 +79,27 @@ static void test_pipeline(void)
 	printf("slow links: %.0f samples/s ", r.samples_per_s);
 	CU_ASSERT(r.samples_per_s <= 1000 * 1.0001 && r.samples_per_s > 450 && r.samples_per_s < 667);
 	cost.link_bw = 1e30;
+	/* A cluster: peers 0, 1 on one single-core host and 2, 3 on another; then the link between
+	 * peers 1 and 2 alone slow (the rotation brings every cut onto it in turn). */
+	{
+		const int host[4] = { 0, 0, 1, 1 }, host_cores[4] = { 1, 1, 0, 0 };
+		double bw[16] = { 0 };
+		struct nsl_sim_result hosts, one_link;
+
+		c.host = host;
+		c.host_cores = host_cores;
+		CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &hosts), 0);
+		c.host = NULL;
+		c.host_cores = NULL;
+		bw[1 * 4 + 2] = bw[2 * 4 + 1] = 4.096e6;
+		c.link_bw = bw;
+		CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &one_link), 0);
+		c.link_bw = NULL;
+		printf("two hosts of one core: %.0f samples/s (each host's work on its core: %.0f); one slow link: %.0f ",
+		       hosts.samples_per_s, 1 / (2 * 3e-4), one_link.samples_per_s);
+		CU_ASSERT(hosts.samples_per_s <= 1 / (2 * 3e-4) * 1.0001 && hosts.samples_per_s > 0.8 / (2 * 3e-4));
+		CU_ASSERT(one_link.samples_per_s < 0.9 / 3e-4 && one_link.samples_per_s > r.samples_per_s);
+	}
 	for (int q = 0; q < 4; q++)
 		nsl_trace_free(&t[q]);
 }

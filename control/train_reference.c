@@ -197,6 +197,9 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 
 	if (o->peers != 1)
 		return nsl_error_set(EINVAL, "the single-peer trainer runs --peers 1 (got %d)", o->peers);
+	if (o->pools_fwd || o->split_fwd || o->split_bwd || o->fast_all || o->buffer || o->no_stash)
+		return nsl_error_set(EINVAL, "--pools, --split-fwd, --split-bwd, --fast-activations, --buffer and --no-stash "
+				     "are Fast N-split's (--peers 2 or more); one peer takes --staleness alone, to replay it");
 	if (o->batch < 1 || o->epochs < 1)
 		return nsl_error_set(EINVAL, "--batch and --epochs must be at least 1 (got %d and %d)", o->batch, o->epochs);
 	rc = nsl_dataset_prepare(o->data_dir, o->cache_dir ? o->cache_dir : nsl_default_cache_dir(),

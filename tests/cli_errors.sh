@@ -59,6 +59,7 @@ expect 1 'peer 0 cannot hold stage 1 (layers 0-0): it needs 13.1 MiB' -- "$nspli
 expect 2 '--mem-limit: "lots" is not a size' -- "$nsplit" train --peers 4 --mem-limit lots
 expect 1 '--pools 2:3 for 4 peers: the pools must add up to --peers' -- "$nsplit" train --peers 4 --schedule fast --pools 2:3 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 '--pools: "3" is not F:B' -- "$nsplit" train --peers 4 --schedule fast --pools 3
+expect 1 'one peer takes --staleness alone' -- "$nsplit" train --pools 1:1 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'are Fast N-split'"'"'s: add --schedule fast' -- "$nsplit" train --peers 4 --staleness 1 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 '--schedule fast takes --split-fwd and --split-bwd' -- "$nsplit" train --peers 4 --schedule fast --split 2,3,4 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 '--split-bwd 2 makes 2 stages for a pool of 3' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 2 --cache "$work/c" --epochs 1 --limit-samples 400

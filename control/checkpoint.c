@@ -90,9 +90,12 @@ static int open_round(const char *folder, const struct nsl_model *m, struct nsl_
 			rc = -EINVAL;
 		else if (rc == 0 && (rc = nsl_record_check(c->f[c->n++], m, path)) == 0 && c->n == 1) {
 			const char *round = nsl_st_meta(c->f[0], "round"), *peers = nsl_st_meta(c->f[0], "peers");
+			const char *records = nsl_st_meta(c->f[0], "records");
 
 			c->round = round ? strtoll(round, NULL, 10) : -1;
 			c->peers = peers ? atoi(peers) : 0;
+			/* one record per peer, or (Fast N-split) per backward role; older records do not say */
+			c->records = records ? atoi(records) : c->peers;
 			c->split = nsl_st_meta(c->f[0], "split");
 			c->config = nsl_st_meta(c->f[0], "config");
 			if (c->round < 0 || c->peers < 1)
@@ -101,8 +104,8 @@ static int open_round(const char *folder, const struct nsl_model *m, struct nsl_
 		free(names[i]);
 	}
 	free(names);
-	if (rc == 0 && c->n != c->peers)
-		rc = nsl_error_set(EINVAL, "%s holds %d stage records for a job of %d peers", folder, c->n, c->peers);
+	if (rc == 0 && c->n != c->records)
+		rc = nsl_error_set(EINVAL, "%s holds %d stage records where its job wrote %d", folder, c->n, c->records);
 	if (rc < 0)
 		nsl_ckpt_close(c);
 	return rc;

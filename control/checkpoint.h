@@ -21,6 +21,7 @@ struct nsl_ckpt {
 	struct nsl_st_file **f;
 	int64_t round;               /* rounds completed when it was taken */
 	int peers;                   /* of the job that took it */
+	int records;                 /* it holds (one a peer; Fast N-split: one a backward role) */
 	const char *split;           /* its split, from the records */
 	const char *config;          /* its configuration hash */
 };

@@ -163,9 +163,9 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		if (o->split && *o->split)
 			rc = nsl_error_set(EINVAL, "--schedule fast takes --split-fwd and --split-bwd, one per pool, not --split "
 					   "(without them it plans both, as --split auto would)");
-		else if (o->checkpoint || o->resume || o->cluster)
-			rc = nsl_error_set(ENOTSUP, "--schedule fast runs in one process (--peers N) without --checkpoint or "
-					   "--resume as yet");
+		else if (o->cluster)
+			rc = nsl_error_set(ENOTSUP, "--schedule fast runs in one process (--peers N) as yet: every peer "
+					   "messages every other, and cluster files join each peer to its two neighbours");
 		else
 			rc = nsl_fast_plan(j, o);
 	} else if (o->split_fwd || o->split_bwd || o->pools_fwd || o->staleness || o->fast_all || o->buffer ||
@@ -394,7 +394,7 @@ void nsl_job_manifest(const struct job *j, int round, char *out, size_t cap)
 			 j->model->text, j->model->input.c, j->model->input.h, j->model->input.w, j->split_text, j->npeers,
 			 round, j->npeers, round / j->npeers, round, (int64_t)round * j->batches, j->o->seed, j->config_hash);
 
-	for (int s = 0; s < j->npeers && n > 0 && (size_t)n < cap; s++)
+	for (int s = 0; s < (j->fast ? j->fl.bwd : j->npeers) && n > 0 && (size_t)n < cap; s++)
 		n += snprintf(out + n, cap - (size_t)n, "%s\"stage-%d.safetensors\"", s ? ", " : "", s);
 	if (n > 0 && (size_t)n < cap)
 		snprintf(out + n, cap - (size_t)n, "]\n}\n");

@@ -322,8 +322,8 @@ int nsl_peer_pack_stage(struct peer *p, int64_t rounds_done, uint64_t *len)
 {
 	const struct job *j = p->job;
 	const struct nsl_record_info info = { .model = j->model, .split = j->split_text, .peers = j->npeers,
-					      .stage = p->stage_idx, .round = rounds_done, .seed = j->o->seed,
-					      .config_hash = j->config_hash };
+					      .stage = p->stage_idx, .records = j->fast ? j->fl.bwd : 0,
+					      .round = rounds_done, .seed = j->o->seed, .config_hash = j->config_hash };
 
 	return nsl_record_pack(p->stage, &info, p->swap_tx_buf, p->swap_rx.cap, len);
 }
@@ -375,8 +375,13 @@ static int checkpoint(struct peer *p, int round, uint64_t len)
 	struct job *j = p->job;
 	char manifest[8192];
 
+	/* Fast N-split: the backward roles hold everything (the forward roles' copies equal their
+	 * masters at a round's end), so a checkpoint is their records alone. */
+	if (nsl_job_is_forward_role(j, p->stage_idx))
+		return 0;
 	nsl_job_manifest(j, round, manifest, sizeof(manifest));
-	return nsl_ckpt_write_stage(j->o->checkpoint, round, p->stage_idx, j->npeers, p->swap_tx_buf, len, manifest);
+	return nsl_ckpt_write_stage(j->o->checkpoint, round, p->stage_idx - (j->fast ? j->fl.fwd : 0),
+				    j->fast ? j->fl.bwd : j->npeers, p->swap_tx_buf, len, manifest);
 }
 
 /* ---- one batch ---------------------------------------------------------------------------- */
@@ -683,7 +688,11 @@ int nsl_peer_setup(struct peer *p)
 	p->round_now = j->first_round;
 	if ((rc = make_stage(p, nsl_job_stage_of(j, p->rank, j->first_round))) < 0)
 		return rc;
-	if (j->resume != NULL && (rc = nsl_record_load(p->stage, j->resume->f, j->resume->n)) < 0)
+	if (j->resume != NULL && nsl_job_is_forward_role(j, p->stage_idx))
+		rc = nsl_record_load_params(p->stage, j->resume->f, j->resume->n);
+	else if (j->resume != NULL)
+		rc = nsl_record_load(p->stage, j->resume->f, j->resume->n);
+	if (rc < 0)
 		return nsl_error_prefix(rc, "resuming stage %d from %s", p->stage_idx + 1, j->resume->path);
 	return 0;
 }

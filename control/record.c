@@ -87,11 +87,12 @@ int nsl_record_pack_layers(const struct nsl_stage *s, const struct nsl_record_in
 	snprintf(m[4], 32, "%" PRIu64, nsl_stage_steps(s));
 	snprintf(m[5], 32, "%" PRIu64, info->seed);
 	snprintf(m[6], 32, "%016" PRIx64, info->config_hash);
+	snprintf(m[7], 32, "%d", info->records > 0 ? info->records : info->peers);
 	{
 		const char *meta[] = {
 			"format", "nsplit-stage 1", "model", info->model->text, "input", m[0], "split",
 			info->split ? info->split : "", "peers", m[1], "stage", m[2], "layers", layers, "round", m[3],
-			"steps", m[4], "optimizer", nsl_stage_optim_name(s), "seed", m[5], "config", m[6],
+			"steps", m[4], "optimizer", nsl_stage_optim_name(s), "seed", m[5], "config", m[6], "records", m[7],
 		};
 
 		rc = nsl_st_layout(t, n, meta, (int)(sizeof(meta) / sizeof(meta[0])) / 2, buf, cap, &data_off, len);
@@ -141,6 +142,21 @@ int nsl_record_load_layers(struct nsl_stage *s, struct nsl_st_file *f, int first
 
 		nsl_stage_param_info(s, k, &pi);
 		if ((rc = find(&f, 1, pi.name, &pi, &t)) == 0)
+			rc = nsl_stage_param_import(s, k, t.data);
+	}
+	return rc;
+}
+
+int nsl_record_load_params(struct nsl_stage *s, struct nsl_st_file *const *f, int n)
+{
+	int rc = 0;
+
+	for (int k = 0; rc == 0 && k < nsl_stage_param_count(s); k++) {
+		struct nsl_param_info pi;
+		struct nsl_st_tensor t;
+
+		nsl_stage_param_info(s, k, &pi);
+		if ((rc = find(f, n, pi.name, &pi, &t)) == 0)
 			rc = nsl_stage_param_import(s, k, t.data);
 	}
 	return rc;

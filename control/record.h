@@ -5,7 +5,8 @@
  * safetensors format: "layer3.weight", "layer3.bias" in PyTorch layouts, and each optimizer
  * buffer as "layer3.weight.state0", ...; metadata "format" = "nsplit-stage 1", "model", "input",
  * "split", "peers", "stage", "layers", "round" (rounds completed), "steps" (the stage's optimizer
- * steps), "optimizer", "seed", "config" (hash). Records are read by name, so one written for
+ * steps), "optimizer", "seed", "config" (hash), "records" (a checkpoint's record count: the
+ * peers', or Fast N-split's backward roles'). Records are read by name, so one written for
  * one split loads into a stage of another.
  */
 #ifndef NSL_RECORD_H
@@ -22,6 +23,7 @@ struct nsl_record_info {
 	const struct nsl_model *model;
 	const char *split;            /* "1,2" */
 	int peers, stage;
+	int records;                  /* records a checkpoint of this job holds (0: one per peer) */
 	int64_t round;                /* rounds completed */
 	uint64_t seed;
 	uint64_t config_hash;
@@ -48,6 +50,10 @@ int nsl_record_load_layers(struct nsl_stage *s, struct nsl_st_file *f, int first
  * the wrong shape. Records of another model are the caller's to refuse (nsl_record_check).
  */
 int nsl_record_load(struct nsl_stage *s, struct nsl_st_file *const *f, int n);
+
+/* The parameters alone (no optimizer state, no step count) of stage s from records f[0..n), each
+ * from whichever holds it: a Fast N-split forward role resuming from backward roles' records. */
+int nsl_record_load_params(struct nsl_stage *s, struct nsl_st_file *const *f, int n);
 
 /* Whether record f belongs to model m: 0, or -EINVAL saying what differs. `what` names f. */
 int nsl_record_check(const struct nsl_st_file *f, const struct nsl_model *m, const char *what);

@@ -10,7 +10,9 @@
 #   - staleness 1 (4 peers) gives the weights of the reference replaying the same delayed
 #     updates with weight stashing (--replay-peers 4 --staleness 1) within 1e-5, and, as a
 #     control, the same run without stashing (--no-stash) does not: backward on the newest
-#     weights is not the gradient of the weights that made the forward.
+#     weights is not the gradient of the weights that made the forward;
+#   - a run resumed from its round-4 checkpoint (the backward roles' records: parameters and
+#     adam's state) writes the uninterrupted run's weights, bitwise (pools 2:2, staleness 1).
 # One thread per peer (oneDNN's sums depend on the thread count); the first 6,000 samples for
 # the MLP, 1,200 for the CNN.
 set -euo pipefail
@@ -72,6 +74,16 @@ if run "$got" --peers 4 --schedule fast --pools 1:3 --staleness 1 --no-stash "${
 	else
 		echo "ok: staleness 1 without stashing differs from the stashed replay as it must: $verdict"
 	fi
+else
+	failed=1
+fi
+CK=(--peers 4 --schedule fast --pools 2:2 --staleness 1 --fast-activations all --epochs 2 --limit-samples 4000
+	--optimizer adam --checkpoint-every 2)
+if run "$tmp/whole.safetensors" "${CK[@]}" --checkpoint "$tmp/ck"; then
+	mkdir "$tmp/ck4" && cp -r "$tmp/ck/round-000004" "$tmp/ck4/"
+	run "$tmp/resumed.safetensors" "${CK[@]}" --checkpoint "$tmp/ck4" --resume "$tmp/ck4" &&
+		nsl_check_weights "fast 2:2, staleness 1, resumed after round 4 against uninterrupted" \
+			"$tmp/whole.safetensors" "$tmp/resumed.safetensors" 0 || failed=1
 else
 	failed=1
 fi

@@ -26,7 +26,7 @@ static int pool_split(const struct job *j, const char *text, const char *opt, in
 
 /*
  * Neither split given: the planner's pools (unless given) and splits, from --cost FILE or from
- * the model's multiply-adds. In one process the peers share its cores.
+ * the model's multiply-adds. In one process the peers share its cores; a cluster's do not.
  */
 static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B)
 {
@@ -47,7 +47,8 @@ static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B
 	struct nsl_plan_req r = { .cost = &c, .npeers = o->peers, .objective = NSL_PLAN_FAST,
 				  .samples_per_shard = j->per_shard, .fwd = *F, .recompute = !o->fast_all };
 
-	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
+	/* A cluster's peers must all plan the same: none looks at its own CPUs. */
+	if (!o->cluster && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
 		r.cores = CPU_COUNT(&cpus);
 	if ((rc = nsl_plan_solve(&r, &p)) == 0) {
 		*F = p.fwd;

@@ -58,6 +58,10 @@ static int config_text(const struct job *j, float base_lr, char *out, size_t cap
 			      nsl_sched_name(o->schedule), j->micro, o->batch, o->epochs, j->per_shard, j->oc.ops->name,
 			      base_lr, (int)o->lr_schedule, o->warmup_steps, o->lr_step_epochs, o->lr_gamma, o->min_lr,
 			      j->oc.momentum, j->oc.weight_decay, o->seed);
+	if (j->fast && n > 0 && (size_t)n < cap)
+		n += snprintf(out + n, cap - (size_t)n, "fast-activations=%s\nbuffer=%d\nstaleness=%d\nstash=%s\n",
+			      o->fast_all ? "all" : "boundary", j->slots[j->npeers - 1], j->fl.staleness,
+			      o->no_stash ? "no" : "yes");
 	if (n < 0 || (size_t)n >= cap)
 		return nsl_error_set(EINVAL, "the job's configuration is longer than %zu bytes (a shorter --model?)", cap);
 	return n;
@@ -163,9 +167,6 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 		if (o->split && *o->split)
 			rc = nsl_error_set(EINVAL, "--schedule fast takes --split-fwd and --split-bwd, one per pool, not --split "
 					   "(without them it plans both, as --split auto would)");
-		else if (o->cluster)
-			rc = nsl_error_set(ENOTSUP, "--schedule fast runs in one process (--peers N) as yet: every peer "
-					   "messages every other, and cluster files join each peer to its two neighbours");
 		else
 			rc = nsl_fast_plan(j, o);
 	} else if (o->split_fwd || o->split_bwd || o->pools_fwd || o->staleness || o->fast_all || o->buffer ||

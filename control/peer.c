@@ -657,7 +657,8 @@ int nsl_peer_setup(struct peer *p)
 	if (j->fast) {
 		/* Every role may message every other: a port to each peer. */
 		for (int q = 0; q < n; q++)
-			if (q != p->rank && (rc = nsl_link_add_peer(p->link, (uint16_t)q, p->port_to[q], p->mac_to[q], 0)) < 0)
+			if (q != p->rank && (rc = nsl_link_add_peer(p->link, (uint16_t)q, p->port_to[q],
+								    p->mac_to_set[q] ? p->mac_to[q] : NULL, p->ip_to[q])) < 0)
 				return rc;
 	} else {
 		rc = nsl_link_add_peer(p->link, (uint16_t)next, p->port_next, p->mac_next_set ? p->mac_next : NULL,

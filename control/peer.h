@@ -109,9 +109,12 @@ struct peer {
 	struct nsl_stash stash;               /* a backward role's weight versions (--staleness) */
 	struct expect *expect;                /* one per peer that sends this one anything */
 	int nexpect;
-	/* in one process, Fast N-split: a port to every other peer */
+	/* Fast N-split: a port to every other peer (a pair each in one process; one reaching all in
+	 * a cluster), its MAC (else broadcast) and IPv4 address (0: the default) */
 	struct nsl_port *port_to[NSL_FAST_MAX_ROLES];
 	uint8_t mac_to[NSL_FAST_MAX_ROLES][6];
+	bool mac_to_set[NSL_FAST_MAX_ROLES];
+	uint32_t ip_to[NSL_FAST_MAX_ROLES];
 	struct nsl_instr *prog;
 	int64_t version;      /* this batch's weights: the optimizer steps they have had */
 

@@ -249,9 +249,14 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 				return rc;
 		return 0;
 	}
-	if ((rc = nsl_chain_init(c, p->cc, j->model, j->starts, n, j->o->batch, j->o->seed, &j->oc, false)) < 0)
+	/* Fast N-split's model is the backward roles' (fwd on): the forward roles' records pass by. */
+	const int first = j->fast ? j->fl.fwd : 0, nstages = n - first;
+
+	if ((rc = nsl_chain_init(c, p->cc, j->model, j->starts, nstages, j->o->batch, j->o->seed, &j->oc, false)) < 0)
 		return rc;
-	if ((rc = nsl_peer_unpack_stage(j, c->stages[p->stage_idx], p->swap_tx_buf, len, "this peer's final stage")) < 0)
+	if (p->stage_idx >= first &&
+	    (rc = nsl_peer_unpack_stage(j, c->stages[p->stage_idx - first], p->swap_tx_buf, len, "this peer's final "
+					"stage")) < 0)
 		return rc;
 	have[p->stage_idx] = true;
 	for (int g = 1; g < n; g++) {
@@ -264,7 +269,8 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 			return nsl_error_set(EPROTO, "peer %d passed on stage %d, which is %s", prev, s,
 					     s >= n ? "not a stage of this job" : "here already");
 		snprintf(what, sizeof(what), "final stage %d from peer %d", s + 1, prev);
-		if ((rc = nsl_peer_unpack_stage(j, c->stages[s], p->swap_rx.data, p->swap_rx.msg.len, what)) < 0)
+		if (s >= first &&
+		    (rc = nsl_peer_unpack_stage(j, c->stages[s - first], p->swap_rx.data, p->swap_rx.msg.len, what)) < 0)
 			return rc;
 		have[s] = true;
 	}
@@ -331,10 +337,20 @@ static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_p
 	const struct nsl_cluster_peer *me = &cl->peers[p->rank];
 	const struct nsl_port_conf pc = { .connect_wait_ms = p->job->o->connect_timeout_s * 1000 };
 
+	if (p->job->fast && !*me->port)
+		return nsl_error_set(EINVAL, "[peer%d]: Fast N-split has every peer message every other: give each peer "
+				     "one port reaching all (a bridge, a switch: port = ...), not port-next/port-prev",
+				     p->rank);
 	if (*me->port) {
 		if ((ports[0] = nsl_port_open(me->port, &pc)) == NULL)
 			return -EINVAL;
 		p->port_next = p->port_prev = ports[0];
+		for (int q = 0; q < n && p->job->fast; q++) {
+			p->port_to[q] = ports[0];
+			if ((p->mac_to_set[q] = cl->peers[q].has_mac))
+				memcpy(p->mac_to[q], cl->peers[q].mac, 6);
+			p->ip_to[q] = cl->peers[q].ip;
+		}
 	} else {
 		if ((ports[0] = nsl_port_open(me->port_next, &pc)) == NULL)
 			return -EINVAL;

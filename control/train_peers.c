@@ -62,6 +62,7 @@ static int open_mesh(struct job *j, struct nsl_port **ports)
 			pb->port_to[a] = ports[2 * i + 1];
 			nsl_port_mac(ports[2 * i + 1], pa->mac_to[b]);
 			nsl_port_mac(ports[2 * i], pb->mac_to[a]);
+			pa->mac_to_set[b] = pb->mac_to_set[a] = true;
 		}
 	return 0;
 }

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Fast N-split's instructions on one peer (schedule.h says the programs, fast_layout.c who
- * ships what). A forward role ships each backward role the tensors it needs, copied out of its stage into a
- * staging buffer (its stage slots are reused two micro-batches on); a backward role puts them
- * back (or runs its forward again from its input) before its backward; after each step it
- * pushes every forward role holding some of its layers their new parameters, as a record.
+ * ships what). A forward role ships each backward role the tensors it needs, copied out of its
+ * stage into a staging buffer (its stage slots are reused two micro-batches on); a backward role
+ * puts them back (or runs its forward again from its input) before its backward; after each
+ * step it pushes every forward role holding some of its layers their new parameters, as a
+ * record.
  */
 #include <errno.h>
 #include <inttypes.h>

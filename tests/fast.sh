@@ -11,6 +11,8 @@
 #     updates with weight stashing (--replay-peers 4 --staleness 1) within 1e-5, and, as a
 #     control, the same run without stashing (--no-stash) does not: backward on the newest
 #     weights is not the gradient of the weights that made the forward;
+#   - a model with dropout and pooling (whose saved state a backward role remakes), batches and
+#     micro-batches that do not divide evenly, staleness 1: the stashed replay's weights;
 #   - a run resumed from its round-4 checkpoint (the backward roles' records: parameters and
 #     adam's state) writes the uninterrupted run's weights, bitwise (pools 2:2, staleness 1).
 # One thread per peer (oneDNN's sums depend on the thread count); the first 6,000 samples for
@@ -77,6 +79,20 @@ if run "$got" --peers 4 --schedule fast --pools 1:3 --staleness 1 --no-stash "${
 else
 	failed=1
 fi
+ODD=(--model "conv:8x3x3,relu,maxpool:2,flatten,dropout:0.2,dense:32,relu,dense:10" --limit-samples 1000
+	--optimizer adam --staleness 1)
+if run "$tmp/odd-ref.safetensors" --peers 1 --replay-peers 4 "${ODD[@]}" --batch 48 --micro-batch 10; then
+	for p in 1:3 2:2; do
+		got="$tmp/odd-$p.safetensors"
+		run "$got" --peers 4 --schedule fast --pools "$p" --fast-activations all "${ODD[@]}" --batch 48 \
+			--micro-batch 10 &&
+			nsl_check_weights "dropout and pooling, batch 48 in micro-batches of 10, pools $p, staleness 1" \
+				"$tmp/odd-ref.safetensors" "$got" 1e-5 || failed=1
+	done
+else
+	failed=1
+fi
+
 CK=(--peers 4 --schedule fast --pools 2:2 --staleness 1 --fast-activations all --epochs 2 --limit-samples 4000
 	--optimizer adam --checkpoint-every 2)
 if run "$tmp/whole.safetensors" "${CK[@]}" --checkpoint "$tmp/ck"; then

@@ -240,6 +240,12 @@ out:
 	return rc;
 }
 
+struct nsl_topology nsl_cluster_topology(const struct nsl_cluster *c)
+{
+	return (struct nsl_topology){ .host = c->host, .host_cores = c->host_cores, .link_bw = c->link_bw,
+				      .link_lat = c->link_lat };
+}
+
 void nsl_cluster_free(struct nsl_cluster *c)
 {
 	for (int i = 0; i < c->job_argc; i++)

@@ -27,6 +27,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "plan.h"
+
 #define NSL_CLUSTER_VALUE_LEN 256
 
 struct nsl_cluster_peer {
@@ -52,6 +54,9 @@ struct nsl_cluster {
 	int job_argc;             /* [job] as "--key=value" arguments for the option parser */
 	char **job_argv;          /* job_argv[0] is a program name, as getopt wants */
 };
+
+/* Its hosts and links, for the planner and the simulator (plan.h). */
+struct nsl_topology nsl_cluster_topology(const struct nsl_cluster *c);
 
 /* 0, or a negative errno with a message naming the file, section and key. Free with nsl_cluster_free. */
 int nsl_cluster_load(const char *path, struct nsl_cluster *out);

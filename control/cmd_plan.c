@@ -225,12 +225,8 @@ int nsl_cmd_plan(int argc, char **argv)
 					  .samples_per_shard = (double)o.j.samples / o.j.peers, .cores = o.j.cores,
 					  .fwd = o.j.pools_fwd, .recompute = !o.j.fast_all };
 
-		if (o.cluster) {   /* its hosts and links, for peers that are not this machine */
-			r.host = cl.host;
-			r.host_cores = cl.host_cores;
-			r.link_bw = cl.link_bw;
-			r.link_lat = cl.link_lat;
-		}
+		if (o.cluster)   /* its hosts and links, for peers that are not this machine */
+			r.topo = nsl_cluster_topology(&cl);
 
 		if (o.j.pools_fwd && o.j.pools_fwd + o.j.pools_bwd != o.j.peers) {
 			rc = nsl_error_set(EINVAL, "--pools %d:%d for %d peers: the pools must add up to --peers", o.j.pools_fwd,

@@ -117,7 +117,7 @@ static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, cons
 		return 0;
 	}
 	if (fast && o->split_fwd && o->split_bwd) {
-		*fwd = o->j.pools_fwd ? o->j.pools_fwd : (o->j.peers + 1) / 3;
+		*fwd = o->j.pools_fwd ? o->j.pools_fwd : nsl_fast_default_fwd(o->j.peers);
 		if ((rc = parse_split(m, "split-fwd", o->split_fwd, *fwd, fstarts)) < 0)
 			return rc;
 		return parse_split(m, "split-bwd", o->split_bwd, o->j.peers - *fwd, starts);
@@ -133,10 +133,7 @@ static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, cons
 
 		if (cl->npeers) {
 			r.speed = speed;
-			r.host = cl->host;
-			r.host_cores = cl->host_cores;
-			r.link_bw = cl->link_bw;
-			r.link_lat = cl->link_lat;
+			r.topo = nsl_cluster_topology(cl);
 		}
 		if ((rc = nsl_plan_solve(&r, &p)) < 0)
 			return rc;
@@ -226,10 +223,7 @@ int nsl_cmd_simulate(int argc, char **argv)
 
 		if (o.cluster) {
 			sc.speed = speed;
-			sc.host = cl.host;
-			sc.host_cores = cl.host_cores;
-			sc.link_bw = cl.link_bw;
-			sc.link_lat = cl.link_lat;
+			sc.topo = nsl_cluster_topology(&cl);
 		}
 
 		if ((rc = nsl_simulate(&sc, &res)) < 0)

@@ -72,8 +72,7 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 	if (plan && n <= NSL_PLAN_MAX_PEERS && (rc = planned(j, o, &F, &B)) < 0)
 		return rc;
 	if (F == 0) {
-		/* A backward costs about two forwards: a third of the peers forward. */
-		F = (n + 1) / 3 > 0 ? (n + 1) / 3 : 1;
+		F = nsl_fast_default_fwd(n);
 		B = n - F;
 	}
 	if (F + B != n || B < 1)

@@ -23,6 +23,13 @@ struct nsl_fast_ship {
 	int64_t row[NSL_FAST_MAX_ROLES];           /* floats per row of each forward role's message */
 };
 
+/* The forward pool when neither the pools nor the planner say: a backward costs about two
+ * forwards, so a third of the peers (at least one). */
+static inline int nsl_fast_default_fwd(int peers)
+{
+	return (peers + 1) / 3 > 0 ? (peers + 1) / 3 : 1;
+}
+
 /*
  * Fill l (pools, staleness, who ships and pushes to whom) and ship[0..bwd) from the forward
  * split fstarts[0..fwd] and the backward split bstarts[0..bwd]; `all`: every tensor a backward

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "job_opts.h"
 #include "plan.h"
+#include "nsplit/stash.h"
 
 int nsl_job_opt(int c, const char *arg, struct nsl_job_opts *o, int *rc)
 {
@@ -25,7 +26,7 @@ int nsl_job_opt(int c, const char *arg, struct nsl_job_opts *o, int *rc)
 	case NSL_JOB_OPT_JSON: o->json = true; break;
 	case NSL_JOB_OPT_POOLS: *rc = nsl_cli_pools(arg, &o->pools_fwd, &o->pools_bwd); break;
 	case NSL_JOB_OPT_FAST_ACT: *rc = nsl_cli_fast_activations(arg, &o->fast_all); break;
-	case NSL_JOB_OPT_STALENESS: *rc = nsl_cli_int("staleness", arg, 0, 15, &o->staleness); break;
+	case NSL_JOB_OPT_STALENESS: *rc = nsl_cli_int("staleness", arg, 0, NSL_STASH_MAX - 1, &o->staleness); break;
 	default: return 0;
 	}
 	return 1;

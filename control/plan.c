@@ -78,8 +78,7 @@ static double link_cut(const struct nsl_plan_req *r, int i, int a, int b)
 {
 	const struct nsl_cost *c = r->cost;
 	const int n = r->npeers;
-	const double lat = r->link_lat && r->link_lat[a * n + b] > 0 ? r->link_lat[a * n + b] : c->link_lat;
-	const double bw = r->link_bw && r->link_bw[a * n + b] > 0 ? r->link_bw[a * n + b] : c->link_bw;
+	const double lat = nsl_topo_lat(&r->topo, c, n, a, b), bw = nsl_topo_bw(&r->topo, c, n, a, b);
 
 	return 2.0 * (lat / (double)(c->micro > 0 ? c->micro : 1) + c->layer[i - 1].act_bytes / bw);
 }
@@ -102,8 +101,7 @@ static double evaluate(const struct nsl_plan_req *r, const struct sums *s, const
 			double x = k > 0 ? link_cut(r, starts[k], order[(round + k - 1) % n], p) : 0;
 
 			busy += c + x;
-			if (r->host)   /* a cut counts on the host of the stage it feeds */
-				host_busy[r->host[p]] += c + x;
+			host_busy[nsl_topo_host(&r->topo, p)] += c + x;   /* a cut counts where it lands */
 			cut_max = x > cut_max ? x : cut_max;
 			if (r->objective == NSL_PLAN_EPOCH)
 				t += c + x;
@@ -113,11 +111,11 @@ static double evaluate(const struct nsl_plan_req *r, const struct sums *s, const
 		if (r->objective != NSL_PLAN_EPOCH && cut_max > t)
 			t = cut_max;
 		/* Peers sharing a host's cores: the round takes at least all their work over the cores. */
-		if (r->objective == NSL_PLAN_BOTTLENECK && !r->host && r->cores > 0 && busy / r->cores > t)
+		if (r->objective == NSL_PLAN_BOTTLENECK && !r->topo.host && r->cores > 0 && busy / r->cores > t)
 			t = busy / r->cores;
-		for (int h = 0; r->objective == NSL_PLAN_BOTTLENECK && r->host && h < n; h++)
-			if (r->host_cores[h] > 0 && host_busy[h] / r->host_cores[h] > t)
-				t = host_busy[h] / r->host_cores[h];
+		for (int h = 0; r->objective == NSL_PLAN_BOTTLENECK && r->topo.host && h < n; h++)
+			if (r->topo.host_cores[h] > 0 && host_busy[h] / r->topo.host_cores[h] > t)
+				t = host_busy[h] / r->topo.host_cores[h];
 		epoch += t * r->samples_per_shard;
 	}
 	return epoch;
@@ -320,7 +318,7 @@ static int fast_virtual(const struct nsl_plan_req *r, struct nsl_cost *v, struct
 	const struct nsl_cost *c = r->cost;
 	const int L = c->nlayers;
 
-	const size_t links = r->link_bw || r->link_lat ? (size_t)r->npeers * (size_t)r->npeers : 0;
+	const size_t links = r->topo.link_bw || r->topo.link_lat ? (size_t)r->npeers * (size_t)r->npeers : 0;
 	double *bw, *lat;
 
 	*v = *c;
@@ -340,14 +338,14 @@ static int fast_virtual(const struct nsl_plan_req *r, struct nsl_cost *v, struct
 	bw = (double *)(void *)(v->layer + 2 * L);
 	lat = bw + links;
 	for (size_t q = 0; q < links; q++) {
-		bw[q] = r->link_bw && r->link_bw[q] > 0 ? 2 * r->link_bw[q] : 0;
-		lat[q] = r->link_lat && r->link_lat[q] > 0 ? r->link_lat[q] / 2 : 0;
+		bw[q] = r->topo.link_bw && r->topo.link_bw[q] > 0 ? 2 * r->topo.link_bw[q] : 0;
+		lat[q] = r->topo.link_lat && r->topo.link_lat[q] > 0 ? r->topo.link_lat[q] / 2 : 0;
 	}
 	*vr = *r;
 	vr->cost = v;
 	vr->objective = NSL_PLAN_BOTTLENECK;
-	vr->link_bw = links ? bw : NULL;
-	vr->link_lat = links ? lat : NULL;
+	vr->topo.link_bw = links ? bw : NULL;
+	vr->topo.link_lat = links ? lat : NULL;
 	return 0;
 }
 
@@ -473,7 +471,7 @@ static int plan_fast(const struct nsl_plan_req *r, struct nsl_plan *out)
 	}
 	hmean = n / hmean;
 	/* Links or hosts of their own make the order matter, as unequal speeds do. */
-	equal &= r->host == NULL && r->link_bw == NULL && r->link_lat == NULL;
+	equal &= nsl_topo_uniform(&r->topo);
 	lo = r->fwd ? r->fwd : 1;
 	hi = r->fwd ? r->fwd : n - 1;
 	if (!r->fwd && n > 8 && (rc = pools_near_balance(&v, &s, n, L, limit, hmean, &lo, &hi)) < 0)
@@ -530,7 +528,7 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 	const int n = r->npeers, L = c->nlayers;
 	struct sums s = { 0 };
 	bool equal = true;
-	const bool uniform = r->host == NULL && r->link_bw == NULL && r->link_lat == NULL;
+	const bool uniform = nsl_topo_uniform(&r->topo);
 	double limit, hmean = 0, v;
 	int who, rc;
 

@@ -32,6 +32,7 @@
 #ifndef NSL_PLAN_H
 #define NSL_PLAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define NSL_PLAN_MAX_PEERS 64
@@ -56,6 +57,38 @@ struct nsl_cost {
 	int slots;                    /* micro-batches a stage keeps in flight (memory) */
 };
 
+/*
+ * Peers that are not this machine (a cluster file's), for the planner and the simulator. All
+ * NULL: one host (of the request's `cores`, or a core each) and every link the cost file's.
+ */
+struct nsl_topology {
+	const int *host;              /* each peer's host, 0 .. */
+	const int *host_cores;        /* each host's cores (0: a core per peer) */
+	const double *link_bw;        /* npeers x npeers, bytes/s (0: the cost file's) */
+	const double *link_lat;       /* npeers x npeers, seconds (0: the cost file's) */
+};
+
+static inline bool nsl_topo_uniform(const struct nsl_topology *t)
+{
+	return t->host == NULL && t->link_bw == NULL && t->link_lat == NULL;
+}
+
+static inline int nsl_topo_host(const struct nsl_topology *t, int peer)
+{
+	return t->host ? t->host[peer] : 0;
+}
+
+/* The link from peer a to peer b of n: its own bandwidth and latency, or the cost file's. */
+static inline double nsl_topo_bw(const struct nsl_topology *t, const struct nsl_cost *c, int n, int a, int b)
+{
+	return t->link_bw && t->link_bw[a * n + b] > 0 ? t->link_bw[a * n + b] : c->link_bw;
+}
+
+static inline double nsl_topo_lat(const struct nsl_topology *t, const struct nsl_cost *c, int n, int a, int b)
+{
+	return t->link_lat && t->link_lat[a * n + b] > 0 ? t->link_lat[a * n + b] : c->link_lat;
+}
+
 enum nsl_plan_objective {
 	NSL_PLAN_EPOCH,
 	NSL_PLAN_BOTTLENECK,
@@ -70,12 +103,7 @@ struct nsl_plan_req {
 	enum nsl_plan_objective objective;
 	double samples_per_shard;
 	int cores;                    /* > 0: every peer on one host of this many cores (0: a core each) */
-	/* Peers that are not this machine (a cluster file's); NULL: one host of `cores` (or a core
-	 * each) and every link the cost file's */
-	const int *host;              /* each peer's host, 0 .. */
-	const int *host_cores;        /* each host's cores (0: a core per peer) */
-	const double *link_bw;        /* npeers x npeers, bytes/s (0: the cost file's) */
-	const double *link_lat;       /* npeers x npeers, seconds (0: the cost file's) */
+	struct nsl_topology topo;     /* hosts and links of their own (all NULL: none) */
 	int fwd;                      /* NSL_PLAN_FAST: forward roles (0: the best pool sizes) */
 	int recompute;                /* NSL_PLAN_FAST: backward roles run their forward again */
 };

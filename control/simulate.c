@@ -81,8 +81,8 @@ static int send(struct sim *s, int from, int to, int kind, double bytes)
 {
 	const struct nsl_sim_conf *c = s->c;
 	const int pair = from * s->n + to;
-	const double bw = c->link_bw && c->link_bw[pair] > 0 ? c->link_bw[pair] : c->cost->link_bw;
-	const double lat = c->link_lat && c->link_lat[pair] > 0 ? c->link_lat[pair] : c->cost->link_lat;
+	const double bw = nsl_topo_bw(&c->topo, c->cost, s->n, from, to);
+	const double lat = nsl_topo_lat(&c->topo, c->cost, s->n, from, to);
 	double *free_at = &s->link_free[pair];
 	double start = *free_at > s->now ? *free_at : s->now;
 
@@ -258,6 +258,12 @@ static int step(struct sim *s, int rank)
 	return 0;
 }
 
+/* Host h's cores: the cluster's, or the job's `cores` (0: a core per peer). */
+static int host_cores(const struct sim *s, int h)
+{
+	return s->c->topo.host ? s->c->topo.host_cores[h] : s->c->cores;
+}
+
 /*
  * When a peer waiting since `since` sees a message that arrived at `at`. Peers outnumbering
  * their cores poll adaptively (poll.h): they nap while they wait, each nap twice the last from
@@ -269,8 +275,7 @@ static int step(struct sim *s, int rank)
 static double seen_at(const struct sim *s, int rank, double since, double at)
 {
 	const double cap = NSL_IDLE_NAP_MAX_US * 1e-6;
-	const int h = s->c->host ? s->c->host[rank] : 0;
-	const int cores = s->c->host ? s->c->host_cores[h] : s->c->cores;
+	const int h = nsl_topo_host(&s->c->topo, rank), cores = host_cores(s, h);
 	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
 
 	if (cores <= 0 || s->peers_on[h] <= cores || d <= 0)
@@ -333,10 +338,9 @@ static void host_rates(const struct sim *s, double *rate)
 	int busy[NSL_PLAN_MAX_PEERS] = { 0 };
 
 	for (int q = 0; q < s->n; q++)
-		busy[s->c->host ? s->c->host[q] : 0] += s->p[q].st == COMPUTING;
+		busy[nsl_topo_host(&s->c->topo, q)] += s->p[q].st == COMPUTING;
 	for (int q = 0; q < s->n; q++) {
-		const int h = s->c->host ? s->c->host[q] : 0, k = busy[h];
-		const int cores = s->c->host ? s->c->host_cores[h] : s->c->cores;
+		const int h = nsl_topo_host(&s->c->topo, q), k = busy[h], cores = host_cores(s, h);
 
 		rate[q] = cores > 0 && k > cores ? (double)cores / k : 1.0;
 		if (cores > 0 && k >= cores && s->c->cost->busy_factor > 1)
@@ -371,7 +375,7 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 		}
 		memset(s->computing_on, 0, sizeof(s->computing_on));
 		for (int q = 0; q < n; q++)
-			s->computing_on[s->c->host ? s->c->host[q] : 0] += s->p[q].st == COMPUTING;
+			s->computing_on[nsl_topo_host(&s->c->topo, q)] += s->p[q].st == COMPUTING;
 		if (done == n)
 			break;
 		host_rates(s, rate);
@@ -493,7 +497,7 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 		s.in_bytes[k] = k > 0 ? c->cost->layer[c->starts[k] - 1].act_bytes : 0;
 	}
 	for (int q = 0; q < n; q++)
-		s.peers_on[c->host ? c->host[q] : 0]++;
+		s.peers_on[nsl_topo_host(&c->topo, q)]++;
 	s.link_free = calloc((size_t)n * (size_t)n, sizeof(double));
 	s.ch = calloc((size_t)n * (size_t)n * CH_KINDS, sizeof(*s.ch));
 	s.p = calloc((size_t)n, sizeof(*s.p));

@@ -40,10 +40,7 @@ struct nsl_sim_conf {
 	const int *starts;            /* npeers + 1 layer numbers */
 	const double *speed;          /* per peer (NULL: 1) */
 	int cores;                    /* > 0: the peers share this many cores */
-	const int *host;              /* per peer (NULL: one host of `cores`, or a core each) */
-	const int *host_cores;        /* per host (0: a core per peer) */
-	const double *link_bw;        /* npeers x npeers, bytes/s (NULL or 0: the cost file's) */
-	const double *link_lat;       /* npeers x npeers, seconds (NULL or 0: the cost file's) */
+	struct nsl_topology topo;     /* hosts and links of their own (plan.h; all NULL: none) */
 	enum nsl_sched_kind schedule;
 	int batch, micro;
 	int64_t per_shard;            /* samples each round trains on */

@@ -203,10 +203,8 @@ static int random_job(struct nsl_rng *g, int t, int min_n, struct nsl_cost *c, s
 /* The request for a job random_job made. */
 static void with_cluster(struct nsl_plan_req *r)
 {
-	r->host = hosts;
-	r->host_cores = host_cores;
-	r->link_bw = link_bw;
-	r->link_lat = link_lat;
+	r->topo = (struct nsl_topology){ .host = hosts, .host_cores = host_cores, .link_bw = link_bw,
+					 .link_lat = link_lat };
 }
 
 static void test_against_brute_force(void)

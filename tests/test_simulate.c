@@ -86,15 +86,12 @@ static void test_pipeline(void)
 		double bw[16] = { 0 };
 		struct nsl_sim_result hosts, one_link;
 
-		c.host = host;
-		c.host_cores = host_cores;
+		c.topo = (struct nsl_topology){ .host = host, .host_cores = host_cores };
 		CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &hosts), 0);
-		c.host = NULL;
-		c.host_cores = NULL;
 		bw[1 * 4 + 2] = bw[2 * 4 + 1] = 4.096e6;
-		c.link_bw = bw;
+		c.topo = (struct nsl_topology){ .link_bw = bw };
 		CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &one_link), 0);
-		c.link_bw = NULL;
+		c.topo = (struct nsl_topology){ 0 };
 		printf("two hosts of one core: %.0f samples/s (each host's work on its core: %.0f); one slow link: %.0f ",
 		       hosts.samples_per_s, 1 / (2 * 3e-4), one_link.samples_per_s);
 		CU_ASSERT(hosts.samples_per_s <= 1 / (2 * 3e-4) * 1.0001 && hosts.samples_per_s > 0.8 / (2 * 3e-4));

@@ -100,9 +100,10 @@ static int post_expected(struct peer *p, struct expect *e)
 		const struct nsl_instr *in = &e->prog[e->pc];
 		int from_stage = nsl_job_stage_of(j, e->from, e->round);
 
-		/* Fast N-split: a slot kind serves another sender each round; a slot taken for the next
-		 * round's message could hold up this round's. */
-		if (j->fast && e->round > p->round_now)
+		/* A slot kind may serve another sender next round (Fast N-split's roles move): a slot
+		 * taken for a next round's message could hold up this round's. Posting waits for the
+		 * round (its sender waits for credit meanwhile, as it would for the swap anyway). */
+		if (e->round > p->round_now)
 			return 0;
 
 		if (!nsl_op_sends((enum nsl_op)in->op) || in->peer != nsl_job_stage_of(j, p->rank, e->round)) {

@@ -17,8 +17,6 @@ set -euo pipefail
 NSPLIT=$(realpath "${1:?usage: cluster_memif.sh NSPLIT_BINARY [DATA_DIR]}")
 DATA=${2:-${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}}
 HERE=$(dirname "$0")
-MLP="mlp:784-512-256-10"
-CNN="conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
 
 # shellcheck source=tests/need_data.sh
 source "$HERE/need_data.sh"

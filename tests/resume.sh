@@ -14,7 +14,6 @@ set -euo pipefail
 NSPLIT=$(realpath "${1:?usage: resume.sh NSPLIT_BINARY [DATA_DIR]}")
 DATA=${2:-${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}}
 HERE=$(dirname "$0")
-MLP="mlp:784-512-256-10"
 
 # shellcheck source=tests/need_data.sh
 source "$HERE/need_data.sh"

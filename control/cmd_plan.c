@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "job_opts.h"
 #include "cost.h"
+#include "fast.h"
 #include "plan.h"
 #include "schedule.h"
 
@@ -211,8 +212,8 @@ int nsl_cmd_plan(int argc, char **argv)
 		c.micro = o.j.micro;
 	if (o.j.batch == 0)
 		o.j.batch = c.micro * 8;
-	/* Fast N-split: a backward role buffers 4 micro-batches by default (--buffer). */
-	c.slots = o.j.schedule == NSL_SCHED_FAST ? 4
+	/* Fast N-split: a backward role buffers NSL_FAST_BUFFER micro-batches by default (--buffer). */
+	c.slots = o.j.schedule == NSL_SCHED_FAST ? NSL_FAST_BUFFER
 		: nsl_sched_most_in_flight(o.j.schedule, o.j.peers, (o.j.batch + c.micro - 1) / c.micro);
 	for (int q = 0; q < o.j.peers; q++) {
 		speed[q] = o.cluster ? cl.peers[q].speed : 1;

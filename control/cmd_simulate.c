@@ -152,7 +152,7 @@ int nsl_cmd_simulate(int argc, char **argv)
 {
 	struct sim_opts o = { .j = { .input = { 1, 28, 28 }, .peers = 4, .batch = 64, .samples = 60000,
 				     .schedule = NSL_SCHED_1F1B, .cores = -1 },
-			      .epochs = 1, .buffer = 4 };
+			      .epochs = 1, .buffer = NSL_FAST_BUFFER };
 	struct nsl_plan_file pf;
 	struct nsl_cluster cl = { 0 };
 	double speed[NSL_PLAN_MAX_PEERS];

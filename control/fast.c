@@ -43,7 +43,7 @@ static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B
 	}
 	if (rc < 0)
 		return rc;
-	c.slots = o->buffer > 0 ? o->buffer : 4;
+	c.slots = o->buffer > 0 ? o->buffer : NSL_FAST_BUFFER;
 	struct nsl_plan_req r = { .cost = &c, .npeers = o->peers, .objective = NSL_PLAN_FAST,
 				  .samples_per_shard = j->per_shard, .fwd = *F, .recompute = !o->fast_all };
 
@@ -100,7 +100,7 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 	for (int b = 0; b < B; b++) {
 		j->first[F + b] = j->starts[b];
 		j->last[F + b] = j->starts[b + 1];
-		j->slots[F + b] = o->buffer > 0 ? o->buffer : 4;
+		j->slots[F + b] = o->buffer > 0 ? o->buffer : NSL_FAST_BUFFER;
 	}
 	j->kmax = 0;
 	for (int q = 0; q < n; q++)

@@ -23,6 +23,9 @@ struct nsl_fast_ship {
 	int64_t row[NSL_FAST_MAX_ROLES];           /* floats per row of each forward role's message */
 };
 
+/* Micro-batches a backward role buffers unless --buffer says. */
+#define NSL_FAST_BUFFER 4
+
 /* The forward pool when neither the pools nor the planner say: a backward costs about two
  * forwards, so a third of the peers (at least one). */
 static inline int nsl_fast_default_fwd(int peers)

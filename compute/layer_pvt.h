@@ -146,6 +146,8 @@ void nsl_layer_free(struct nsl_layer *l);
 
 /* Copy a parameter between its internal layout and the plain PyTorch layout (numel floats). */
 int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain);
+/* A hash of p's internal layout: equal hashes, the same bytes for the same values. */
+uint64_t nsl_param_layout(const struct nsl_param *p);
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
 /* The same for any buffer in the parameter's internal layout (its optimizer state). */
 int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *internal, float *plain);

@@ -12,6 +12,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "nsplit/error.h"
+#include "nsplit/rng.h"
 #include "layer_pvt.h"
 
 /* dir 0: internal -> plain, 1: plain -> internal. */
@@ -79,4 +80,21 @@ int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, fl
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain)
 {
 	return nsl_param_from_plain(cc, p, plain, p->data);
+}
+
+uint64_t nsl_param_layout(const struct nsl_param *p)
+{
+	const dnnl_memory_desc_t *md = &p->md;
+	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+	uint64_t h = nsl_hash2((uint64_t)md->ndims, (uint64_t)md->format_kind);
+
+	for (int d = 0; d < md->ndims; d++)
+		h = nsl_hash2(nsl_hash2(h, (uint64_t)md->dims[d]), (uint64_t)md->padded_dims[d]);
+	if (md->format_kind != dnnl_blocked)
+		return nsl_hash2(h, (uint64_t)p->count);
+	for (int d = 0; d < md->ndims; d++)
+		h = nsl_hash2(h, (uint64_t)b->strides[d]);
+	for (int i = 0; i < b->inner_nblks; i++)
+		h = nsl_hash2(nsl_hash2(h, (uint64_t)b->inner_blks[i]), (uint64_t)b->inner_idxs[i]);
+	return nsl_hash2(h, (uint64_t)p->count);
 }

@@ -50,6 +50,7 @@ struct nsl_stage {
 	uint64_t steps;
 	bool grads_zero;               /* the next backward overwrites instead of adding */
 	bool no_fuse;
+	bool no_init;
 };
 
 static enum nsl_fused_act fusable(enum nsl_layer_kind k)
@@ -118,7 +119,7 @@ static int collect_params(struct nsl_stage *s)
 				if (sp->state[slot] == NULL)
 					return nsl_error_prefix(ENOMEM, "layer %d", l->index);
 			}
-			if (init_param(s, sp, q) < 0)
+			if (!s->no_init && init_param(s, sp, q) < 0)
 				return -EINVAL;
 		}
 	}
@@ -236,6 +237,7 @@ struct nsl_stage *nsl_stage_create(struct nsl_compute *cc, const struct nsl_stag
 					 .defer_rows = cfg->defer_rows > 0 ? cfg->defer_rows : 0 };
 	s->grads_zero = true;
 	s->no_fuse = cfg->no_fuse;
+	s->no_init = cfg->no_init;
 	s->ncontexts = cfg->contexts ? cfg->contexts : 1;
 	if (build_layers(s) < 0 || build_inflight(s) < 0 || collect_params(s) < 0) {
 		nsl_error_prefix(EINVAL, "stage of layers %d-%d", cfg->first, cfg->last - 1);
@@ -540,6 +542,14 @@ int nsl_stage_param_count(const struct nsl_stage *s)
 	return s->nparams;
 }
 
+void nsl_stage_param_range(const struct nsl_stage *s, int first, int last, int *k0, int *k1)
+{
+	for (*k0 = 0; *k0 < s->nparams && s->params[*k0].layer < first;)
+		(*k0)++;
+	for (*k1 = *k0; *k1 < s->nparams && s->params[*k1].layer < last;)
+		(*k1)++;
+}
+
 int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info *out)
 {
 	const struct nsl_param *p;
@@ -553,6 +563,8 @@ int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info
 	out->ndim = p->ndim;
 	memcpy(out->dims, p->dims, sizeof(out->dims));
 	out->numel = p->numel;
+	out->count = p->count;
+	out->layout = nsl_param_layout(p);
 	return 0;
 }
 

@@ -7,11 +7,11 @@
 #include "nsplit/error.h"
 #include "nsplit/stash.h"
 
-int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions)
+int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions, const struct nsl_allocator *a)
 {
 	const int np = nsl_stage_param_count(s);
 
-	*st = (struct nsl_stash){ .versions = versions, .nparams = np };
+	*st = (struct nsl_stash){ .versions = versions, .nparams = np, .alloc = a ? a : &nsl_allocator_libc };
 	if (versions < 1 || versions > NSL_STASH_MAX)
 		return nsl_error_set(EINVAL, "weight stash: %d versions; 1..%d", versions, NSL_STASH_MAX);
 	st->buf = calloc((size_t)(versions * np + 1), sizeof(*st->buf));
@@ -25,7 +25,7 @@ int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions
 
 			nsl_stage_param_data(s, k, &count);
 			bytes = (count * sizeof(float) + 63) / 64 * 64;
-			if ((st->buf[v * np + k] = aligned_alloc(64, bytes)) == NULL)
+			if ((st->buf[v * np + k] = st->alloc->alloc(st->alloc->ctx, bytes, 64)) == NULL)
 				goto nomem;
 			st->bytes += bytes;
 		}
@@ -39,7 +39,7 @@ nomem:
 void nsl_stash_fini(struct nsl_stash *st)
 {
 	for (int i = 0; st->buf != NULL && i < st->versions * st->nparams; i++)
-		free(st->buf[i]);
+		nsl_alloc_free(st->alloc, st->buf[i]);
 	free(st->buf);
 	free(st->master);
 	*st = (struct nsl_stash){ 0 };

@@ -11,6 +11,7 @@
 #include "evaluate.h"
 #include "peer.h"
 #include "cost.h"
+#include "push.h"
 #include "plan.h"
 #include "profile.h"
 #include "progress.h"
@@ -292,7 +293,7 @@ void nsl_job_buffers(const struct job *j, struct nsl_job_buffers *b)
 		for (int f = 0; f < j->fl.fwd; f++) {
 			int lo = j->starts[q] > j->fstarts[f] ? j->starts[q] : j->fstarts[f];
 			int hi = j->starts[q + 1] < j->fstarts[f + 1] ? j->starts[q + 1] : j->fstarts[f + 1];
-			uint64_t bytes = lo < hi ? nsl_record_cap(j->model, lo, hi, 0) : 0;
+			uint64_t bytes = lo < hi ? nsl_push_cap(j->model, lo, hi) : 0;
 
 			if (bytes == 0)
 				continue;

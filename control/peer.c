@@ -292,21 +292,26 @@ static int account(struct peer *p, int stage)
 	return 0;
 }
 
-static int make_stage(struct peer *p, int stage)
+/* Stage `stage` here, in the memory of the last one. `loaded`: its parameters come next from a
+ * record, so they are not drawn. */
+static int make_stage(struct peer *p, int stage, bool loaded)
 {
 	struct job *j = p->job;
 	struct nsl_stage_config cfg;
 	int rc, rem = (int)(j->per_shard % (uint32_t)j->o->batch) % j->micro;
 
+	nsl_stash_fini(&p->stash);
+	if ((rc = nsl_arena_reset(&p->arena)) < 0)
+		return rc;
 	nsl_job_stage_config(j, stage, &cfg);
-	cfg.alloc = &nsl_allocator_dp;
+	cfg.alloc = &p->arena.a;
+	cfg.no_init = loaded;
 	p->stage = nsl_stage_create(p->cc, &cfg);
 	if (p->stage == NULL)
 		return -EINVAL;
 	p->stage_idx = stage;
-	nsl_stash_fini(&p->stash);
 	if (j->fast && stage >= j->fl.fwd && j->fl.staleness > 0 && !j->o->no_stash &&
-	    (rc = nsl_stash_init(&p->stash, p->stage, j->fl.staleness + 1)) < 0)
+	    (rc = nsl_stash_init(&p->stash, p->stage, j->fl.staleness + 1, &p->arena.a)) < 0)
 		return rc;
 	/* Every micro-batch size the rounds will see: full ones and the short last one. */
 	if ((rc = nsl_stage_prepare(p->stage, j->micro)) < 0)
@@ -356,7 +361,7 @@ static int swap(struct peer *p, int round, uint64_t len)
 		return rc;
 	nsl_stage_free(p->stage);
 	p->stage = NULL;
-	if ((rc = make_stage(p, incoming)) < 0)
+	if ((rc = make_stage(p, incoming, true)) < 0)
 		return rc;
 	if ((rc = nsl_peer_wait_rx(p, &p->swap_rx)) < 0)
 		return rc;
@@ -612,10 +617,27 @@ void nsl_peer_free(struct peer *p)
 	free(p->expect);
 	nsl_link_free(p->link);
 	nsl_stage_free(p->stage);
+	nsl_arena_fini(&p->arena);
 	nsl_trace_free(&p->trace);
 	if (p->data_ok)
 		nsl_batcher_close(&p->data);
 	nsl_compute_free(p->cc);
+}
+
+/* The planned bytes of the largest stage this peer will hold: its arena's size, so that no
+ * round's stage spills into memory mapped anew (the plan counts scratch that comes from
+ * elsewhere too, so it is room to spare). */
+static uint64_t largest_stage(const struct peer *p)
+{
+	const struct job *j = p->job;
+	uint64_t most = 0;
+
+	for (int r = j->first_round; r < j->rounds; r++) {
+		const uint64_t b = j->stage_plan[nsl_job_stage_of(j, p->rank, r)];
+
+		most = b > most ? b : most;
+	}
+	return most;
 }
 
 int nsl_peer_setup(struct peer *p)
@@ -629,6 +651,7 @@ int nsl_peer_setup(struct peer *p)
 				    .heartbeat_ms = j->heartbeat_ms, .self_ip = p->ip_self };
 	int rc;
 
+	nsl_arena_init(&p->arena, &nsl_allocator_dp);
 	p->cc = nsl_compute_create(j->o->threads > 0 ? j->o->threads : 1);
 	if (p->cc == NULL)
 		return -EINVAL;
@@ -688,7 +711,9 @@ int nsl_peer_setup(struct peer *p)
 	nsl_idle_init(&p->idle, j->poll);
 	p->rounds_done = j->first_round;
 	p->round_now = j->first_round;
-	if ((rc = make_stage(p, nsl_job_stage_of(j, p->rank, j->first_round))) < 0)
+	if ((rc = nsl_arena_reserve(&p->arena, largest_stage(p))) < 0)
+		return nsl_error_prefix(rc, "peer %d", p->rank);
+	if ((rc = make_stage(p, nsl_job_stage_of(j, p->rank, j->first_round), j->resume != NULL)) < 0)
 		return rc;
 	if (j->resume != NULL && nsl_job_is_forward_role(j, p->stage_idx))
 		rc = nsl_record_load_params(p->stage, j->resume->f, j->resume->n);

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nsplit/arena.h"
 #include "nsplit/compute.h"
 #include "nsplit/link.h"
 #include "nsplit/model.h"
@@ -107,6 +108,7 @@ struct peer {
 	void **saved_buf, *params_buf[NSL_FAST_MAX_ROLES];
 	uint64_t params_cap;
 	struct nsl_stash stash;               /* a backward role's weight versions (--staleness) */
+	struct nsl_arena arena;               /* the stage's and stash's memory, kept across rounds */
 	struct expect *expect;                /* one per peer that sends this one anything */
 	int nexpect;
 	/* Fast N-split: a port to every other peer (a pair each in one process; one reaching all in

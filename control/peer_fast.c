@@ -13,9 +13,8 @@
 #include <string.h>
 
 #include "nsplit/error.h"
-#include "nsplit/safetensors.h"
 #include "peer.h"
-#include "record.h"
+#include "push.h"
 
 static int send_saved(struct peer *p, const struct nsl_instr *in, int round, int rows)
 {
@@ -74,15 +73,12 @@ static int send_params(struct peer *p, const struct nsl_instr *in, int round, in
 {
 	struct job *j = p->job;
 	const int f = in->peer;
-	const struct nsl_record_info info = { .model = j->model, .split = j->split_text, .peers = j->npeers,
-					      .stage = p->stage_idx, .round = round, .seed = j->o->seed,
-					      .config_hash = j->config_hash };
 	uint64_t len;
 	int lo, hi, rc;
 
 	shared_layers(j, p->stage_idx, f, &lo, &hi);
 	if ((rc = nsl_peer_wait_tx(p, &p->tx_params[f])) < 0 ||
-	    (rc = nsl_record_pack_layers(p->stage, &info, lo, hi, false, p->params_buf[f], p->params_cap, &len)) < 0)
+	    (rc = nsl_push_pack(p->stage, lo, hi, p->params_buf[f], p->params_cap, &len)) < 0)
 		return rc;
 	return nsl_peer_send(p, &p->tx_params[f], nsl_job_rank_of(j, f, round), NSL_MSG_PARAMS, p->params_buf[f], len, f,
 			     in->micro, round, step + 1);
@@ -93,7 +89,6 @@ static int recv_params(struct peer *p, const struct nsl_instr *in, int round)
 	struct job *j = p->job;
 	const int b = in->peer - j->fl.fwd;
 	struct rxbuf *r = &p->rx[RX_PARAMS + b][in->micro % (j->fl.staleness + 1)];
-	struct nsl_st_file *f;
 	char what[64];
 	int lo, hi, rc;
 
@@ -101,13 +96,10 @@ static int recv_params(struct peer *p, const struct nsl_instr *in, int round)
 	    (rc = nsl_peer_check_msg(r, NSL_MSG_PARAMS, in->micro, round, (int64_t)round * j->batches + in->micro + 1)) < 0)
 		return rc;
 	snprintf(what, sizeof(what), "parameters from backward stage %d", b + 1);
-	if ((f = nsl_st_parse(r->data, r->msg.len, what)) == NULL)
-		return -EPROTO;
 	shared_layers(j, in->peer, p->stage_idx, &lo, &hi);
-	rc = nsl_record_load_layers(p->stage, f, lo, hi);
-	nsl_st_close(f);
+	rc = nsl_push_load(p->stage, lo, hi, r->data, r->msg.len, what);
 	r->full = false;
-	return rc < 0 ? nsl_error_prefix(rc, "%s", what) : 0;
+	return rc;
 }
 
 int nsl_peer_fast_op(struct peer *p, const struct nsl_instr *in, int round, int b, int64_t step, int rows)

@@ -27,27 +27,10 @@ uint64_t nsl_record_cap(const struct nsl_model *m, int first, int last, int slot
 	       tensors * (1 + (uint64_t)slots) * HEADER_PER_TENSOR;
 }
 
-/* The stage's parameters k0 <= k < k1: those of layers [first, last). */
-static void param_range(const struct nsl_stage *s, int first, int last, int *k0, int *k1)
-{
-	struct nsl_param_info pi;
-
-	for (*k0 = 0; *k0 < nsl_stage_param_count(s) && nsl_stage_param_info(s, *k0, &pi) == 0 && pi.layer < first;)
-		(*k0)++;
-	for (*k1 = *k0; *k1 < nsl_stage_param_count(s) && nsl_stage_param_info(s, *k1, &pi) == 0 && pi.layer < last;)
-		(*k1)++;
-}
-
 int nsl_record_pack(const struct nsl_stage *s, const struct nsl_record_info *info, void *buf, uint64_t cap,
 		    uint64_t *len)
 {
-	return nsl_record_pack_layers(s, info, 0, NSL_MODEL_MAX_LAYERS, true, buf, cap, len);
-}
-
-int nsl_record_pack_layers(const struct nsl_stage *s, const struct nsl_record_info *info, int first_layer,
-			   int last_layer, bool state, void *buf, uint64_t cap, uint64_t *len)
-{
-	const int slots = state ? nsl_stage_state_slots(s) : 0;
+	const int slots = nsl_stage_state_slots(s);
 	int k0, k1;
 	struct nsl_st_tensor *t;
 	char (*names)[48];
@@ -56,7 +39,7 @@ int nsl_record_pack_layers(const struct nsl_stage *s, const struct nsl_record_in
 	uint64_t data_off, off;
 	int rc = 0, n;
 
-	param_range(s, first_layer, last_layer, &k0, &k1);
+	nsl_stage_param_range(s, 0, NSL_MODEL_MAX_LAYERS, &k0, &k1);
 	n = (k1 - k0) * (1 + slots);
 	t = calloc((size_t)(n ? n : 1), sizeof(*t));
 	names = calloc((size_t)(n ? n : 1), sizeof(*names));
@@ -129,22 +112,6 @@ static int find(struct nsl_st_file *const *f, int n, const char *name, const str
 			return 0;
 		}
 	return nsl_error_set(ENOENT, "no record holds %s", name);
-}
-
-int nsl_record_load_layers(struct nsl_stage *s, struct nsl_st_file *f, int first, int last)
-{
-	int k0, k1, rc = 0;
-
-	param_range(s, first, last, &k0, &k1);
-	for (int k = k0; rc == 0 && k < k1; k++) {
-		struct nsl_param_info pi;
-		struct nsl_st_tensor t;
-
-		nsl_stage_param_info(s, k, &pi);
-		if ((rc = find(&f, 1, pi.name, &pi, &t)) == 0)
-			rc = nsl_stage_param_import(s, k, t.data);
-	}
-	return rc;
 }
 
 int nsl_record_load_params(struct nsl_stage *s, struct nsl_st_file *const *f, int n)

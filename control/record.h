@@ -36,14 +36,6 @@ uint64_t nsl_record_cap(const struct nsl_model *m, int first, int last, int slot
 int nsl_record_pack(const struct nsl_stage *s, const struct nsl_record_info *info, void *buf, uint64_t cap,
 		    uint64_t *len);
 
-/* The same for the parameters of layers [first, last) only, and their optimizer state if `state`
- * (a Fast N-split parameter push carries parameters alone). */
-int nsl_record_pack_layers(const struct nsl_stage *s, const struct nsl_record_info *info, int first, int last,
-			   bool state, void *buf, uint64_t cap, uint64_t *len);
-
-/* Import the parameters of layers [first, last) of stage s from record f (by name). 0 or an errno. */
-int nsl_record_load_layers(struct nsl_stage *s, struct nsl_st_file *f, int first, int last);
-
 /*
  * Fill stage s from records f[0..n): each of its parameters and optimizer buffers from whichever
  * record has that name, and its step count. 0, or a negative errno naming what is missing or of

@@ -127,7 +127,7 @@ static int stale_weights(struct run *r, int staleness, int64_t step, int b)
 	int rc;
 
 	for (int i = 0; i < r->chain.nstages && staleness > 0; i++) {
-		if (r->stash[i].buf == NULL && (rc = nsl_stash_init(&r->stash[i], r->chain.stages[i], staleness + 1)) < 0)
+		if (r->stash[i].buf == NULL && (rc = nsl_stash_init(&r->stash[i], r->chain.stages[i], staleness + 1, NULL)) < 0)
 			return rc;
 		if (b == 0)
 			nsl_stash_keep(&r->stash[i], r->chain.stages[i], step);

@@ -106,3 +106,27 @@ run_cluster fast "${FAST[@]}" || exit 1
 	exit 1
 }
 echo "ok: Fast N-split (pools 1:2, staleness 1) in 3 namespaces over the lossy bridge, same weights as in one process"
+
+# Fast N-split pushes parameters in oneDNN's layouts: a peer whose oneDNN runs another
+# instruction set (so lays them out otherwise) is refused at the hello, by name.
+for i in 0 1 2; do
+	isa=()
+	((i == 2)) && isa=(DNNL_MAX_CPU_ISA=AVX2)
+	ip netns exec "nsl-c$i-$id" env "${isa[@]}" "$NSPLIT" train --cluster "$tmp/cluster.ini" --rank "$i" "${COMMON[@]}" \
+		"${FAST[@]}" --connect-timeout 20 >"$tmp/isa$i.log" 2>&1 &
+	pids+=($!)
+done
+for i in 0 1 2; do
+	if wait "${pids[i]}"; then
+		echo "FAIL: peer $i trained beside a peer whose oneDNN lays parameters out otherwise"
+		exit 1
+	fi
+done
+pids=()
+grep -h "layouts is" "$tmp"/isa*.log | head -n 1
+grep -q "layouts is avx512.* here but avx2, .* on peer 2" "$tmp/isa1.log" "$tmp/isa0.log" || {
+	echo "FAIL: no peer named the layouts peer 2 differs in:"
+	tail -n 5 "$tmp"/isa*.log
+	exit 1
+}
+echo "ok: a Fast N-split peer with other parameter layouts (DNNL_MAX_CPU_ISA=AVX2) is refused at the hello"

@@ -64,6 +64,7 @@ struct nsl_stage_config {
 	 * travel. NULL means nsl_allocator_libc. Borrowed. */
 	const struct nsl_allocator *alloc;
 	bool no_fuse;                      /* keep activations as separate primitives (for tests) */
+	bool no_init;                      /* parameters left zero: the caller loads them next */
 };
 
 /* Bytes a stage holds, by kind (nsl_stage_memory). */
@@ -84,6 +85,8 @@ struct nsl_param_info {
 	int ndim;
 	int64_t dims[4];
 	int64_t numel;
+	size_t count;         /* floats in the internal layout (nsl_stage_param_data) */
+	uint64_t layout;      /* hash of that layout: equal on two stages, their bytes can be copied */
 };
 
 /*
@@ -179,6 +182,9 @@ void nsl_stage_param_set_data(struct nsl_stage *s, int k, float *data);
 int nsl_stage_param_count(const struct nsl_stage *s);
 
 int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info *out);
+
+/* Its parameters k0 <= k < k1 are those of layers [first, last). */
+void nsl_stage_param_range(const struct nsl_stage *s, int first, int last, int *k0, int *k1);
 
 /* Copy parameter k out to / in from the plain PyTorch layout (info.numel floats). */
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain);

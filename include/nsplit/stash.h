@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nsplit/alloc.h"
 #include "nsplit/stage.h"
 
 #define NSL_STASH_MAX 16
@@ -30,10 +31,12 @@ struct nsl_stash {
 	int64_t held[NSL_STASH_MAX];   /* the version in each copy, -1 none */
 	bool aside;
 	size_t bytes;             /* all the copies */
+	const struct nsl_allocator *alloc;
 };
 
-/* Room for `versions` (1..NSL_STASH_MAX) versions of stage s's weights. 0 or -ENOMEM/-EINVAL. */
-int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions);
+/* Room for `versions` (1..NSL_STASH_MAX) versions of stage s's weights, from `a` (NULL: libc).
+ * 0 or -ENOMEM/-EINVAL. */
+int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions, const struct nsl_allocator *a);
 void nsl_stash_fini(struct nsl_stash *st);
 
 /* Keep the stage's current weights as version v (replacing the oldest). */

@@ -367,32 +367,13 @@ double nsl_plan_evaluate_fast(const struct nsl_plan_req *r, const int *starts, c
 	return out;
 }
 
-/*
- * Fast N-split on shared cores: many plans tie at all their work over the cores. Of those, the
- * one whose largest stage is smallest wins: one heavy role (a lone forward peer running the whole
- * forward) paces the pipeline however the cores are shared. Measured on 2 cores, the wide MLP
- * over 4 peers: pools 2:2 at 0.74 of the reference, 1:3 (the first of the tie) at 0.68.
- */
-static bool better_fast(const struct sums *s, const int *starts, int n, double w, double best, double *best_stage)
-{
-	double stage = 0;
-
-	for (int k = 0; k < n; k++)
-		stage = fmax(stage, stage_work(s, starts[k], starts[k + 1]));
-	if (w < best * (1 - 1e-9) || (w <= best * (1 + 1e-9) && stage < *best_stage)) {
-		*best_stage = stage;
-		return true;
-	}
-	return false;
-}
-
 /* The best plan for F forward roles (virtual layers as fast_virtual makes them), into out. */
 static double fast_pools(const struct nsl_plan_req *vr, const struct sums *s, int F, int L, double limit, bool equal,
 			 double hmean, struct nsl_plan *out)
 {
 	const int n = vr->npeers, B = n - F;
 	const struct nsl_cost *v = vr->cost;
-	double best = INFINITY, best_stage = INFINITY;
+	double best = INFINITY;
 
 	for (int p = 0; p < n; p++)
 		out->order[p] = p;
@@ -420,9 +401,8 @@ static double fast_pools(const struct nsl_plan_req *vr, const struct sums *s, in
 				memcpy(st, f, sizeof(int) * (size_t)(F + 1));
 				for (int k = 1; k <= B; k++)
 					st[F + k] = L + b[k];
-				w = best_order(vr, s, st, order);
-				if (better_fast(s, st, n, w, best, &best_stage)) {
-					best = fmin(best, w);
+				if ((w = best_order(vr, s, st, order)) < best) {
+					best = w;
 					memcpy(out->starts, st, sizeof(int) * (size_t)(n + 1));
 					memcpy(out->order, order, sizeof(int) * (size_t)n);
 				}
@@ -474,7 +454,7 @@ static int plan_fast(const struct nsl_plan_req *r, struct nsl_plan *out)
 	struct nsl_plan cand;
 	struct sums s = { 0 };
 	bool equal = true;
-	double limit, hmean = 0, best = INFINITY, need = INFINITY, best_stage = INFINITY;
+	double limit, hmean = 0, best = INFINITY, need = INFINITY;
 	int who, rc, lo, hi;
 
 	if (n < 2 || n > NSL_PLAN_MAX_PEERS || r->fwd < 0 || r->fwd >= n)
@@ -507,8 +487,8 @@ static int plan_fast(const struct nsl_plan_req *r, struct nsl_plan *out)
 			rc = nsl_error_set(ENOMEM, "plan: out of memory");
 			goto done;
 		}
-		if (better_fast(&s, cand.starts, n, w, best, &best_stage)) {
-			best = fmin(best, w);
+		if (w < best) {
+			best = w;
 			*out = cand;
 			out->fwd = F;
 			out->bwd = n - F;

@@ -103,7 +103,7 @@ int nsl_arena_reserve(struct nsl_arena *ar, size_t bytes)
 
 	if (ar->live)
 		return nsl_error_set(EBUSY, "memory arena: %zu blocks still in use when reserving", ar->live);
-	if (nsl_arena_bytes(ar) >= bytes && ar->nchunks == 1)
+	if (bytes == 0 || (nsl_arena_bytes(ar) >= bytes && ar->nchunks == 1))
 		return 0;
 	if ((one.base = ar->parent->alloc(ar->parent->ctx, one.size, 64)) == NULL)
 		return -ENOMEM;

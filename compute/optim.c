@@ -14,8 +14,8 @@
  */
 #define PARALLEL_MIN 16384
 
-static void sgd_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-		       float *const *state, size_t n)
+static void sgd_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+		       const float *g, float *const *state, size_t n)
 {
 	const float wd = c->weight_decay, mu = c->momentum;
 	float *buf = state[0];
@@ -24,21 +24,21 @@ static void sgd_update(const struct nsl_optim_config *c, float lr, uint64_t t, f
 	if (mu == 0.0f) {
 #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
 		for (size_t i = 0; i < n; i++)
-			w[i] -= lr * (g[i] + wd * w[i]);
+			w[i] = w0[i] - lr * (g[i] + wd * w0[i]);
 		return;
 	}
 #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
 	for (size_t i = 0; i < n; i++) {
-		float d = g[i] + wd * w[i];
+		float d = g[i] + wd * w0[i];
 
 		buf[i] = mu * buf[i] + d;
-		w[i] -= lr * buf[i];
+		w[i] = w0[i] - lr * buf[i];
 	}
 }
 
 /* Shared by adam and adamw; `l2` is the weight decay folded into the gradient (adam only). */
-static void adam_core(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-		      float *const *state, size_t n, float l2)
+static void adam_core(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+		      const float *g, float *const *state, size_t n, float l2)
 {
 	const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
 	const float bc1 = 1.0f - powf(b1, (float)t);
@@ -48,34 +48,36 @@ static void adam_core(const struct nsl_optim_config *c, float lr, uint64_t t, fl
 
 #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
 	for (size_t i = 0; i < n; i++) {
-		float d = g[i] + l2 * w[i];
+		float d = g[i] + l2 * w0[i];
 
 		m[i] = b1 * m[i] + (1.0f - b1) * d;
 		v[i] = b2 * v[i] + (1.0f - b2) * d * d;
-		w[i] -= step * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
+		w[i] = w0[i] - step * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
 	}
 }
 
-static void adam_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-			float *const *state, size_t n)
+static void adam_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+			const float *g, float *const *state, size_t n)
 {
-	adam_core(c, lr, t, w, g, state, n, c->weight_decay);
+	adam_core(c, lr, t, w, w0, g, state, n, c->weight_decay);
 }
 
-static void adamw_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-			 float *const *state, size_t n)
+static void adamw_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+			 const float *g, float *const *state, size_t n)
 {
 	const float decay = 1.0f - lr * c->weight_decay;
 
 	for (size_t i = 0; i < n; i++)
-		w[i] *= decay;
-	adam_core(c, lr, t, w, g, state, n, 0.0f);
+		w[i] = w0[i] * decay;
+	adam_core(c, lr, t, w, w, g, state, n, 0.0f);
 }
 
-static void none_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-			float *const *state, size_t n)
+static void none_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+			const float *g, float *const *state, size_t n)
 {
-	(void)c, (void)lr, (void)t, (void)w, (void)g, (void)state, (void)n;
+	(void)c, (void)lr, (void)t, (void)g, (void)state;
+	if (w != w0)
+		memcpy(w, w0, n * sizeof(float));
 }
 
 const struct nsl_optim_ops nsl_optim_none = { .name = "none", .state_slots = 0, .update = none_update };

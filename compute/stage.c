@@ -484,7 +484,7 @@ int nsl_stage_weight_grads(struct nsl_stage *s)
 	return 0;
 }
 
-int nsl_stage_step(struct nsl_stage *s, float lr)
+int nsl_stage_step_into(struct nsl_stage *s, float lr, float *const *dst)
 {
 	int rc = nsl_stage_weight_grads(s);
 
@@ -493,14 +493,20 @@ int nsl_stage_step(struct nsl_stage *s, float lr)
 	s->steps++;
 	for (int k = 0; k < s->nparams; k++) {
 		struct stage_param *sp = &s->params[k];
+		float *w = dst ? dst[k] : sp->p->data;
 
 		if (s->grads_zero)
 			memset(sp->p->grad, 0, sp->p->count * sizeof(float));
-		s->optim.ops->update(&s->optim, lr, s->steps, sp->p->data, sp->p->grad, sp->state,
-				     sp->p->count);
+		s->optim.ops->update(&s->optim, lr, s->steps, w, sp->p->data, sp->p->grad, sp->state, sp->p->count);
+		sp->p->data = w;
 	}
 	s->grads_zero = true;
 	return 0;
+}
+
+int nsl_stage_step(struct nsl_stage *s, float lr)
+{
+	return nsl_stage_step_into(s, lr, NULL);
 }
 
 int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memory *out)

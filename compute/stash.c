@@ -12,19 +12,22 @@ int nsl_stash_init(struct nsl_stash *st, const struct nsl_stage *s, int versions
 	const int np = nsl_stage_param_count(s);
 
 	*st = (struct nsl_stash){ .versions = versions, .nparams = np, .alloc = a ? a : &nsl_allocator_libc };
-	if (versions < 1 || versions > NSL_STASH_MAX)
-		return nsl_error_set(EINVAL, "weight stash: %d versions; 1..%d", versions, NSL_STASH_MAX);
+	if (versions < 2 || versions > NSL_STASH_MAX)
+		return nsl_error_set(EINVAL, "weight stash: %d versions; 2..%d", versions, NSL_STASH_MAX);
 	st->buf = calloc((size_t)(versions * np + 1), sizeof(*st->buf));
-	st->master = calloc((size_t)np + 1, sizeof(*st->master));
-	if (st->buf == NULL || st->master == NULL)
+	if (st->buf == NULL)
 		goto nomem;
 	for (int v = 0; v < versions; v++) {
 		st->held[v] = -1;
 		for (int k = 0; k < np; k++) {
 			size_t count, bytes;
+			float *own = nsl_stage_param_data(s, k, &count);
 
-			nsl_stage_param_data(s, k, &count);
 			bytes = (count * sizeof(float) + 63) / 64 * 64;
+			if (v == 0) {
+				st->buf[k] = own;
+				continue;
+			}
 			if ((st->buf[v * np + k] = st->alloc->alloc(st->alloc->ctx, bytes, 64)) == NULL)
 				goto nomem;
 			st->bytes += bytes;
@@ -38,49 +41,54 @@ nomem:
 
 void nsl_stash_fini(struct nsl_stash *st)
 {
-	for (int i = 0; st->buf != NULL && i < st->versions * st->nparams; i++)
-		nsl_alloc_free(st->alloc, st->buf[i]);
+	for (int v = 0; st->buf != NULL && v < st->versions; v++)
+		for (int k = 0; v != st->newest && k < st->nparams; k++)
+			nsl_alloc_free(st->alloc, st->buf[v * st->nparams + k]);
 	free(st->buf);
-	free(st->master);
 	*st = (struct nsl_stash){ 0 };
 }
 
 void nsl_stash_keep(struct nsl_stash *st, const struct nsl_stage *s, int64_t v)
 {
-	const int i = (int)(v % st->versions);
+	(void)s;
+	st->held[st->newest] = v;
+}
 
-	for (int k = 0; k < st->nparams; k++) {
-		size_t count;
-		const float *w = nsl_stage_param_data(s, k, &count);
-
-		memcpy(st->buf[i * st->nparams + k], w, count * sizeof(float));
-	}
-	st->held[i] = v;
+static void put_in(struct nsl_stash *st, struct nsl_stage *s, int set)
+{
+	for (int k = 0; k < st->nparams; k++)
+		nsl_stage_param_set_data(s, k, st->buf[set * st->nparams + k]);
+	st->aside = set != st->newest;
 }
 
 int nsl_stash_use(struct nsl_stash *st, struct nsl_stage *s, int64_t v)
 {
-	const int i = (int)(v % st->versions);
-
-	if (st->held[i] != v)
-		return nsl_error_set(ENOENT, "weight stash: version %" PRId64 " is not kept (the %d kept end at %" PRId64 ")",
-				     v, st->versions, st->held[i]);
-	for (int k = 0; k < st->nparams; k++) {
-		size_t count;
-
-		if (!st->aside)
-			st->master[k] = nsl_stage_param_data(s, k, &count);
-		nsl_stage_param_set_data(s, k, st->buf[i * st->nparams + k]);
-	}
-	st->aside = true;
-	return 0;
+	for (int i = 0; i < st->versions; i++)
+		if (st->held[i] == v) {
+			put_in(st, s, i);
+			return 0;
+		}
+	return nsl_error_set(ENOENT, "weight stash: version %" PRId64 " is not kept (the newest is %" PRId64 ", %d kept)",
+			     v, st->held[st->newest], st->versions);
 }
 
 void nsl_stash_restore(struct nsl_stash *st, struct nsl_stage *s)
 {
-	if (!st->aside)
-		return;
-	for (int k = 0; k < st->nparams; k++)
-		nsl_stage_param_set_data(s, k, st->master[k]);
-	st->aside = false;
+	if (st->aside)
+		put_in(st, s, st->newest);
+}
+
+int nsl_stash_step(struct nsl_stash *st, struct nsl_stage *s, float lr, int64_t v)
+{
+	int oldest = -1, rc;
+
+	nsl_stash_restore(st, s);
+	for (int i = 0; i < st->versions; i++)
+		if (i != st->newest && (oldest < 0 || st->held[i] < st->held[oldest]))
+			oldest = i;
+	if ((rc = nsl_stage_step_into(s, lr, st->buf + oldest * st->nparams)) < 0)
+		return rc;
+	st->newest = oldest;
+	st->held[oldest] = v;
+	return 0;
 }

@@ -96,11 +96,8 @@ int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float
 		for (int i = c->nstages - 1; i >= 0 && rc == 0; i--)
 			rc = nsl_stage_backward_rows(c->stages[i], 0, r, rows, g, &g);
 	}
-	for (int i = 0; i < c->nstages && rc == 0; i++) {
-		if (stash)
-			nsl_stash_restore(&stash[i], c->stages[i]);
-		rc = nsl_stage_step(c->stages[i], lr);
-	}
+	for (int i = 0; i < c->nstages && rc == 0; i++)
+		rc = stash ? nsl_stash_step(&stash[i], c->stages[i], lr, (int64_t)key + 1) : nsl_stage_step(c->stages[i], lr);
 	return rc;
 }
 

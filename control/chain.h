@@ -46,8 +46,8 @@ int nsl_chain_prepare(struct nsl_chain *c, int batch);
  * scaled by 1/batch), step with learning rate lr. Adds the summed loss and correct count.
  * micro > 0 and < batch: forward and backward run on micro-batches of that many rows, in order,
  * accumulating gradients, as a pipeline of peers does (same sums in the same order).
- * stash (one per stage, or NULL): the batch ran on a stashed version; the master weights come
- * back before the step.
+ * stash (one per stage, or NULL): the batch ran on a stashed version; the step updates the
+ * newest weights, into a new version (nsl_stash_step), labelled key + 1.
  */
 int nsl_chain_train_batch(struct nsl_chain *c, int batch, int micro, const float *x, const int32_t *labels,
 			  uint64_t key, float lr, double *loss_sum, int *correct, struct nsl_stash *stash);

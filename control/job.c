@@ -354,9 +354,9 @@ int nsl_job_check_memory(struct job *j, const uint64_t *budgets, const char *sou
 		nsl_job_stage_config(j, s, &cfg);
 		if ((rc = nsl_stage_memory_plan(&cfg, j->micro, &m)) < 0)
 			return rc;
-		/* A backward role that stashes keeps S + 1 versions of its weights and the master's. */
+		/* A backward role that stashes keeps S + 1 versions of its weights: S beside its own. */
 		if (j->fast && s >= j->fl.fwd && j->fl.staleness > 0 && !j->o->no_stash)
-			m.params += m.params * (uint64_t)(j->fl.staleness + 2);
+			m.params += m.params * (uint64_t)j->fl.staleness;
 		m.total = m.params + m.grads + m.optim_state + m.activations + m.scratch;
 		need = m.total + b.total;
 		role_name(j, s, name, sizeof(name));

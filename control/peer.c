@@ -511,12 +511,9 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			rc = nsl_stage_weight_grads(p->stage);
 			break;
 		case NSL_OP_STEP:
-			/* The gradient of stashed weights updates the master ones; the new ones are kept. */
-			if (p->stash.buf != NULL)
-				nsl_stash_restore(&p->stash, p->stage);
-			rc = nsl_stage_step(p->stage, lr);
-			if (rc == 0 && p->stash.buf != NULL)
-				nsl_stash_keep(&p->stash, p->stage, step + 1);
+			/* The gradient of stashed weights updates the newest ones, into the oldest's buffers. */
+			rc = p->stash.buf != NULL ? nsl_stash_step(&p->stash, p->stage, lr, step + 1)
+						  : nsl_stage_step(p->stage, lr);
 			break;
 		case NSL_OP_SEND_SAVED:
 		case NSL_OP_RECV_SAVED:

@@ -312,8 +312,6 @@ int nsl_train_reference(const struct nsl_train_opts *o)
 					goto out;
 				rc = nsl_chain_train_batch(&r.chain, n, o->micro_batch, r.x, r.labels, (uint64_t)step, lr, &loss_sum,
 							   &correct, o->staleness > 0 ? r.stash : NULL);
-				for (int i = 0; i < r.chain.nstages && o->staleness > 0; i++)
-					nsl_stash_keep(&r.stash[i], r.chain.stages[i], step + 1);
 				if (rc < 0)
 					goto out;
 				if (!isfinite(loss_sum)) {

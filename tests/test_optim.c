@@ -4,6 +4,7 @@
  * gradients 0.5 then -0.25 or 0.5, lr 0.1), and the learning-rate schedules at their corners.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <CUnit/Basic.h>
@@ -21,8 +22,8 @@ static float two_steps(const char *name, float wd, float momentum, float g1, flo
 	CU_ASSERT_EQUAL_FATAL(nsl_optim_config_init(&c, name), 0);
 	c.weight_decay = wd;
 	c.momentum = momentum;
-	c.ops->update(&c, 0.1f, 1, &w, &g1, state, 1);
-	c.ops->update(&c, 0.1f, 2, &w, &g2, state, 1);
+	c.ops->update(&c, 0.1f, 1, &w, &w, &g1, state, 1);
+	c.ops->update(&c, 0.1f, 2, &w, &w, &g2, state, 1);
 	return w;
 }
 
@@ -46,6 +47,37 @@ static void test_adamw(void)
 {
 	/* decoupled decay w *= 1 - lr*wd before each adam step */
 	CU_ASSERT_DOUBLE_EQUAL(two_steps("adamw", 0.01f, 0.0f, 0.5f, -0.25f), 0.8714673, 2e-6);
+}
+
+/* Writing the new weights beside the old gives the in-place values bit for bit, for every
+ * optimizer, on enough elements to run in parallel; the old weights stay as they were. */
+static void test_out_of_place(void)
+{
+	enum { N = 40000 };
+	static float w[N], w0[N], out[N], g[N], s[4][N];
+	const char *names[] = { "sgd", "adam", "adamw" };
+
+	for (size_t o = 0; o < sizeof(names) / sizeof(names[0]); o++) {
+		struct nsl_optim_config c;
+		float *in_place[2] = { s[0], s[1] }, *beside[2] = { s[2], s[3] };
+
+		CU_ASSERT_EQUAL_FATAL(nsl_optim_config_init(&c, names[o]), 0);
+		c.weight_decay = 0.01f;
+		c.momentum = 0.9f;
+		for (int i = 0; i < N; i++) {
+			w[i] = w0[i] = sinf((float)i);
+			g[i] = cosf(0.37f * (float)i);
+			s[0][i] = s[2][i] = 0.01f * (float)(i % 7);
+			s[1][i] = s[3][i] = 0.001f * (float)(i % 5);
+		}
+		for (uint64_t t = 1; t <= 3; t++) {
+			c.ops->update(&c, 0.1f, t, w, w, g, in_place, N);
+			c.ops->update(&c, 0.1f, t, out, w0, g, beside, N);
+			CU_ASSERT_EQUAL(memcmp(out, w, sizeof(w)), 0);
+			CU_ASSERT_NOT_EQUAL(memcmp(out, w0, sizeof(w)), 0);
+			memcpy(w0, out, sizeof(w0));
+		}
+	}
 }
 
 static void test_unknown_optimizer(void)
@@ -85,6 +117,7 @@ static const struct nsl_test_case cases[] = {
 	{ "sgd with momentum and weight decay", test_sgd },
 	{ "adam", test_adam },
 	{ "adamw", test_adamw },
+	{ "new weights beside the old equal them in place", test_out_of_place },
 	{ "unknown optimizer", test_unknown_optimizer },
 	{ "learning-rate schedules", test_lr_schedules },
 	{ NULL, NULL },

@@ -5,7 +5,9 @@
  * several are in flight at once; optimizer state moves between stages intact; seeds
  * decide initialisation; the memory report adds up; misuse is refused with a message.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +19,7 @@
 #include "nsplit/model.h"
 #include "nsplit/rng.h"
 #include "nsplit/stage.h"
+#include "nsplit/stash.h"
 #include "cunit_main.h"
 
 #define BATCH 8
@@ -526,6 +529,60 @@ static void test_misuse(void)
 	nsl_model_free(m);
 }
 
+/* A stash of 3 versions: each step writes beside the last, the old versions come back unchanged,
+ * the newest equals a twin stage stepped in place, and the fourth version takes the first's
+ * place. (Weight decay moves the weights without a backward.) */
+static void test_stash(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-32-10", (struct nsl_shape){ 1, 8, 8 });
+	struct nsl_stage_config cfg = { .model = m, .first = 0, .last = 3, .max_batch = BATCH, .seed = 3 };
+	struct nsl_stage *s, *twin;
+	struct nsl_stash st;
+	float *snap[3];
+	size_t count;
+
+	CU_ASSERT_FATAL(m != NULL);
+	nsl_optim_config_init(&cfg.optim, "sgd");
+	cfg.optim.weight_decay = 0.1f;
+	s = nsl_stage_create(cc, &cfg);
+	twin = nsl_stage_create(cc, &cfg);
+	CU_ASSERT_FATAL(s != NULL && twin != NULL);
+	CU_ASSERT_EQUAL_FATAL(nsl_stash_init(&st, s, 3, NULL), 0);
+	nsl_stash_keep(&st, s, 0);
+	for (int v = 0; v < 3; v++) {
+		const float *w = nsl_stage_param_data(s, 0, &count);
+
+		snap[v] = malloc(count * sizeof(float));
+		CU_ASSERT_FATAL(snap[v] != NULL);
+		memcpy(snap[v], w, count * sizeof(float));
+		if (v < 2) {
+			CU_ASSERT_EQUAL(nsl_stash_step(&st, s, 0.5f, v + 1), 0);
+			CU_ASSERT_EQUAL(nsl_stage_step(twin, 0.5f), 0);
+		}
+	}
+	for (int v = 0; v < 3; v++) {
+		CU_ASSERT_EQUAL(nsl_stash_use(&st, s, v), 0);
+		CU_ASSERT_EQUAL(memcmp(nsl_stage_param_data(s, 0, &count), snap[v], count * sizeof(float)), 0);
+	}
+	CU_ASSERT_NOT_EQUAL(memcmp(snap[0], snap[2], count * sizeof(float)), 0);
+	CU_ASSERT_EQUAL(nsl_stash_use(&st, s, 0), 0);
+	CU_ASSERT_EQUAL(nsl_stash_step(&st, s, 0.5f, 3), 0);   /* from the newest, not the one in use */
+	CU_ASSERT_EQUAL(nsl_stage_step(twin, 0.5f), 0);
+	CU_ASSERT_EQUAL(memcmp(nsl_stage_param_data(s, 0, &count), nsl_stage_param_data(twin, 0, &count),
+			       count * sizeof(float)), 0);
+	CU_ASSERT_EQUAL(nsl_stash_use(&st, s, 0), -ENOENT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "version 0 is not kept"));
+	CU_ASSERT_EQUAL(nsl_stash_use(&st, s, 1), 0);
+	CU_ASSERT_EQUAL(memcmp(nsl_stage_param_data(s, 0, &count), snap[1], count * sizeof(float)), 0);
+	nsl_stash_restore(&st, s);
+	nsl_stash_fini(&st);
+	for (int v = 0; v < 3; v++)
+		free(snap[v]);
+	nsl_stage_free(s);
+	nsl_stage_free(twin);
+	nsl_model_free(m);
+}
+
 static const struct nsl_test_case cases[] = {
 	{ "mlp cut into 2 and 4 stages equals uncut", test_mlp_cuts },
 	{ "cnn cut into 2 and 4 stages equals uncut", test_cnn_cuts },
@@ -537,6 +594,7 @@ static const struct nsl_test_case cases[] = {
 	{ "memory report", test_memory_report },
 	{ "memory planned from the model matches the stage made", test_memory_plan },
 	{ "misuse is refused", test_misuse },
+	{ "a weight stash keeps versions without copying", test_stash },
 	{ NULL, NULL },
 };
 

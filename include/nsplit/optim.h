@@ -29,11 +29,13 @@ struct nsl_optim_ops {
 	const char *name;
 	int state_slots;      /* float buffers of the parameter's size kept per parameter */
 	/*
-	 * One step over n elements: w the parameters, g the gradient (read only), state[0..slots)
-	 * the optimizer's buffers, t the step number counted from 1, lr this step's learning rate.
+	 * One step over n elements: w0 the parameters, w where the new ones go (w0 itself, or a
+	 * buffer of its size: a weight stash keeps the old ones without a copy; either way the same
+	 * values, bit for bit), g the gradient (read only), state[0..slots) the optimizer's buffers,
+	 * t the step number counted from 1, lr this step's learning rate.
 	 */
-	void (*update)(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *g,
-		       float *const *state, size_t n);
+	void (*update)(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
+		       const float *g, float *const *state, size_t n);
 };
 
 extern const struct nsl_optim_ops nsl_optim_sgd;

@@ -142,6 +142,11 @@ int nsl_stage_weight_grads(struct nsl_stage *s);
  * gradients, if any are left), then zero the gradients. */
 int nsl_stage_step(struct nsl_stage *s, float lr);
 
+/* The same, writing parameter k's new values into dst[k] (the size of nsl_stage_param_data's
+ * buffer, 64-byte aligned), which becomes its buffer: the old values stay where they were, for
+ * a weight stash. dst NULL: in place. */
+int nsl_stage_step_into(struct nsl_stage *s, float lr, float *const *dst);
+
 /* Memory held for micro-batch `batch` (activations scale with it; the rest is fixed). */
 int nsl_stage_memory(const struct nsl_stage *s, int batch, struct nsl_stage_memory *out);
 
@@ -173,7 +178,7 @@ int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *con
  * Parameter k's buffer in its internal layout (*count floats), and swapping in another of the
  * same size and alignment (64 bytes): primitives read parameters through the pointer each call,
  * so a weight version (stash.h) goes in and out without a copy. The stage frees whatever buffer
- * is in at nsl_stage_free: put the original back first.
+ * is in at nsl_stage_free, through its allocator: a buffer swapped in must come from the same.
  */
 float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count);
 void nsl_stage_param_set_data(struct nsl_stage *s, int k, float *data);

@@ -152,6 +152,39 @@ static int kind_of(enum nsl_op op)
 	}
 }
 
+/* Bytes of the message instruction `in` sends or receives on stage q. */
+static double msg_bytes(const struct sim *s, const struct nsl_instr *in, int q, int rows)
+{
+	switch ((enum nsl_op)in->op) {
+	case NSL_OP_SEND_ACT: return rows * s->out_bytes[q];
+	case NSL_OP_RECV_ACT: return rows * s->in_bytes[q];
+	case NSL_OP_SEND_GRAD: return rows * s->in_bytes[q];
+	case NSL_OP_RECV_GRAD: return rows * s->out_bytes[q];
+	case NSL_OP_SEND_LABELS: case NSL_OP_RECV_LABELS: return rows * 4.0;
+	case NSL_OP_SEND_SAVED: return rows * 4.0 * (double)s->ship[in->peer - s->fl.fwd].row[q];
+	case NSL_OP_RECV_SAVED: return rows * 4.0 * (double)s->ship[q - s->fl.fwd].row[in->peer];
+	case NSL_OP_SEND_PARAMS: return s->params_bytes[q - s->fl.fwd][in->peer];
+	case NSL_OP_RECV_PARAMS: return s->params_bytes[in->peer - s->fl.fwd][q];
+	default: return 0;
+	}
+}
+
+/*
+ * What a message of `bytes` costs its sender or receiver on its own core: a pass over it (the
+ * CRC on sending; the CRC and the copy out of the frames on receiving) at the profile's copy
+ * rate, whatever the link; a parameter push another (packing it, loading it), at that rate or,
+ * from a profile that did not measure it, the link's.
+ */
+static double msg_cpu(const struct sim *s, const struct nsl_instr *in, double bytes)
+{
+	const struct nsl_cost *c = s->c->cost;
+	const bool push = in->op == NSL_OP_SEND_PARAMS || in->op == NSL_OP_RECV_PARAMS;
+
+	if (c->copy_bw > 0)
+		return bytes * (push ? 2 : 1) / c->copy_bw;
+	return push ? bytes / c->link_bw : 0;
+}
+
 /* Run a ready peer's instructions that take no time, up to one that does or that must wait. */
 static int step(struct sim *s, int rank)
 {
@@ -209,37 +242,23 @@ static int step(struct sim *s, int rank)
 		case NSL_OP_STEP:
 			compute(s, p, s->step_s[q] / v);
 			break;
-		case NSL_OP_SEND_ACT:
-			rc = send(s, rank, to, CH_ACT, rows * s->out_bytes[q]);
-			p->pc++;
-			break;
-		case NSL_OP_SEND_GRAD:
-			rc = send(s, rank, to, CH_GRAD, rows * s->in_bytes[q]);
-			p->pc++;
-			break;
-		case NSL_OP_SEND_LABELS:
-			rc = send(s, rank, to, CH_LABELS, rows * 4.0);
-			p->pc++;
-			break;
-		case NSL_OP_SEND_SAVED: {
-			const struct chan *c = &s->ch[chan_of(s, rank, to, CH_SAVED)];
-
-			if (c->tail - c->head >= s->c->buffer) {
+		case NSL_OP_SEND_SAVED:
+			if (s->ch[chan_of(s, rank, to, CH_SAVED)].tail - s->ch[chan_of(s, rank, to, CH_SAVED)].head >=
+			    s->c->buffer) {
 				/* The backward role's buffer is full: wait for it to take one. */
 				wait_for(s, p, rank, to, CH_SAVED);
 				p->credit_wait = true;
 				break;
 			}
-			rc = send(s, rank, to, CH_SAVED, rows * 4.0 * (double)s->ship[in->peer - s->fl.fwd].row[q]);
-			p->pc++;
-			break;
-		}
+			/* fall through */
+		case NSL_OP_SEND_ACT:
+		case NSL_OP_SEND_GRAD:
+		case NSL_OP_SEND_LABELS:
 		case NSL_OP_SEND_PARAMS: {
-			/* Packed at the link's pace, then sent. */
-			const double bytes = s->params_bytes[q - s->fl.fwd][in->peer];
+			const double bytes = msg_bytes(s, in, q, rows);
 
-			rc = send(s, rank, to, CH_PARAMS, bytes);
-			compute(s, p, bytes / s->c->cost->link_bw / v);
+			rc = send(s, rank, to, kind_of((enum nsl_op)in->op), bytes);
+			compute(s, p, msg_cpu(s, in, bytes) / v);
 			break;
 		}
 		case NSL_OP_RECV_ACT:
@@ -309,25 +328,22 @@ static bool wake(struct sim *s, int rank)
 		return false;
 	c->head++;
 	span(s, rank, p->swap_wait ? NSL_TRACE_SWAP : p->prog[p->pc].op, p->t0);
-	if (!p->swap_wait && p->prog[p->pc].op == NSL_OP_RECV_PARAMS) {
-		/* Loading the parameters takes a pass over them. */
-		const int q = p->stage, b = p->prog[p->pc].peer - s->fl.fwd;
+	if (!p->swap_wait) {
+		/* Taking the message out of its frames (and loading pushed parameters) takes a pass. */
+		const struct nsl_instr *in = &p->prog[p->pc];
+		const int rows = nsl_sched_micro_rows(batch_rows(s, p->batch), s->c->micro, in->micro);
 
 		p->loading = true;
 		p->st = READY;
-		compute(s, p, s->params_bytes[b][q] / s->c->cost->link_bw / speed(s, rank));
+		compute(s, p, msg_cpu(s, in, msg_bytes(s, in, p->stage, rows)) / speed(s, rank));
 		p->loading = p->st == COMPUTING;
 		return true;
 	}
-	if (p->swap_wait) {
-		p->swap_wait = false;
-		p->swap_phase = 2;
-		p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
-		p->st = COMPUTING;
-		return true;
-	}
-	p->pc++;
-	p->st = READY;
+	/* the incoming stage's record, unpacked */
+	p->swap_wait = false;
+	p->swap_phase = 2;
+	p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
+	p->st = COMPUTING;
 	return true;
 }
 

@@ -145,6 +145,22 @@ static int lost_peer(struct peer *p)
 }
 
 /* One round of link work: poll, collect what arrived and what was sent, post more slots. */
+int nsl_peer_poll(struct peer *p)
+{
+	const int work = nsl_link_poll(p->link);
+
+	for (int q = 0; work > 0 && p->bells && q < p->job->npeers; q++) {
+		struct nsl_link_peer_stats st;
+
+		if (!p->linked[q] || nsl_link_peer_stats(p->link, (uint16_t)q, &st) < 0 ||
+		    st.frames_tx + st.acks_tx == p->tx_seen[q])
+			continue;
+		p->tx_seen[q] = st.frames_tx + st.acks_tx;
+		nsl_bell_ring(&p->job->peers[q].bell);
+	}
+	return work;
+}
+
 int nsl_peer_pump(struct peer *p)
 {
 	struct nsl_msg *done[16];
@@ -153,7 +169,7 @@ int nsl_peer_pump(struct peer *p)
 
 	if ((rc = atomic_load(&p->job->stop)) != 0)
 		return nsl_error_set(ECANCELED, rc == 2 ? "interrupted by a signal" : "stopped because another peer failed");
-	work = nsl_link_poll(p->link);
+	work = nsl_peer_poll(p);
 	if (work < 0)
 		return nsl_error_prefix(work, "link");
 	if ((rc = lost_peer(p)) < 0)
@@ -215,7 +231,7 @@ int nsl_peer_wait_tx(struct peer *p, struct txmsg *t)
  */
 static void kick(struct peer *p)
 {
-	for (int i = 0; i < 8 && nsl_link_poll(p->link) > 0; i++)
+	for (int i = 0; i < 8 && nsl_peer_poll(p) > 0; i++)
 		;
 }
 
@@ -706,6 +722,14 @@ int nsl_peer_setup(struct peer *p)
 		p->nexpect++;
 	}
 	nsl_idle_init(&p->idle, j->poll);
+	if (p->bells) {
+		struct nsl_link_peer_stats st;
+
+		nsl_idle_set_bell(&p->idle, &p->bell);
+		for (int q = 0; q < j->npeers; q++)
+			p->linked[q] = q != p->rank && nsl_link_peer_stats(p->link, (uint16_t)q, &st) == 0;
+		nsl_error_clear();
+	}
 	p->rounds_done = j->first_round;
 	p->round_now = j->first_round;
 	if ((rc = nsl_arena_reserve(&p->arena, largest_stage(p))) < 0)

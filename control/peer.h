@@ -86,6 +86,12 @@ struct peer {
 	uint32_t ip_next, ip_prev, ip_self;       /* 0: 10.77.0.<rank + 1> */
 	struct nsl_link *link;
 	struct nsl_idle idle;
+	/* Peers of one process: each has a bell (poll.h), and rings a napping partner's when it
+	 * moved frames or acks to it since the last look (tx_seen: frames and acks sent to each). */
+	struct nsl_bell bell;
+	bool bells;
+	bool linked[NSL_DATASET_MAX_PARTS];
+	uint64_t tx_seen[NSL_DATASET_MAX_PARTS];
 	struct nsl_compute *cc;
 	struct nsl_batcher data;
 	bool data_ok;
@@ -327,6 +333,9 @@ int nsl_peer_try_post(struct peer *p, struct rxbuf *r, int from);
 
 /* Link work while waiting: poll, collect what arrived and what was sent, post more slots. */
 int nsl_peer_pump(struct peer *p);
+
+/* Poll the link once, ringing the partners it gave work to (the bells of peers in one process). */
+int nsl_peer_poll(struct peer *p);
 int nsl_peer_wait_rx(struct peer *p, struct rxbuf *r);
 int nsl_peer_wait_tx(struct peer *p, struct txmsg *t);
 int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const void *data, uint64_t len, int stage,

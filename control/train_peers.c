@@ -39,7 +39,7 @@ static void *peer_main(void *arg)
 	/* Keep answering until every peer is done: a neighbour may still wait for an ack. */
 	while (rc == 0 && atomic_load(&finished) < j->npeers && !atomic_load(&j->stop))
 		if (p->link)
-			nsl_idle_after(&p->idle, nsl_link_poll(p->link));
+			nsl_idle_after(&p->idle, nsl_peer_poll(p));
 	nsl_eal_thread_unregister();
 	return NULL;
 }
@@ -154,6 +154,7 @@ static int run_peers(struct job *j, double t_start)
 		j->peers[i].job = j;
 		j->peers[i].rank = i;
 		j->peers[i].budget = j->o->mem_limit;
+		j->peers[i].bells = true;
 	}
 	if ((rc = open_ports(j, ports)) < 0)
 		goto out;

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Busy and adaptive polling (see nsplit/poll.h for when each is right). */
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <immintrin.h>
 
@@ -51,8 +55,37 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
 	};
 }
 
-void nsl_idle_after(struct nsl_idle *w, int work)
+void nsl_idle_set_bell(struct nsl_idle *w, struct nsl_bell *b)
 {
+	w->bell = w->mode == NSL_POLL_ADAPTIVE ? b : NULL;
+	if (w->bell)
+		w->seen = atomic_load(&b->seq);
+}
+
+void nsl_bell_ring(struct nsl_bell *b)
+{
+	atomic_fetch_add(&b->seq, 1);
+	if (atomic_load(&b->sleeping))
+		syscall(SYS_futex, &b->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Sleep `ts`, or less when the bell rings: a ring since the last poll (its count moved past
+ * `seen`) ends the nap before it starts. Sleeping is set before the futex compares the count,
+ * and a ring adds before it looks at sleeping, so no ring goes unheard. */
+static void nap(struct nsl_idle *w, const struct timespec *ts)
+{
+	if (w->bell == NULL) {
+		nanosleep(ts, NULL);
+		return;
+	}
+	atomic_store(&w->bell->sleeping, 1);
+	syscall(SYS_futex, &w->bell->seq, FUTEX_WAIT_PRIVATE, w->seen, ts, NULL, 0);
+	atomic_store(&w->bell->sleeping, 0);
+}
+
+static void idle_step(struct nsl_idle *w, int work)
+{
+	const uint32_t cap = w->bell ? NSL_IDLE_BELL_NAP_MAX_US : NSL_IDLE_NAP_MAX_US;
 	struct timespec ts;
 
 	if (work > 0) {
@@ -74,7 +107,14 @@ void nsl_idle_after(struct nsl_idle *w, int work)
 	w->naps++;
 	ts.tv_sec = 0;
 	ts.tv_nsec = (long)w->nap_us * 1000;
-	nanosleep(&ts, NULL);
-	if (w->nap_us < NSL_IDLE_NAP_MAX_US)
-		w->nap_us = w->nap_us * 2 < NSL_IDLE_NAP_MAX_US ? w->nap_us * 2 : NSL_IDLE_NAP_MAX_US;
+	nap(w, &ts);
+	if (w->nap_us < cap)
+		w->nap_us = w->nap_us * 2 < cap ? w->nap_us * 2 : cap;
+}
+
+void nsl_idle_after(struct nsl_idle *w, int work)
+{
+	idle_step(w, work);
+	if (w->bell)
+		w->seen = atomic_load(&w->bell->seq);   /* before the next poll */
 }

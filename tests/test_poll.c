@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Polling modes: parsing, auto's choice, the adaptive ladder (spin, yield, growing naps, back to
- * spinning on work), and that an idle adaptive poller leaves the CPU to others.
+ * spinning on work), that an idle adaptive poller leaves the CPU to others, and that a bell
+ * rung ends a nap.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -92,6 +93,35 @@ static void test_idle_cpu(void)
 	CU_ASSERT(w.naps > 100);
 }
 
+/* A bell: naps grow to the bell's longer cap; a ring since the last poll ends the next nap before
+ * it starts (a nap of 0.9 s returns at once: a 100x margin, not a timing of speed); one not rung
+ * lasts; busy pollers take no bell. */
+static void test_bell(void)
+{
+	struct nsl_bell bell = { 0 };
+	struct nsl_idle w;
+	double t0;
+
+	nsl_idle_init(&w, NSL_POLL_ADAPTIVE);
+	nsl_idle_set_bell(&w, &bell);
+	for (int i = 0; i < NSL_IDLE_SPINS + NSL_IDLE_YIELDS + 20; i++)
+		nsl_idle_after(&w, 0);
+	CU_ASSERT_EQUAL(w.nap_us, NSL_IDLE_BELL_NAP_MAX_US);
+	w.nap_us = 900000;
+	nsl_bell_ring(&bell);
+	t0 = clock_s(CLOCK_MONOTONIC);
+	nsl_idle_after(&w, 0);
+	CU_ASSERT(clock_s(CLOCK_MONOTONIC) - t0 < 0.45);
+	CU_ASSERT_EQUAL(atomic_load(&bell.sleeping), 0);
+	w.nap_us = 100000;
+	t0 = clock_s(CLOCK_MONOTONIC);
+	nsl_idle_after(&w, 0);
+	CU_ASSERT(clock_s(CLOCK_MONOTONIC) - t0 > 0.05);
+	nsl_idle_init(&w, NSL_POLL_BUSY);
+	nsl_idle_set_bell(&w, &bell);
+	CU_ASSERT_PTR_NULL(w.bell);
+}
+
 int main(void)
 {
 	static const struct nsl_test_case cases[] = {
@@ -99,6 +129,7 @@ int main(void)
 		{ "auto: busy with a CPU per poller, else adaptive", test_resolve },
 		{ "adaptive: spin, yield, growing naps; work starts over", test_ladder },
 		{ "an idle adaptive poller sleeps", test_idle_cpu },
+		{ "a bell ends a nap", test_bell },
 		{ NULL, NULL },
 	};
 

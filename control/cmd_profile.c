@@ -114,7 +114,8 @@ static double exchange(struct nsl_link *l[2], void *src, void *dst, uint64_t byt
 }
 
 /* Two peers as nsplit train runs them when they outnumber the cores: a thread each, both on one
- * CPU that a third thread keeps busy computing, napping while they wait (adaptive polling). Half
+ * CPU that a third thread keeps busy computing, napping while they wait (adaptive polling, on
+ * bells each rings when its poll did something). Half
  * a round trip is what a message costs there: mostly the wait for the receiver to get the core
  * back from the one computing. */
 struct pinger {
@@ -122,6 +123,10 @@ struct pinger {
 	int self, n, rc;
 	void *buf;
 	int cpu;
+	struct nsl_bell *bell, *partner;   /* as peers of one process nap and wake each other */
+	double pause_s;                    /* > 0: pause before each send, so the receiver naps */
+	double *delays;                    /* with a pause: each message's delay, sent to seen */
+	int ndelays;
 };
 
 static int pinger_wait(struct pinger *g, struct nsl_idle *idle, bool recv)
@@ -134,6 +139,8 @@ static int pinger_wait(struct pinger *g, struct nsl_idle *idle, bool recv)
 
 		if (work < 0 || nsl_now() - t0 > 10)
 			return -1;
+		if (work > 0)
+			nsl_bell_ring(g->partner);
 		work += (int)(recv ? nsl_link_recv(g->l, &m, 1) : nsl_link_sent(g->l, &m, 1));
 		nsl_idle_after(idle, work);
 	}
@@ -150,15 +157,23 @@ static void *pinger_main(void *arg)
 	CPU_SET(g->cpu, &one);
 	g->rc = nsl_eal_thread_register() == 0 && pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0 ? 0 : -1;
 	nsl_idle_init(&idle, NSL_POLL_ADAPTIVE);
+	nsl_idle_set_bell(&idle, g->bell);
 	for (int k = 0; k < g->n && g->rc == 0; k++)
 		for (int turn = 0; turn < 2 && g->rc == 0; turn++) {
 			struct nsl_msg out = { .data = g->buf, .len = 64, .peer = (uint16_t)(1 - g->self), .type = NSL_MSG_CONTROL };
 			struct nsl_msg slot = { .data = (uint8_t *)g->buf + 64, .len = 64, .peer = (uint16_t)(1 - g->self) };
 
-			if (turn == g->self)
+			if (turn == g->self) {
+				if (g->pause_s > 0) {
+					nanosleep(&(struct timespec){ .tv_nsec = (long)(g->pause_s * 1e9) }, NULL);
+					*(double *)g->buf = nsl_now();
+				}
 				g->rc = nsl_link_send(g->l, &out) < 0 || pinger_wait(g, &idle, false) < 0 ? -1 : 0;
-			else
+			} else {
 				g->rc = nsl_link_post(g->l, &slot) < 0 || pinger_wait(g, &idle, true) < 0 ? -1 : 0;
+				if (g->rc == 0 && g->delays != NULL)
+					g->delays[g->ndelays++] = nsl_now() - *(const double *)slot.data;
+			}
 		}
 	nsl_eal_thread_unregister();
 	return NULL;
@@ -187,6 +202,7 @@ static void *spin_main(void *arg)
 static double shared_latency(struct nsl_link *l[2], void *buf[2])
 {
 	struct pinger g[2];
+	struct nsl_bell bells[2] = { 0 };
 	pthread_t t[2], spinner;
 	cpu_set_t cpus;
 	atomic_int stop = 0;
@@ -203,7 +219,8 @@ static double shared_latency(struct nsl_link *l[2], void *buf[2])
 		return -1;
 	t0 = nsl_now();
 	for (int i = 0; i < 2; i++) {
-		g[i] = (struct pinger){ .l = l[i], .self = i, .n = n, .buf = buf[i], .cpu = cpu };
+		g[i] = (struct pinger){ .l = l[i], .self = i, .n = n, .buf = buf[i], .cpu = cpu, .bell = &bells[i],
+					.partner = &bells[1 - i] };
 		if (pthread_create(&t[i], NULL, pinger_main, &g[i]) != 0) {
 			atomic_store(&stop, 1);
 			pthread_join(spinner, NULL);
@@ -230,6 +247,53 @@ static double copy_rate(void *src, void *dst, uint64_t bytes)
 		best = fmin(best, nsl_now() - t0);
 	}
 	return best > 0 ? (double)bytes / best : 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+	const double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Two peers of one process on cores of their own, each pausing 1 ms before it sends so that the
+ * other naps on its bell by then: the median time from a send to its receiver seeing it, what a
+ * message costs a napping peer whose core is free. */
+static double wake_latency(struct nsl_link *l[2], void *buf[2])
+{
+	enum { N = 40 };
+	struct pinger g[2];
+	struct nsl_bell bells[2] = { 0 };
+	double delays[2][N], all[2 * N];
+	pthread_t t[2];
+	cpu_set_t cpus;
+	int cpu[2] = { -1, -1 }, k = 0, n = 0;
+
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+		return -1;
+	for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
+		if (CPU_ISSET(c, &cpus))
+			cpu[k++] = c;
+	if (cpu[1] < 0)
+		cpu[1] = cpu[0];
+	for (int i = 0; i < 2; i++) {
+		g[i] = (struct pinger){ .l = l[i], .self = i, .n = N, .buf = buf[i], .cpu = cpu[i], .bell = &bells[i],
+					.partner = &bells[1 - i], .pause_s = 1e-3, .delays = delays[i] };
+		if (pthread_create(&t[i], NULL, pinger_main, &g[i]) != 0) {
+			if (i == 1)
+				pthread_join(t[0], NULL);
+			return -1;
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	if (g[0].rc != 0 || g[1].rc != 0)
+		return -1;
+	for (int i = 0; i < 2; i++)
+		for (int d = 0; d < g[i].ndelays; d++)
+			all[n++] = delays[i][d];
+	qsort(all, (size_t)n, sizeof(all[0]), by_value);
+	return n ? all[n / 2] : -1;
 }
 
 static int profile_link(struct nsl_cost *c)
@@ -262,8 +326,9 @@ static int profile_link(struct nsl_cost *c)
 		t = exchange(l, src, dst, 64, 200, true);
 		c->link_lat = t > 0 ? t / 400 : 0;
 		c->shared_lat = shared_latency(l, (void *[2]){ src, dst });
+		c->wake_lat = wake_latency(l, (void *[2]){ src, dst });
 		c->copy_bw = copy_rate(src, dst, big);
-		if (c->link_bw <= 0 || c->link_lat <= 0 || c->shared_lat <= 0)
+		if (c->link_bw <= 0 || c->link_lat <= 0 || c->shared_lat <= 0 || c->wake_lat <= 0)
 			rc = nsl_error_set(EIO, "profile: the net_ring link did not carry its messages");
 	}
 	nsl_dp_free(src);
@@ -339,9 +404,9 @@ int nsl_cmd_profile(int argc, char **argv)
 		       move[i] * 1e3, c.layer[i].step_s * 1e3, c.layer[i].make_s * 1e3);
 	}
 	printf("with every core busy, the model computes %.2fx as long\n", c.busy_factor);
-	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us (%.1f us with both peers on one core, napping "
-	       "while a third computes there); a core checks and copies %.2f GB/s of messages\n", c.link_bw / 1e9,
-	       c.link_lat * 1e6, c.shared_lat * 1e6, c.copy_bw / 1e9);
+	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us (%.1f us to a napping peer, %.1f us with both "
+	       "peers on one core, napping while a third computes there); a core checks and copies %.2f GB/s of "
+	       "messages\n", c.link_bw / 1e9, c.link_lat * 1e6, c.wake_lat * 1e6, c.shared_lat * 1e6, c.copy_bw / 1e9);
 	rc = nsl_cost_write(o.out, &c, m,
 			    &(struct nsl_cost_meta){ .batch = o.batch, .micro = o.micro, .threads = o.threads,
 						     .machine = machine, .transport = "net_ring", .move_s = move });

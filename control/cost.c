@@ -28,8 +28,10 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
 			c->layer[i].act_bytes, meta->move_s ? meta->move_s[i] : 0.0, c->layer[i].step_s, c->layer[i].make_s,
 			i + 1 < c->nlayers ? "," : "");
 	fprintf(f, "  ],\n  \"busy_factor\": %.4f,\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, "
-		   "\"latency_s\": %.6e, \"shared_latency_s\": %.6e, \"copy_Bps\": %.6e }\n}\n",
-		c->busy_factor, meta->transport ? meta->transport : "", c->link_bw, c->link_lat, c->shared_lat, c->copy_bw);
+		   "\"latency_s\": %.6e, \"shared_latency_s\": %.6e, \"wake_latency_s\": %.6e, "
+		   "\"copy_Bps\": %.6e }\n}\n",
+		c->busy_factor, meta->transport ? meta->transport : "", c->link_bw, c->link_lat, c->shared_lat, c->wake_lat,
+		c->copy_bw);
 	if (fclose(f) != 0)
 		return nsl_error_set(EIO, "%s: write failed (disk full?)", path);
 	return 0;
@@ -123,6 +125,8 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 		rc = number(path, root, "busy_factor", "the file", &c->busy_factor);
 	if (rc == 0 && nsl_json_get(link, "shared_latency_s") != NULL)
 		rc = number(path, link, "shared_latency_s", "link", &c->shared_lat);
+	if (rc == 0 && nsl_json_get(link, "wake_latency_s") != NULL)
+		rc = number(path, link, "wake_latency_s", "link", &c->wake_lat);
 	if (rc == 0 && nsl_json_get(link, "copy_Bps") != NULL)
 		rc = number(path, link, "copy_Bps", "link", &c->copy_bw);
 	if (rc == 0 && c->link_bw <= 0)

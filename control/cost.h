@@ -5,9 +5,13 @@
  *     "batch": 64, "micro_batch": 8, "threads": 1, "machine": "...",
  *     "layers": [ { "layer": 0, "kind": "dense", "fwd_s": ..., "bwd_s": ...,    (per sample)
  *                   "fixed_bytes": ..., "act_bytes": ..., "move_s": ... }, ... ],
- *     "link": { "transport": "net_ring", "bandwidth_Bps": ..., "latency_s": ... } }
+ *     "busy_factor": ...,
+ *     "link": { "transport": "net_ring", "bandwidth_Bps": ..., "latency_s": ..., "shared_latency_s": ...,
+ *               "wake_latency_s": ..., "copy_Bps": ... } }
  * fixed_bytes: parameters, gradients and optimizer state; act_bytes: the layer's output per
  * sample; move_s: the time to move the layer's parameters and optimizer state to another peer.
+ * Layers may also give step_s and make_s. Keys after latency_s came with later profiles; files
+ * without them read, and plan and simulate without what they measure.
  */
 #ifndef NSL_COST_H
 #define NSL_COST_H

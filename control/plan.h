@@ -53,6 +53,8 @@ struct nsl_cost {
 	double shared_lat;            /* seconds per message when the peers share cores and nap while
 				         they wait (0: not measured; link_lat) */
 	double busy_factor;           /* compute slows by this much with every core busy (0: 1) */
+	double wake_lat;              /* seconds per message to a peer napping on its bell, its core free
+				         (0: not measured; link_lat) */
 	double copy_bw;               /* bytes/s a core checks and copies a message out of its frames,
 				         as each end of a link pays on its own core (0: not measured) */
 	int micro;                    /* rows per message */

@@ -285,27 +285,32 @@ static int host_cores(const struct sim *s, int h)
 
 /*
  * When a peer waiting since `since` sees a message that arrived at `at`. Peers outnumbering
- * their cores poll adaptively (poll.h): they nap while they wait, each nap twice the last from
- * NSL_IDLE_NAP_MIN_US to NSL_IDLE_NAP_MAX_US, so a message waits for the end of the nap it came
- * in; then, if every core is computing, for the scheduler to hand the receiver one (the
- * profile's shared-core latency, measured with the core busy). With a core each they spin: they
- * see it at once.
+ * their cores poll adaptively (poll.h): they nap while they wait. Peers of one process (no
+ * hosts given) ring each other's bell, which ends the nap (after the profile's wake latency, the
+ * time a napping thread takes to run again on a free core); a cluster's peers nap each
+ * nap twice the last from NSL_IDLE_NAP_MIN_US to NSL_IDLE_NAP_MAX_US, so a message waits for
+ * the end of the nap it came in. Then, if every core is computing, the receiver waits for the
+ * scheduler to hand it one (the profile's shared-core latency, measured with the core busy).
+ * With a core each they spin: they see it at once.
  */
 static double seen_at(const struct sim *s, int rank, double since, double at)
 {
 	const double cap = NSL_IDLE_NAP_MAX_US * 1e-6;
 	const int h = nsl_topo_host(&s->c->topo, rank), cores = host_cores(s, h);
+	const double busy = s->computing_on[h] >= cores ? s->c->cost->shared_lat : 0;
 	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
 
 	if (cores <= 0 || s->peers_on[h] <= cores || d <= 0)
 		return at;
+	if (s->c->topo.host == NULL)
+		return at + (busy > 0 ? busy : s->c->cost->wake_lat);
 	while (t < d && nap < cap) {
 		t += nap;
 		nap *= 2;
 	}
 	if (t < d)
 		t += ceil((d - t) / cap) * cap;
-	return since + t + (s->computing_on[h] >= cores ? s->c->cost->shared_lat : 0);
+	return since + t + busy;
 }
 
 /* A waiting peer whose message has come takes it and goes on. */

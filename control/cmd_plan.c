@@ -17,6 +17,7 @@
 #include "cost.h"
 #include "fast.h"
 #include "plan.h"
+#include "simulate.h"
 #include "schedule.h"
 
 struct plan_opts {
@@ -235,7 +236,12 @@ int nsl_cmd_plan(int argc, char **argv)
 			goto out;
 		}
 
-		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
+		const struct nsl_sim_fast sf = { .model = m, .batch = o.j.batch, .micro = c.micro,
+						 .per_shard = o.j.samples / o.j.peers, .fast_all = o.j.fast_all,
+						 .staleness = o.j.staleness, .buffer = c.slots };
+
+		rc = o.j.schedule == NSL_SCHED_FAST ? nsl_sim_fast_plan(&r, &sf, &p) : nsl_plan_solve(&r, &p);
+		if (rc == 0) {
 			if (o.j.json)
 				print_json(&o, m, &r, &p);
 			else

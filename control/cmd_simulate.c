@@ -131,11 +131,15 @@ static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, cons
 					  .samples_per_shard = (double)o->j.samples / o->j.peers, .cores = o->j.cores,
 					  .fwd = o->j.pools_fwd, .recompute = !o->j.fast_all };
 
+		const struct nsl_sim_fast sf = { .model = m, .batch = o->j.batch, .micro = c->micro,
+						 .per_shard = o->j.samples / o->j.peers, .fast_all = o->j.fast_all,
+						 .staleness = o->j.staleness, .buffer = o->buffer };
+
 		if (cl->npeers) {
 			r.speed = speed;
 			r.topo = nsl_cluster_topology(cl);
 		}
-		if ((rc = nsl_plan_solve(&r, &p)) < 0)
+		if ((rc = fast ? nsl_sim_fast_plan(&r, &sf, &p) : nsl_plan_solve(&r, &p)) < 0)
 			return rc;
 	}
 	if (fast) {

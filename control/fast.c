@@ -10,6 +10,7 @@
 #include "cost.h"
 #include "peer.h"
 #include "plan.h"
+#include "simulate.h"
 
 static int pool_split(const struct job *j, const char *text, const char *opt, int n, int *starts)
 {
@@ -26,7 +27,8 @@ static int pool_split(const struct job *j, const char *text, const char *opt, in
 
 /*
  * Neither split given: the planner's pools (unless given) and splits, from --cost FILE or from
- * the model's multiply-adds. In one process the peers share its cores; a cluster's do not.
+ * the model's multiply-adds. In one process the peers share its cores (and the pools are the
+ * fastest simulated: nsl_sim_fast_plan); a cluster's do not.
  */
 static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B)
 {
@@ -50,7 +52,11 @@ static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B
 	/* A cluster's peers must all plan the same: none looks at its own CPUs. */
 	if (!o->cluster && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)
 		r.cores = CPU_COUNT(&cpus);
-	if ((rc = nsl_plan_solve(&r, &p)) == 0) {
+	if ((rc = nsl_sim_fast_plan(&r, &(struct nsl_sim_fast){ .model = j->model, .batch = o->batch, .micro = j->micro,
+							       .per_shard = j->per_shard, .fast_all = o->fast_all,
+							       .staleness = o->staleness, .buffer = c.slots,
+							       .param_share = 1.0 / (2 + j->oc.ops->state_slots) },
+				    &p)) == 0) {
 		*F = p.fwd;
 		*B = p.bwd;
 		memcpy(j->fstarts, p.starts, sizeof(int) * (size_t)(p.fwd + 1));

@@ -33,6 +33,7 @@
 #define NSL_PLAN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define NSL_PLAN_MAX_PEERS 64

@@ -68,4 +68,23 @@ struct nsl_sim_result {
 /* 0, or a negative errno with a message (bad configuration, a schedule that deadlocks). */
 int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out);
 
+/* What a Fast N-split epoch is simulated with, besides a plan. */
+struct nsl_sim_fast {
+	const struct nsl_model *model;
+	int batch, micro;
+	int64_t per_shard;
+	bool fast_all;
+	int staleness, buffer;
+	double param_share;           /* as in nsl_sim_conf */
+};
+
+/*
+ * A Fast N-split plan (r->objective NSL_PLAN_FAST): the planner's; and when the peers share one
+ * host's r->cores cores and the pools are not given (r->fwd 0), the planner's best plan of each
+ * pool size simulated for an epoch, the fastest taken. There the planner's objective (all the
+ * work over the cores, or the slowest role) ties many pool sizes, and how the cores are shared
+ * decides. 0, or an errno with a message (the planner's refusal, a simulation that failed).
+ */
+int nsl_sim_fast_plan(const struct nsl_plan_req *r, const struct nsl_sim_fast *f, struct nsl_plan *out);
+
 #endif

@@ -129,6 +129,74 @@ static void test_fast(void)
 	nsl_model_free(m);
 }
 
+static double sim_fast_sps(const struct nsl_sim_conf *base, const struct nsl_plan *p)
+{
+	struct nsl_sim_conf c = *base;
+	struct nsl_sim_result r;
+
+	c.fwd = p->fwd;
+	c.fstarts = p->starts;
+	c.starts = p->bstarts;
+	return nsl_simulate(&c, &r) == 0 ? r.samples_per_s : -1;
+}
+
+/* On shared cores the pools are the fastest simulated of each pool size's plan; on a core each,
+ * or with the pools given, the planner's plan as it is. The costs: the wide MLP as profiled on 2
+ * cores (micro-batch 128), where the planner alone ties pools 1:3 with 2:2 and takes 1:3, and the
+ * simulator (as the runtime measured) prefers 2:2. */
+static void test_fast_pools(void)
+{
+	static const double prof[9][5] = {
+		{ 7.231e-06, 1.138e-05, 9646080, 4096, 1.764e-04 }, { 7.896e-08, 2.414e-07, 0, 4096, 4.885e-09 },
+		{ 9.677e-06, 2.616e-05, 12595200, 4096, 2.297e-04 }, { 8.243e-08, 2.294e-07, 0, 4096, 4.758e-09 },
+		{ 9.102e-06, 2.391e-05, 12595200, 4096, 1.605e-04 }, { 5.872e-08, 2.405e-07, 0, 4096, 2.561e-09 },
+		{ 9.636e-06, 2.085e-05, 12595200, 4096, 2.069e-04 }, { 6.104e-08, 2.305e-07, 0, 4096, 2.567e-09 },
+		{ 1.893e-07, 6.467e-07, 196728, 40, 2.789e-06 },
+	};
+	struct nsl_model *m = nsl_model_parse("mlp:784-1024-1024-1024-1024-10", (struct nsl_shape){ 1, 28, 28 });
+	struct nsl_cost_layer l9[9];
+	struct nsl_cost c9 = { .nlayers = 9, .layer = l9, .link_bw = 1.44e10, .link_lat = 1.15e-6, .shared_lat = 2.15e-3,
+			       .wake_lat = 4.7e-5, .copy_bw = 4.1e10, .busy_factor = 1.07, .micro = 128, .slots = 4 };
+	struct nsl_plan_req r = { .cost = &c9, .npeers = 4, .objective = NSL_PLAN_FAST, .samples_per_shard = 7680,
+				  .cores = 2 };
+	const struct nsl_sim_fast f = { .model = m, .batch = 256, .micro = 128, .per_shard = 7680, .fast_all = true,
+					.staleness = 1, .buffer = 4 };
+	struct nsl_sim_conf base = { .cost = &c9, .npeers = 4, .cores = 2, .schedule = NSL_SCHED_FAST, .batch = 256,
+				     .micro = 128, .per_shard = 7680, .rounds = 4, .model = m, .fast_all = true,
+				     .staleness = 1, .buffer = 4 };
+	struct nsl_plan chosen, each, plain;
+	double best = 0, mine;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+	for (int i = 0; i < 9; i++)
+		l9[i] = (struct nsl_cost_layer){ .fwd_s = prof[i][0], .bwd_s = prof[i][1], .fixed_bytes = prof[i][2],
+						 .act_bytes = prof[i][3], .step_s = prof[i][4] };
+	CU_ASSERT_EQUAL_FATAL(nsl_sim_fast_plan(&r, &f, &chosen), 0);
+	CU_ASSERT_EQUAL_FATAL(nsl_plan_solve(&r, &plain), 0);
+	mine = sim_fast_sps(&base, &chosen);
+	for (int F = 1; F < 4; F++) {
+		struct nsl_plan_req rf = r;
+
+		rf.fwd = F;
+		CU_ASSERT_EQUAL_FATAL(nsl_plan_solve(&rf, &each), 0);
+		best = fmax(best, sim_fast_sps(&base, &each));
+	}
+	printf("\n  pools %d:%d simulated at %.0f samples/s (the planner's alone: %d:%d, %.0f), the best pool size's plan "
+	       "at %.0f ", chosen.fwd, chosen.bwd, mine, plain.fwd, plain.bwd, sim_fast_sps(&base, &plain), best);
+	CU_ASSERT_DOUBLE_EQUAL(mine, best, best * 1e-9);
+	CU_ASSERT(mine > sim_fast_sps(&base, &plain));
+	r.cores = 0;
+	CU_ASSERT_EQUAL(nsl_sim_fast_plan(&r, &f, &chosen), 0);
+	CU_ASSERT_EQUAL(nsl_plan_solve(&r, &plain), 0);
+	CU_ASSERT_EQUAL(chosen.fwd, plain.fwd);
+	CU_ASSERT_EQUAL(memcmp(chosen.starts, plain.starts, sizeof(plain.starts)), 0);
+	r.cores = 2;
+	r.fwd = 3;
+	CU_ASSERT_EQUAL(nsl_sim_fast_plan(&r, &f, &chosen), 0);
+	CU_ASSERT_EQUAL(chosen.fwd, 3);
+	nsl_model_free(m);
+}
+
 static void test_refuses(void)
 {
 	const int starts[2] = { 0, 4 };
@@ -145,6 +213,7 @@ int main(void)
 		{ "one peer adds up its work", test_one_peer },
 		{ "pipelines: free links, one core, a slow link", test_pipeline },
 		{ "Fast N-split: the slowest role's pace, staleness, buffers", test_fast },
+		{ "Fast N-split on shared cores: the fastest simulated pools", test_fast_pools },
 		{ "bad configurations refused", test_refuses },
 		{ NULL, NULL },
 	};

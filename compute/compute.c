@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <errno.h>
 #include <omp.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include <oneapi/dnnl/dnnl.h>
@@ -98,28 +97,4 @@ int nsl_compute_threads(const struct nsl_compute *cc)
 void nsl_compute_bind_thread(const struct nsl_compute *cc)
 {
 	omp_set_num_threads(cc->threads);
-}
-
-const char *nsl_compute_layouts(void)
-{
-	static const struct {
-		dnnl_cpu_isa_t isa;
-		const char *name;
-	} isas[] = {
-		{ dnnl_cpu_isa_sse41, "sse41" }, { dnnl_cpu_isa_avx, "avx" }, { dnnl_cpu_isa_avx2, "avx2" },
-		{ dnnl_cpu_isa_avx2_vnni, "avx2_vnni" }, { dnnl_cpu_isa_avx512_mic, "avx512_mic" },
-		{ dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops" }, { dnnl_cpu_isa_avx512_core, "avx512_core" },
-		{ dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni" }, { dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16" },
-		{ dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx" },
-	};
-	static char text[64];
-	const dnnl_version_t *v = dnnl_version();
-	const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-	const char *name = "other";
-
-	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++)
-		if (isas[i].isa == isa)
-			name = isas[i].name;
-	snprintf(text, sizeof(text), "%s, oneDNN %d.%d.%d", name, v->major, v->minor, v->patch);
-	return text;
 }

@@ -146,8 +146,14 @@ void nsl_layer_free(struct nsl_layer *l);
 
 /* Copy a parameter between its internal layout and the plain PyTorch layout (numel floats). */
 int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, float *plain);
-/* A hash of p's internal layout: equal hashes, the same bytes for the same values. */
-uint64_t nsl_param_layout(const struct nsl_param *p);
+/* p's internal layout, as bytes another peer can read (nsl_param_load_layout): the size
+ * written, 0 when cap is too small. */
+size_t nsl_param_layout(const struct nsl_param *p, void *out, size_t cap);
+/* Fill p from src (src_len bytes) laid out as `layout` describes: a copy when it is p's own, a
+ * reorder when another host's oneDNN chose another; -EPROTO with a message when it is not a
+ * layout of p's shape. */
+int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, const void *layout, size_t layout_len,
+			  const void *src, size_t src_len);
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
 /* The same for any buffer in the parameter's internal layout (its optimizer state). */
 int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *internal, float *plain);

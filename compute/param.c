@@ -5,6 +5,7 @@
  * two reorders on first use and keeps them.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +13,6 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "nsplit/error.h"
-#include "nsplit/rng.h"
 #include "layer_pvt.h"
 
 /* dir 0: internal -> plain, 1: plain -> internal. */
@@ -82,19 +82,72 @@ int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const fl
 	return nsl_param_from_plain(cc, p, plain, p->data);
 }
 
-uint64_t nsl_param_layout(const struct nsl_param *p)
+size_t nsl_param_layout(const struct nsl_param *p, void *out, size_t cap)
 {
-	const dnnl_memory_desc_t *md = &p->md;
-	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
-	uint64_t h = nsl_hash2((uint64_t)md->ndims, (uint64_t)md->format_kind);
+	if (cap < sizeof(p->md))
+		return 0;
+	memcpy(out, &p->md, sizeof(p->md));
+	return sizeof(p->md);
+}
 
+/* Whether md, from another peer, describes a dense f32 tensor of p's shape that this oneDNN can
+ * reorder from: the checks oneDNN leaves to its callers. */
+static bool sane(const dnnl_memory_desc_t *md, const struct nsl_param *p)
+{
+	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+
+	if (md->ndims != p->md.ndims || md->data_type != dnnl_f32 || md->format_kind != dnnl_blocked ||
+	    md->offset0 != 0 || md->extra.flags != 0 || b->inner_nblks < 0 || b->inner_nblks > DNNL_MAX_NDIMS)
+		return false;
 	for (int d = 0; d < md->ndims; d++)
-		h = nsl_hash2(nsl_hash2(h, (uint64_t)md->dims[d]), (uint64_t)md->padded_dims[d]);
-	if (md->format_kind != dnnl_blocked)
-		return nsl_hash2(h, (uint64_t)p->count);
-	for (int d = 0; d < md->ndims; d++)
-		h = nsl_hash2(h, (uint64_t)b->strides[d]);
+		if (md->dims[d] != p->md.dims[d] || md->padded_offsets[d] != 0 || md->padded_dims[d] < md->dims[d] ||
+		    md->padded_dims[d] > md->dims[d] + 256 || b->strides[d] < 0)
+			return false;
 	for (int i = 0; i < b->inner_nblks; i++)
-		h = nsl_hash2(nsl_hash2(h, (uint64_t)b->inner_blks[i]), (uint64_t)b->inner_idxs[i]);
-	return nsl_hash2(h, (uint64_t)p->count);
+		if (b->inner_idxs[i] < 0 || b->inner_idxs[i] >= md->ndims || b->inner_blks[i] < 1 || b->inner_blks[i] > 256)
+			return false;
+	return true;
+}
+
+int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, const void *layout, size_t layout_len,
+			  const void *src, size_t src_len)
+{
+	dnnl_memory_desc_t md;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_t r = NULL;
+	dnnl_memory_t from = NULL, to = NULL;
+	int rc;
+
+	if (layout_len != sizeof(md))
+		return nsl_error_set(EPROTO, "%s: a layout of %zu bytes, where this oneDNN's take %zu (another oneDNN version?)",
+				     p->name, layout_len, sizeof(md));
+	memcpy(&md, layout, sizeof(md));
+	if (dnnl_memory_desc_equal(&md, &p->md)) {
+		if (src_len != p->count * sizeof(float))
+			return nsl_error_set(EPROTO, "%s: %zu bytes in this layout, where it takes %zu", p->name, src_len,
+					     p->count * sizeof(float));
+		memcpy(p->data, src, src_len);
+		return 0;
+	}
+	if (!sane(&md, p) || dnnl_memory_desc_get_size(&md) != src_len)
+		return nsl_error_set(EPROTO, "%s: a layout this peer cannot read (%zu bytes)", p->name, src_len);
+	/* Another host's oneDNN laid it out otherwise (another instruction set): reorder it here. */
+	rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, &md, cc->engine, &p->md, cc->engine, NULL),
+			    "reorder from another layout");
+	if (rc == 0)
+		rc = nsl_dnnl_check(dnnl_primitive_create(&r, pd), "reorder from another layout");
+	if (rc == 0)
+		rc = nsl_dnnl_check(dnnl_memory_create(&from, &md, cc->engine, (void *)(uintptr_t)src), "its source");
+	if (rc == 0)
+		rc = nsl_dnnl_check(dnnl_memory_create(&to, &p->md, cc->engine, p->data), "its destination");
+	if (rc == 0) {
+		dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+
+		rc = nsl_dnnl_exec(cc, r, 2, args, "reorder from another layout");
+	}
+	dnnl_memory_destroy(from);
+	dnnl_memory_destroy(to);
+	dnnl_primitive_destroy(r);
+	dnnl_primitive_desc_destroy(pd);
+	return rc < 0 ? nsl_error_prefix(rc, "%s", p->name) : 0;
 }

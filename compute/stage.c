@@ -570,8 +570,20 @@ int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info
 	memcpy(out->dims, p->dims, sizeof(out->dims));
 	out->numel = p->numel;
 	out->count = p->count;
-	out->layout = nsl_param_layout(p);
 	return 0;
+}
+
+size_t nsl_stage_param_layout(const struct nsl_stage *s, int k, void *out, size_t cap)
+{
+	return k < 0 || k >= s->nparams ? 0 : nsl_param_layout(s->params[k].p, out, cap);
+}
+
+int nsl_stage_param_load_layout(struct nsl_stage *s, int k, const void *layout, size_t layout_len, const void *src,
+				size_t src_len)
+{
+	if (k < 0 || k >= s->nparams)
+		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
+	return nsl_param_load_layout(s->cc, s->params[k].p, layout, layout_len, src, src_len);
 }
 
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain)

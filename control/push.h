@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A Fast N-split parameter push: the parameters of layers [first, last) as a backward role holds
- * them, in oneDNN's internal layouts, for the forward role holding those layers to copy in. It
- * is sent every batch, so it skips the stage record's reorders to and from PyTorch's layouts
- * (a tenth of a 4-peer run's CPU time went to them). Both ends must lay each parameter out the
- * same way; the header says how the sender's are laid out, and the receiver refuses what it
- * cannot copy.
+ * them, in oneDNN's internal layouts, for the forward role holding those layers to load. It is
+ * sent every batch, so it skips the stage record's reorders to and from PyTorch's layouts (a
+ * tenth of a 4-peer run's CPU time went to them): where both ends lay a parameter out alike (one
+ * host, or hosts with the same instruction set) loading it is a copy; otherwise the receiver
+ * reorders from the layout the push describes.
  *
- * Bytes (native 64-bit words, as every peer of a job runs on x86-64): magic "nslpush1", first
- * layer | last layer << 32, n parameters, then per parameter its layout hash and float count;
- * zero padding to 64 bytes; then each parameter's floats, each padded to 64 bytes.
+ * Bytes (native 64-bit words, as every peer of a job runs on x86-64): magic "nslpush2", first
+ * layer | last layer << 32, n parameters, the length of a layout; padded to 64 bytes. Then per
+ * parameter: its byte count and its layout (nsl_stage_param_layout), padded to 64; its values,
+ * padded to 64.
  */
 #ifndef NSL_PUSH_H
 #define NSL_PUSH_H

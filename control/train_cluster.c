@@ -19,7 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nsplit/compute.h"
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/port.h"
@@ -105,11 +104,7 @@ static int hello(struct peer *p, double timeout_s)
 
 	if (buf == NULL)
 		return -ENOMEM;
-	/* Fast N-split pushes parameters in oneDNN's layouts, which hosts must share (push.h). */
-	char config[sizeof(j->config) + 128];
-
-	snprintf(config, sizeof(config), "%s%s%s%s", j->config, j->fast ? "layouts=" : "",
-		 j->fast ? nsl_compute_layouts() : "", j->fast ? "\n" : "");
+	const char *config = j->config;
 
 	len = snprintf(buf, HELLO_MAX, HELLO_MAGIC "rank=%d\nhash=%016" PRIx64 "\n%s", p->rank, j->config_hash, config);
 	for (int i = 0; i < nb && rc == 0; i++) {

@@ -108,25 +108,25 @@ run_cluster fast "${FAST[@]}" || exit 1
 echo "ok: Fast N-split (pools 1:2, staleness 1) in 3 namespaces over the lossy bridge, same weights as in one process"
 
 # Fast N-split pushes parameters in oneDNN's layouts: a peer whose oneDNN runs another
-# instruction set (so lays them out otherwise) is refused at the hello, by name.
+# instruction set (so lays them out otherwise) reorders what it is pushed, and trains beside the
+# others; its kernels round otherwise, so the weights come close to the run above, not equal.
 for i in 0 1 2; do
 	isa=()
 	((i == 2)) && isa=(DNNL_MAX_CPU_ISA=AVX2)
 	ip netns exec "nsl-c$i-$id" env "${isa[@]}" "$NSPLIT" train --cluster "$tmp/cluster.ini" --rank "$i" "${COMMON[@]}" \
-		"${FAST[@]}" --connect-timeout 20 >"$tmp/isa$i.log" 2>&1 &
+		"${FAST[@]}" --save-weights "$tmp/isa.st" >"$tmp/isa$i.log" 2>&1 &
 	pids+=($!)
 done
 for i in 0 1 2; do
-	if wait "${pids[i]}"; then
-		echo "FAIL: peer $i trained beside a peer whose oneDNN lays parameters out otherwise"
+	wait "${pids[i]}" || {
+		echo "FAIL: Fast N-split with peer 2's oneDNN on AVX2: peer $i exited non-zero:"
+		tail -n 20 "$tmp/isa$i.log"
 		exit 1
-	fi
+	}
 done
 pids=()
-grep -h "layouts is" "$tmp"/isa*.log | head -n 1
-grep -q "layouts is avx512.* here but avx2, .* on peer 2" "$tmp/isa1.log" "$tmp/isa0.log" || {
-	echo "FAIL: no peer named the layouts peer 2 differs in:"
-	tail -n 5 "$tmp"/isa*.log
+/usr/bin/python3 "$HERE/compare_weights.py" "$tmp/fast-ring.st" "$tmp/isa.st" 1e-2 || {
+	echo "FAIL: Fast N-split with a peer on AVX2 wrote weights far from the run without it"
 	exit 1
 }
-echo "ok: a Fast N-split peer with other parameter layouts (DNNL_MAX_CPU_ISA=AVX2) is refused at the hello"
+echo "ok: Fast N-split with one peer's oneDNN on AVX2 (other parameter layouts) trains beside the others"

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Fast N-split parameter pushes: a push of some layers copies exactly those parameters into a
- * stage of another split, bit for bit; anything that is not such a push, or was laid out for
- * other layers or layouts, is refused with a message. And the arena peers make stages in: its
+ * stage of another split, bit for bit; one laid out by another host's oneDNN is reordered;
+ * anything that is not such a push, or is of other layers, is refused with a message. And the arena peers make stages in: its
  * memory is reused after a reset, several chunks become one, a block still in use is refused.
  */
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <CUnit/Basic.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include "nsplit/arena.h"
 #include "nsplit/compute.h"
@@ -99,12 +100,60 @@ static void test_refused(void)
 	memset(bad + len, 0, 64);
 	refused(fwd, 2, 5, bad, len + 64, "were due");         /* trailing bytes */
 	memcpy(bad, buf, len);
-	bad[3 * 8] ^= 1;                                       /* the first parameter's layout */
-	refused(fwd, 2, 5, bad, len, "laid out differently");
+	memset(bad + 64 + 8, 0x7f, 64);                         /* the first parameter's layout */
+	refused(fwd, 2, 5, bad, len, "cannot read");
 	nsl_stage_free(bwd);
 	nsl_stage_free(fwd);
 	free(buf);
 	free(bad);
+}
+
+/* A push from a host whose oneDNN lays parameters out otherwise: here, every parameter in the
+ * plain PyTorch layout, as a host without blocked kernels would. The receiver reorders each into
+ * its own layout: its values equal the sender's. */
+static void test_other_layout(void)
+{
+	struct nsl_stage *bwd = make(2, 5, 7), *fwd = make(0, 5, 8);
+	const uint64_t cap = nsl_push_cap(m, 2, 5);
+	uint8_t *buf = aligned_alloc(64, cap);
+	uint64_t *w = (uint64_t *)(void *)buf, off = 64;
+	int reordered = 0;
+
+	CU_ASSERT_FATAL(bwd != NULL && fwd != NULL && buf != NULL);
+	memset(buf, 0, cap);
+	w[0] = 0x32687375706c736eULL;
+	w[1] = 2 | (uint64_t)5 << 32;
+	w[2] = 4;
+	w[3] = sizeof(dnnl_memory_desc_t);
+	for (int k = 0; k < 4; k++) {
+		struct nsl_param_info pi;
+		dnnl_memory_desc_t md;
+		uint8_t own[NSL_STAGE_LAYOUT_MAX];
+		dnnl_dims_t dims;
+		uint64_t bytes;
+
+		nsl_stage_param_info(bwd, k, &pi);
+		for (int d = 0; d < pi.ndim; d++)
+			dims[d] = pi.dims[d];
+		CU_ASSERT_EQUAL_FATAL(dnnl_memory_desc_init_by_tag(&md, pi.ndim, dims, dnnl_f32,
+								   pi.ndim == 2 ? dnnl_ab : dnnl_a), dnnl_success);
+		bytes = (uint64_t)pi.numel * sizeof(float);
+		memcpy(buf + off, &bytes, 8);
+		memcpy(buf + off + 8, &md, sizeof(md));
+		CU_ASSERT_EQUAL(nsl_stage_param_layout(fwd, k + 2, own, sizeof(own)), sizeof(md));
+		reordered += memcmp(own, &md, sizeof(md)) != 0;
+		off += (8 + sizeof(md) + 63) / 64 * 64;
+		CU_ASSERT_EQUAL_FATAL(nsl_stage_param_export(bwd, k, (float *)(void *)(buf + off)), 0);
+		off += (bytes + 63) / 64 * 64;
+	}
+	printf("\n    %d of 4 parameters reordered from the plain layout ", reordered);
+	CU_ASSERT(reordered > 0);
+	CU_ASSERT_EQUAL(nsl_push_load(fwd, 2, 5, buf, off, "a plain push"), 0);
+	for (int k = 0; k < 4; k++)
+		CU_ASSERT(same(bwd, k, fwd, k + 2));
+	nsl_stage_free(bwd);
+	nsl_stage_free(fwd);
+	free(buf);
 }
 
 static void test_arena(void)
@@ -142,6 +191,7 @@ static void test_arena(void)
 static const struct nsl_test_case cases[] = {
 	{ "a push copies its layers' parameters exactly", test_round_trip },
 	{ "what is not a push of these layouts is refused", test_refused },
+	{ "a push in another layout is reordered", test_other_layout },
 	{ "an arena reuses its memory", test_arena },
 	{ NULL, NULL },
 };

@@ -20,13 +20,6 @@ void nsl_compute_free(struct nsl_compute *cc);
 
 int nsl_compute_threads(const struct nsl_compute *cc);
 
-/*
- * What decides the layouts oneDNN gives parameters here: its version and the instruction set it
- * runs (DNNL_MAX_CPU_ISA may lower it), as text. Two hosts that say the same lay parameters out
- * the same way.
- */
-const char *nsl_compute_layouts(void);
-
 /* Re-apply the thread count to the calling thread's OpenMP team (call once per thread). */
 void nsl_compute_bind_thread(const struct nsl_compute *cc);
 

@@ -86,7 +86,6 @@ struct nsl_param_info {
 	int64_t dims[4];
 	int64_t numel;
 	size_t count;         /* floats in the internal layout (nsl_stage_param_data) */
-	uint64_t layout;      /* hash of that layout: equal on two stages, their bytes can be copied */
 };
 
 /*
@@ -190,6 +189,15 @@ int nsl_stage_param_info(const struct nsl_stage *s, int k, struct nsl_param_info
 
 /* Its parameters k0 <= k < k1 are those of layers [first, last). */
 void nsl_stage_param_range(const struct nsl_stage *s, int first, int last, int *k0, int *k1);
+
+/* NSL_STAGE_LAYOUT_MAX or fewer bytes that describe parameter k's internal layout to another
+ * peer (written to out; 0 when cap is too small), and loading values laid out as such bytes
+ * describe: a copy when the layout is this stage's, a reorder when another host's oneDNN chose
+ * another (another instruction set). -EPROTO with a message for what is no layout of it. */
+#define NSL_STAGE_LAYOUT_MAX 1024
+size_t nsl_stage_param_layout(const struct nsl_stage *s, int k, void *out, size_t cap);
+int nsl_stage_param_load_layout(struct nsl_stage *s, int k, const void *layout, size_t layout_len, const void *src,
+				size_t src_len);
 
 /* Copy parameter k out to / in from the plain PyTorch layout (info.numel floats). */
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain);

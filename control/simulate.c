@@ -356,12 +356,8 @@ static bool wake(struct sim *s, int rank)
  * slower still by the profile's busy_factor when every core is busy. */
 static void host_rates(const struct sim *s, double *rate)
 {
-	int busy[NSL_PLAN_MAX_PEERS] = { 0 };
-
-	for (int q = 0; q < s->n; q++)
-		busy[nsl_topo_host(&s->c->topo, q)] += s->p[q].st == COMPUTING;
 	for (int q = 0; q < s->n; q++) {
-		const int h = nsl_topo_host(&s->c->topo, q), k = busy[h], cores = host_cores(s, h);
+		const int h = nsl_topo_host(&s->c->topo, q), k = s->computing_on[h], cores = host_cores(s, h);
 
 		rate[q] = cores > 0 && k > cores ? (double)cores / k : 1.0;
 		if (cores > 0 && k >= cores && s->c->cost->busy_factor > 1)
@@ -376,7 +372,7 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 
 	for (;;) {
 		bool moved = true;
-		int computing = 0, done = 0;
+		int done = 0;
 		double dt = INFINITY, rate[NSL_PLAN_MAX_PEERS];
 
 		while (moved) {
@@ -390,13 +386,11 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 				moved |= wake(s, q);
 			}
 		}
+		memset(s->computing_on, 0, sizeof(s->computing_on));
 		for (int q = 0; q < n; q++) {
-			computing += s->p[q].st == COMPUTING;
+			s->computing_on[nsl_topo_host(&s->c->topo, q)] += s->p[q].st == COMPUTING;
 			done += s->p[q].st == DONE;
 		}
-		memset(s->computing_on, 0, sizeof(s->computing_on));
-		for (int q = 0; q < n; q++)
-			s->computing_on[nsl_topo_host(&s->c->topo, q)] += s->p[q].st == COMPUTING;
 		if (done == n)
 			break;
 		host_rates(s, rate);

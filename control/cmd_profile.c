@@ -179,6 +179,19 @@ static void *pinger_main(void *arg)
 	return NULL;
 }
 
+/* Run the two pingers g[0], g[1] to the end: 0, or -1 when one could not start or failed. */
+static int ping_pong(struct pinger g[2])
+{
+	pthread_t t[2];
+	int started = 0;
+
+	while (started < 2 && pthread_create(&t[started], NULL, pinger_main, &g[started]) == 0)
+		started++;
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	return started == 2 && g[0].rc == 0 && g[1].rc == 0 ? 0 : -1;
+}
+
 struct spinner {
 	int cpu;
 	atomic_int *stop;
@@ -203,10 +216,10 @@ static double shared_latency(struct nsl_link *l[2], void *buf[2])
 {
 	struct pinger g[2];
 	struct nsl_bell bells[2] = { 0 };
-	pthread_t t[2], spinner;
+	pthread_t spinner;
 	cpu_set_t cpus;
 	atomic_int stop = 0;
-	int cpu = 0, n = 100;
+	int cpu = 0, n = 100, rc;
 	double t0;
 
 	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
@@ -217,22 +230,15 @@ static double shared_latency(struct nsl_link *l[2], void *buf[2])
 
 	if (pthread_create(&spinner, NULL, spin_main, &sp) != 0)
 		return -1;
-	t0 = nsl_now();
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 2; i++)
 		g[i] = (struct pinger){ .l = l[i], .self = i, .n = n, .buf = buf[i], .cpu = cpu, .bell = &bells[i],
 					.partner = &bells[1 - i] };
-		if (pthread_create(&t[i], NULL, pinger_main, &g[i]) != 0) {
-			atomic_store(&stop, 1);
-			pthread_join(spinner, NULL);
-			return -1;
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		pthread_join(t[i], NULL);
+	t0 = nsl_now();
+	rc = ping_pong(g);
 	t0 = nsl_now() - t0;
 	atomic_store(&stop, 1);
 	pthread_join(spinner, NULL);
-	return g[0].rc == 0 && g[1].rc == 0 ? t0 / (2.0 * n) : -1;
+	return rc == 0 ? t0 / (2.0 * n) : -1;
 }
 
 /* What a receiver pays a byte on its own core: the CRC and the copy out of the frames (best of 8). */
@@ -265,7 +271,6 @@ static double wake_latency(struct nsl_link *l[2], void *buf[2])
 	struct pinger g[2];
 	struct nsl_bell bells[2] = { 0 };
 	double delays[2][N], all[2 * N];
-	pthread_t t[2];
 	cpu_set_t cpus;
 	int cpu[2] = { -1, -1 }, k = 0, n = 0;
 
@@ -276,18 +281,10 @@ static double wake_latency(struct nsl_link *l[2], void *buf[2])
 			cpu[k++] = c;
 	if (cpu[1] < 0)
 		cpu[1] = cpu[0];
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 2; i++)
 		g[i] = (struct pinger){ .l = l[i], .self = i, .n = N, .buf = buf[i], .cpu = cpu[i], .bell = &bells[i],
 					.partner = &bells[1 - i], .pause_s = 1e-3, .delays = delays[i] };
-		if (pthread_create(&t[i], NULL, pinger_main, &g[i]) != 0) {
-			if (i == 1)
-				pthread_join(t[0], NULL);
-			return -1;
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		pthread_join(t[i], NULL);
-	if (g[0].rc != 0 || g[1].rc != 0)
+	if (ping_pong(g) < 0)
 		return -1;
 	for (int i = 0; i < 2; i++)
 		for (int d = 0; d < g[i].ndelays; d++)

@@ -144,7 +144,6 @@ static int lost_peer(struct peer *p)
 	return 0;
 }
 
-/* One round of link work: poll, collect what arrived and what was sent, post more slots. */
 int nsl_peer_poll(struct peer *p)
 {
 	const int work = nsl_link_poll(p->link);
@@ -161,6 +160,7 @@ int nsl_peer_poll(struct peer *p)
 	return work;
 }
 
+/* One round of link work: poll, collect what arrived and what was sent, post more slots. */
 int nsl_peer_pump(struct peer *p)
 {
 	struct nsl_msg *done[16];

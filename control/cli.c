@@ -8,6 +8,7 @@
 
 #include "nsplit/error.h"
 #include "nsplit/model.h"
+#include "chain.h"
 #include "cli.h"
 
 int nsl_cli_i64(const char *opt, const char *v, int64_t min, int64_t max, int64_t *out)
@@ -122,6 +123,19 @@ int nsl_cli_shape(const char *opt, const char *v, struct nsl_shape *out)
 		return nsl_error_set(EINVAL, "--%s %s: give CxHxW, such as 1x28x28", opt, v);
 	*out = s;
 	return 0;
+}
+
+int nsl_cli_split(const struct nsl_model *m, const char *opt, const char *v, int n, int *starts)
+{
+	int rc;
+
+	if (v == NULL || strcmp(v, "even") == 0)
+		return nsl_model_even_split(m, n, starts) < 0 ? -EINVAL : 0;
+	rc = nsl_model_parse_split(m, v, starts, NSL_CHAIN_MAX_STAGES);
+	if (rc >= 0 && rc != n)
+		return nsl_error_set(EINVAL, "--%s %s makes %d stages where %d are wanted: give %d layer numbers", opt, v, rc,
+				     n, n - 1);
+	return rc < 0 ? rc : 0;
 }
 
 int nsl_cli_fail(const char *cmd)

@@ -15,6 +15,11 @@ int nsl_cli_float(const char *opt, const char *v, double min, double max, float 
 struct nsl_shape;
 int nsl_cli_shape(const char *opt, const char *v, struct nsl_shape *out);
 
+/* --<opt> I,J,...: a split of model m into n stages (n <= NSL_CHAIN_MAX_STAGES), or `even` (or
+ * v NULL: the even split by parameter count), into starts[0..n]. */
+struct nsl_model;
+int nsl_cli_split(const struct nsl_model *m, const char *opt, const char *v, int n, int *starts);
+
 /* A size in bytes: 1048576, 512K, 2M, 1.5G, 4GiB (binary multiples). */
 int nsl_cli_bytes(const char *opt, const char *v, uint64_t *out);
 

@@ -88,18 +88,6 @@ static int parse(int argc, char **argv, struct sim_opts *o)
 	return nsl_job_opts_done("simulate", rc, argc, argv, &o->j);
 }
 
-static int parse_split(const struct nsl_model *m, const char *opt, const char *text, int n, int *starts)
-{
-	int rc;
-
-	if (strcmp(text, "even") == 0)
-		return nsl_model_even_split(m, n, starts) < 0 ? -EINVAL : 0;
-	rc = nsl_model_parse_split(m, text, starts, NSL_PLAN_MAX_PEERS);
-	if (rc >= 0 && rc != n)
-		rc = nsl_error_set(EINVAL, "--%s %s makes %d stages for %d peers", opt, text, rc, n);
-	return rc < 0 ? rc : 0;
-}
-
 /* The split(s): from --plan, given, the default (`even`), or the planner's. Fast: *fwd forward
  * roles over fstarts, the backward ones over starts. */
 static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, const struct nsl_model *m,
@@ -118,12 +106,12 @@ static int choose_split(struct sim_opts *o, const struct nsl_plan_file *pf, cons
 	}
 	if (fast && o->split_fwd && o->split_bwd) {
 		*fwd = o->j.pools_fwd ? o->j.pools_fwd : nsl_fast_default_fwd(o->j.peers);
-		if ((rc = parse_split(m, "split-fwd", o->split_fwd, *fwd, fstarts)) < 0)
+		if ((rc = nsl_cli_split(m, "split-fwd", o->split_fwd, *fwd, fstarts)) < 0)
 			return rc;
-		return parse_split(m, "split-bwd", o->split_bwd, o->j.peers - *fwd, starts);
+		return nsl_cli_split(m, "split-bwd", o->split_bwd, o->j.peers - *fwd, starts);
 	}
 	if (!fast && o->split)
-		return parse_split(m, "split", o->split, o->j.peers, starts);
+		return nsl_cli_split(m, "split", o->split, o->j.peers, starts);
 	{
 		struct nsl_plan_req r = { .cost = c, .npeers = o->j.peers,
 					  .objective = o->j.schedule == NSL_SCHED_NSPLIT ? NSL_PLAN_EPOCH

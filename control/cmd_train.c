@@ -50,7 +50,7 @@ static void usage(FILE *f)
 "  --poll MODE          how waiting peers poll: auto, busy or adaptive (default auto:\n"
 "                       adaptive when peers outnumber cores)\n"
 "  --split I,J,...      cut the model into stages starting at layers I, J, ... (with N peers:\n"
-"                       N - 1 cuts, default even by parameter count; with one peer the\n"
+"                       N - 1 cuts, or even: by parameter count, the default; with one peer the\n"
 "                       stages run one after another, same weights as the uncut model);\n"
 "                       auto: the planner's split for the schedule (see nsplit plan)\n"
 "  --cost FILE          --split auto plans from this cost file (nsplit profile); without it\n"

@@ -7,23 +7,11 @@
 #include <string.h>
 
 #include "nsplit/error.h"
+#include "cli.h"
 #include "cost.h"
 #include "peer.h"
 #include "plan.h"
 #include "simulate.h"
-
-static int pool_split(const struct job *j, const char *text, const char *opt, int n, int *starts)
-{
-	int rc;
-
-	if (text == NULL || strcmp(text, "even") == 0)
-		return nsl_model_even_split(j->model, n, starts) < 0 ? -EINVAL : 0;
-	rc = nsl_model_parse_split(j->model, text, starts, NSL_CHAIN_MAX_STAGES);
-	if (rc >= 0 && rc != n)
-		return nsl_error_set(EINVAL, "--%s %s makes %d stages for a pool of %d; give %d layer numbers", opt, text, rc,
-				     n, n - 1);
-	return rc < 0 ? rc : 0;
-}
 
 /*
  * Neither split given: the planner's pools (unless given) and splits, from --cost FILE or from
@@ -90,8 +78,8 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o)
 		return nsl_error_set(EINVAL, "--pools %d:%d: the model has only %d layers to share in a pool", F, B,
 				     j->model->nlayers);
 	j->fast = true;
-	if (!plan && ((rc = pool_split(j, o->split_fwd, "split-fwd", F, j->fstarts)) < 0 ||
-		      (rc = pool_split(j, o->split_bwd, "split-bwd", B, j->starts)) < 0))
+	if (!plan && ((rc = nsl_cli_split(j->model, "split-fwd", o->split_fwd, F, j->fstarts)) < 0 ||
+		      (rc = nsl_cli_split(j->model, "split-bwd", o->split_bwd, B, j->starts)) < 0))
 		return rc;
 	if ((j->ship = calloc((size_t)B, sizeof(*j->ship))) == NULL)
 		return nsl_error_set(ENOMEM, "out of memory");

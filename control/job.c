@@ -10,6 +10,7 @@
 #include "nsplit/error.h"
 #include "evaluate.h"
 #include "peer.h"
+#include "cli.h"
 #include "cost.h"
 #include "push.h"
 #include "plan.h"
@@ -176,13 +177,8 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr)
 				   "and --no-stash are Fast N-split's: add --schedule fast");
 	} else if (o->split && strcmp(o->split, "auto") == 0) {
 		rc = auto_split(j, o);
-	} else if (o->split && *o->split) {
-		rc = nsl_model_parse_split(j->model, o->split, j->starts, NSL_CHAIN_MAX_STAGES);
-		if (rc >= 0 && rc != o->peers)
-			rc = nsl_error_set(EINVAL, "--split %s makes %d stages for %d peers; give %d layer numbers", o->split,
-					   rc, o->peers, o->peers - 1);
 	} else {
-		rc = nsl_model_even_split(j->model, o->peers, j->starts);
+		rc = nsl_cli_split(j->model, "split", o->split && *o->split ? o->split : NULL, o->peers, j->starts);
 	}
 	if (rc < 0)
 		goto out;

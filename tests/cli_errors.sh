@@ -33,7 +33,7 @@ expect 2 'unexpected argument' -- "$nsplit" train stray
 expect 1 'unknown optimizer "lamb"' -- "$nsplit" train --optimizer lamb --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'layer 1: unknown layer "softmax"' -- "$nsplit" train --model dense:10,softmax --cache "$work/c" --epochs 1 --limit-samples 100
 expect 1 'does not match' -- "$nsplit" train --model mlp:100-10 --cache "$work/c" --epochs 1 --limit-samples 100
-expect 1 'makes 2 stages for 4 peers' -- "$nsplit" train --peers 4 --split 2 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 '--split 2 makes 2 stages where 4 are wanted' -- "$nsplit" train --peers 4 --split 2 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 2 'give nsplit, gpipe, 1f1b or fast' -- "$nsplit" train --peers 2 --schedule zb
 expect 2 '--replay-peers is for one peer' -- "$nsplit" train --peers 2 --replay-peers 2
 printf '[job]\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\n' >"$work/two.ini"
@@ -62,7 +62,7 @@ expect 2 '--pools: "3" is not F:B' -- "$nsplit" train --peers 4 --schedule fast 
 expect 1 'one peer takes --staleness alone' -- "$nsplit" train --pools 1:1 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'are Fast N-split'"'"'s: add --schedule fast' -- "$nsplit" train --peers 4 --staleness 1 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 '--schedule fast takes --split-fwd and --split-bwd' -- "$nsplit" train --peers 4 --schedule fast --split 2,3,4 --cache "$work/c" --epochs 1 --limit-samples 400
-expect 1 '--split-bwd 2 makes 2 stages for a pool of 3' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 2 --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 '--split-bwd 2 makes 2 stages where 3 are wanted' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 2 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'peer 0 cannot hold forward stage 1 (layers 0-4)' -- "$nsplit" train --peers 4 --schedule fast --mem-limit 3M --cache "$work/c" --epochs 1 --limit-samples 400
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
 expect 1 'peer 1 cannot hold stage 1 (layers 0-1)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
@@ -86,7 +86,7 @@ expect 0 'samples/s; utilisation' -- "$nsplit" simulate --cost "$work/cost.json"
 expect 0 '"bubble":' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split even --schedule gpipe --batch 32 --samples 640 --cores 1 --json
 expect 0 'trace written to' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640 --trace "$work/sim.json"
 expect 2 'give --cost FILE' -- "$nsplit" simulate --peers 2
-expect 1 'makes 2 stages for 3 peers' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split 2
+expect 1 '--split 2 makes 2 stages where 3 are wanted' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split 2
 expect 0 '"pools":[' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule fast --json
 "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --schedule fast --pools 1:2 --json >"$work/plan.json"
 expect 0 'samples/s; utilisation' -- "$nsplit" simulate --cost "$work/cost.json" --plan "$work/plan.json" --batch 32 --samples 640

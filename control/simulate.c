@@ -398,11 +398,10 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 			const struct speer *p = &s->p[q];
 			const struct chan *c = &s->ch[p->wait];
 
-			if (p->st == COMPUTING && p->remaining / rate[q] < dt)
-				dt = p->remaining / rate[q];
-			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail &&
-				 seen_at(s, q, p->t0, c->t[c->head]) - s->now < dt)
-				dt = seen_at(s, q, p->t0, c->t[c->head]) - s->now;
+			if (p->st == COMPUTING)
+				dt = fmin(dt, p->remaining / rate[q]);
+			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail)
+				dt = fmin(dt, seen_at(s, q, p->t0, c->t[c->head]) - s->now);
 		}
 		if (isinf(dt))
 			return nsl_error_set(EDEADLK, "simulate: every peer waits for a message no one sends (at %.6f s)", s->now);

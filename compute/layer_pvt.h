@@ -50,8 +50,8 @@ struct nsl_param {
 	dnnl_memory_desc_t md;     /* internal layout */
 	dnnl_memory_desc_t plain_md;
 	int fan_in, fan_out;       /* for He/Glorot initialisation */
-	/* Reorders to [0] and from [1] the plain layout, built on first use: Fast N-split moves
-	 * parameters every batch. */
+	/* Reorders to [0] and from [1] the plain layout, built on first use and kept: every round's
+	 * swap and every checkpoint moves parameters through them. */
 	dnnl_primitive_t reorder[2];
 	dnnl_memory_t reorder_src[2], reorder_dst[2];
 };

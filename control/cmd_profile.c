@@ -382,7 +382,7 @@ int nsl_cmd_profile(int argc, char **argv)
 	printf("profiling %s: %d layers, micro-batch %d of batch %d, %d thread%s\n", m->text, m->nlayers, o.micro, o.batch,
 	       o.threads, o.threads == 1 ? "" : "s");
 	fflush(stdout);
-	if ((rc = nsl_profile_layers(m, o.micro, o.threads, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
+	if ((rc = nsl_profile_layers(m, o.micro, o.batch, o.threads, &oc, &c, state)) < 0 || (rc = profile_link(&c)) < 0)
 		goto out;
 	{
 		cpu_set_t cpus;

@@ -11,6 +11,14 @@
 
 #define FORMAT "nsplit-cost 1"
 
+static void write_array(FILE *f, const char *key, const double *v, int n)
+{
+	fprintf(f, ",\n      \"%s\": [", key);
+	for (int k = 0; k < n; k++)
+		fprintf(f, "%s%.6e", k ? ", " : "", v[k]);
+	fprintf(f, "]");
+}
+
 int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_model *m, const struct nsl_cost_meta *meta)
 {
 	FILE *f = fopen(path, "w");
@@ -19,14 +27,29 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
 		return nsl_error_set(errno, "%s: %s", path, strerror(errno));
 	fprintf(f, "{\n  \"format\": \"%s\",\n  \"model\": \"%s\",\n  \"input\": \"%dx%dx%d\",\n", FORMAT, m->text,
 		m->input.c, m->input.h, m->input.w);
-	fprintf(f, "  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"threads\": %d,\n  \"machine\": \"%s\",\n  \"layers\": [\n",
+	fprintf(f, "  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"threads\": %d,\n  \"machine\": \"%s\",\n",
 		meta->batch, meta->micro, meta->threads, meta->machine ? meta->machine : "");
-	for (int i = 0; i < c->nlayers; i++)
+	if (c->nrows > 0) {
+		fprintf(f, "  \"wgrad_rows\": %d,\n  \"rows\": [", c->wgrad_rows);
+		for (int k = 0; k < c->nrows; k++)
+			fprintf(f, "%s%d", k ? ", " : "", c->rows[k]);
+		fprintf(f, "],\n");
+	}
+	fprintf(f, "  \"layers\": [\n");
+	for (int i = 0; i < c->nlayers; i++) {
+		const struct nsl_cost_layer *l = &c->layer[i];
+
 		fprintf(f, "    { \"layer\": %d, \"kind\": \"%s\", \"fwd_s\": %.6e, \"bwd_s\": %.6e, \"fixed_bytes\": %.0f, "
-			   "\"act_bytes\": %.0f, \"move_s\": %.6e, \"step_s\": %.6e, \"make_s\": %.6e }%s\n",
-			i, nsl_layer_kind_name(m->layers[i].kind), c->layer[i].fwd_s, c->layer[i].bwd_s, c->layer[i].fixed_bytes,
-			c->layer[i].act_bytes, meta->move_s ? meta->move_s[i] : 0.0, c->layer[i].step_s, c->layer[i].make_s,
-			i + 1 < c->nlayers ? "," : "");
+			   "\"act_bytes\": %.0f, \"move_s\": %.6e, \"step_s\": %.6e, \"make_s\": %.6e",
+			i, nsl_layer_kind_name(m->layers[i].kind), l->fwd_s, l->bwd_s, l->fixed_bytes, l->act_bytes,
+			meta->move_s ? meta->move_s[i] : 0.0, l->step_s, l->make_s);
+		if (c->nrows > 0) {
+			fprintf(f, ",\n      \"wgrad_s\": %.6e", l->wgrad_s);
+			write_array(f, "fwd_call_s", l->fwd_at, c->nrows);
+			write_array(f, "bwd_call_s", l->bwd_at, c->nrows);
+		}
+		fprintf(f, " }%s\n", i + 1 < c->nlayers ? "," : "");
+	}
 	fprintf(f, "  ],\n  \"busy_factor\": %.4f,\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, "
 		   "\"latency_s\": %.6e, \"shared_latency_s\": %.6e, \"wake_latency_s\": %.6e, "
 		   "\"copy_Bps\": %.6e }\n}\n",
@@ -45,6 +68,51 @@ static int number(const char *path, const struct nsl_json *obj, const char *key,
 		return nsl_error_set(EINVAL, "%s: %s: \"%s\" is %s; a number of 0 or more is due", path, where, key,
 				     v == NULL ? "missing" : "not a number of 0 or more");
 	*out = v->number;
+	return 0;
+}
+
+/* Array `key` of exactly n numbers of 0 or more. */
+static int numbers(const char *path, const struct nsl_json *obj, const char *key, const char *where, int n, double *out)
+{
+	const struct nsl_json *v = nsl_json_get(obj, key);
+
+	if (v == NULL || v->type != NSL_JSON_ARRAY || v->n != n)
+		return nsl_error_set(EINVAL, "%s: %s: \"%s\" is %s; an array of %d numbers (one per \"rows\" entry) is due",
+				     path, where, key, v == NULL ? "missing" : v->type != NSL_JSON_ARRAY ? "not an array" : "of another length",
+				     n);
+	for (int k = 0; k < n; k++) {
+		if (v->child[k].type != NSL_JSON_NUMBER || v->child[k].number < 0)
+			return nsl_error_set(EINVAL, "%s: %s: \"%s\"[%d] is not a number of 0 or more", path, where, key, k);
+		out[k] = v->child[k].number;
+	}
+	return 0;
+}
+
+/* "rows" (optional): the ascending row counts the per-call timings were measured at. */
+static int read_rows(const char *path, const struct nsl_json *root, struct nsl_cost *c)
+{
+	const struct nsl_json *rows = nsl_json_get(root, "rows");
+	double w = 0;
+	int rc;
+
+	if (rows == NULL)
+		return 0;
+	if (rows->type != NSL_JSON_ARRAY || rows->n < 1 || rows->n > NSL_COST_MAX_ROWS)
+		return nsl_error_set(EINVAL, "%s: \"rows\" must be an array of 1 to %d row counts", path, NSL_COST_MAX_ROWS);
+	for (int k = 0; k < rows->n; k++) {
+		const struct nsl_json *v = &rows->child[k];
+
+		if (v->type != NSL_JSON_NUMBER || v->number < 1 || v->number > 1 << 30 || v->number != (int)v->number ||
+		    (k > 0 && v->number <= c->rows[k - 1]))
+			return nsl_error_set(EINVAL, "%s: \"rows\"[%d] is not a row count above the one before it", path, k);
+		c->rows[k] = (int)v->number;
+	}
+	if ((rc = number(path, root, "wgrad_rows", "the file", &w)) < 0)
+		return rc;
+	if (w < 1 || w > 1 << 30 || w != (int)w)
+		return nsl_error_set(EINVAL, "%s: \"wgrad_rows\" is not a row count", path);
+	c->nrows = rows->n;
+	c->wgrad_rows = (int)w;
 	return 0;
 }
 
@@ -77,6 +145,8 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 		rc = nsl_error_set(EINVAL, "%s: \"layers\" (an array) and \"link\" (an object) are due", path);
 		goto out;
 	}
+	if ((rc = read_rows(path, root, c)) < 0)
+		goto out;
 	c->nlayers = m->nlayers;
 	c->layer = calloc((size_t)m->nlayers, sizeof(*c->layer));
 	seen = calloc((size_t)m->nlayers, sizeof(*seen));
@@ -115,6 +185,9 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 			rc = number(path, e, "step_s", where, &l->step_s);
 		if (rc == 0 && nsl_json_get(e, "make_s") != NULL)
 			rc = number(path, e, "make_s", where, &l->make_s);
+		if (rc == 0 && c->nrows > 0 && (rc = number(path, e, "wgrad_s", where, &l->wgrad_s)) == 0 &&
+		    (rc = numbers(path, e, "fwd_call_s", where, c->nrows, l->fwd_at)) == 0)
+			rc = numbers(path, e, "bwd_call_s", where, c->nrows, l->bwd_at);
 	}
 	for (int i = 0; i < m->nlayers && rc == 0; i++)
 		if (!seen[i])

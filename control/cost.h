@@ -3,15 +3,20 @@
  * Cost files: what `nsplit profile` measured, as JSON, for `nsplit plan`:
  *   { "format": "nsplit-cost 1", "model": "dense:512,relu,...", "input": "1x28x28",
  *     "batch": 64, "micro_batch": 8, "threads": 1, "machine": "...",
+ *     "wgrad_rows": 64, "rows": [1, 2, 4, 8, 16, 32, 64],
  *     "layers": [ { "layer": 0, "kind": "dense", "fwd_s": ..., "bwd_s": ...,    (per sample)
- *                   "fixed_bytes": ..., "act_bytes": ..., "move_s": ... }, ... ],
+ *                   "fixed_bytes": ..., "act_bytes": ..., "move_s": ..., "step_s": ..., "make_s": ...,
+ *                   "wgrad_s": ..., "fwd_call_s": [...], "bwd_call_s": [...] }, ... ],
  *     "busy_factor": ...,
  *     "link": { "transport": "net_ring", "bandwidth_Bps": ..., "latency_s": ..., "shared_latency_s": ...,
  *               "wake_latency_s": ..., "copy_Bps": ... } }
  * fixed_bytes: parameters, gradients and optimizer state; act_bytes: the layer's output per
  * sample; move_s: the time to move the layer's parameters and optimizer state to another peer.
- * Layers may also give step_s and make_s. Keys after latency_s came with later profiles; files
- * without them read, and plan and simulate without what they measure.
+ * fwd_call_s and bwd_call_s: seconds per call at each "rows" count (backward without weight
+ * gradients); wgrad_s: the weight gradients of a batch of wgrad_rows rows.
+ * Layers may also give step_s and make_s. Keys after latency_s, step_s, make_s, "rows" and what
+ * goes with it came with later profiles; files without them read, and plan and simulate without
+ * what they measure (then a call on r rows takes r times the per-sample time).
  */
 #ifndef NSL_COST_H
 #define NSL_COST_H

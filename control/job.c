@@ -103,7 +103,7 @@ static int auto_split(struct job *j, const struct nsl_train_opts *o)
 		c.nlayers = j->model->nlayers;
 		printf("--split auto: measuring the model's layers on this machine (nsplit profile makes a cost file once)\n");
 		fflush(stdout);
-		rc = nsl_profile_layers(j->model, j->micro, 1, &j->oc, &c, NULL);
+		rc = nsl_profile_layers(j->model, j->micro, o->batch, 1, &j->oc, &c, NULL);
 	}
 	if (rc == 0) {
 		/* In one process every peer shares this process's cores. */

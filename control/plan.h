@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #define NSL_PLAN_MAX_PEERS 64
+#define NSL_COST_MAX_ROWS 20
 
 struct nsl_cost_layer {
 	double fwd_s, bwd_s;          /* seconds per sample */
@@ -44,6 +45,14 @@ struct nsl_cost_layer {
 	double act_bytes;             /* its output, per sample (what crosses a cut after it) */
 	double step_s;                /* an optimizer step, per batch (0: not measured) */
 	double make_s;                /* making it on a peer a stage arrives at (0: not measured) */
+	/*
+	 * Seconds per call at nsl_cost.rows[k] rows: forward, and backward without the weight
+	 * gradients, which wgrad_s takes for a whole batch of nsl_cost.wgrad_rows rows. A call on
+	 * few rows is not a fraction of a call on many: it still streams all the layer's weights.
+	 * Used by the simulator when the cost file has them (nrows > 0).
+	 */
+	double fwd_at[NSL_COST_MAX_ROWS], bwd_at[NSL_COST_MAX_ROWS];
+	double wgrad_s;
 };
 
 struct nsl_cost {
@@ -59,6 +68,9 @@ struct nsl_cost {
 	double copy_bw;               /* bytes/s a core checks and copies a message out of its frames,
 				         as each end of a link pays on its own core (0: not measured) */
 	int micro;                    /* rows per message */
+	int nrows;                    /* the rows fwd_at and bwd_at were timed at, ascending */
+	int rows[NSL_COST_MAX_ROWS];
+	int wgrad_rows;
 	int slots;                    /* micro-batches a stage keeps in flight (memory) */
 };
 

@@ -40,8 +40,12 @@ struct sim {
 	double *link_free;            /* n x n: when each direction's link is free */
 	struct chan *ch;              /* n x n x CH_KINDS */
 	struct speer *p;
-	double fwd[NSL_PLAN_MAX_PEERS], bwd[NSL_PLAN_MAX_PEERS];   /* per sample, per stage (role) */
-	double refwd[NSL_PLAN_MAX_PEERS];                          /* a Fast backward role's forward again */
+	/* Per stage (role), seconds per call at rows[k] rows: forward, a Fast backward role's forward
+	 * again, backward (input gradients); the weight gradients, per row of the batch. */
+	int nrows, rows[NSL_COST_MAX_ROWS];
+	double fwd[NSL_PLAN_MAX_PEERS][NSL_COST_MAX_ROWS], bwd[NSL_PLAN_MAX_PEERS][NSL_COST_MAX_ROWS];
+	double refwd[NSL_PLAN_MAX_PEERS][NSL_COST_MAX_ROWS];
+	double wgrad_row[NSL_PLAN_MAX_PEERS];
 	double step_s[NSL_PLAN_MAX_PEERS], make_s[NSL_PLAN_MAX_PEERS];   /* per batch; per swap */
 	double out_bytes[NSL_PLAN_MAX_PEERS], in_bytes[NSL_PLAN_MAX_PEERS], stage_bytes[NSL_PLAN_MAX_PEERS];
 	int computing_on[NSL_PLAN_MAX_PEERS];   /* peers computing now, per host */
@@ -88,6 +92,48 @@ static int send(struct sim *s, int from, int to, int kind, double bytes)
 
 	*free_at = start + bytes / bw;
 	return push(&s->ch[chan_of(s, from, to, kind)], *free_at + lat);
+}
+
+/* A call's seconds on `rows` rows from a stage's table: between two row counts measured, on the
+ * line between them; outside, in proportion to the nearest. */
+static double at_rows(const struct sim *s, const double *t, int rows)
+{
+	const int *r = s->rows, n = s->nrows;
+	int k = 0;
+
+	if (rows <= r[0])
+		return t[0] * rows / r[0];
+	if (rows >= r[n - 1])
+		return t[n - 1] * rows / r[n - 1];
+	while (r[k + 1] < rows)
+		k++;
+	return t[k] + (t[k + 1] - t[k]) * (rows - r[k]) / (r[k + 1] - r[k]);
+}
+
+/* The row counts the cost's per-call timings have; a cost file without them gives per-sample
+ * times, one row's worth, with backward split evenly between input and weight gradients. */
+static void rows_of(struct sim *s, const struct nsl_cost *c)
+{
+	s->nrows = c->nrows > 0 ? c->nrows : 1;
+	if (c->nrows > 0)
+		memcpy(s->rows, c->rows, sizeof(int) * (size_t)c->nrows);
+	else
+		s->rows[0] = 1;
+}
+
+/* Layer i's costs added to a stage's: its forward (fwd, may be NULL), backward and weight gradients. */
+static void add_layer(struct sim *s, const struct nsl_cost_layer *l, double *fwd, double *bwd, double *wgrad_row)
+{
+	const struct nsl_cost *c = s->c->cost;
+
+	for (int k = 0; k < s->nrows; k++) {
+		if (fwd != NULL)
+			fwd[k] += c->nrows > 0 ? l->fwd_at[k] : l->fwd_s;
+		if (bwd != NULL)
+			bwd[k] += c->nrows > 0 ? l->bwd_at[k] : l->bwd_s / 2;
+	}
+	if (wgrad_row != NULL)
+		*wgrad_row += c->nrows > 0 ? l->wgrad_s / c->wgrad_rows : l->bwd_s / 2;
 }
 
 static int batch_rows(const struct sim *s, int b)
@@ -228,16 +274,16 @@ static int step(struct sim *s, int rank)
 
 		switch ((enum nsl_op)in->op) {
 		case NSL_OP_FWD:
-			compute(s, p, rows * s->fwd[q] / v);
+			compute(s, p, at_rows(s, s->fwd[q], rows) / v);
 			break;
 		case NSL_OP_REFWD:
-			compute(s, p, rows * s->refwd[q] / v);
+			compute(s, p, at_rows(s, s->refwd[q], rows) / v);
 			break;
 		case NSL_OP_BWD:
-			compute(s, p, rows * s->bwd[q] / (2 * v));
+			compute(s, p, at_rows(s, s->bwd[q], rows) / v);
 			break;
 		case NSL_OP_WGRAD:
-			compute(s, p, batch_rows(s, p->batch) * s->bwd[q] / (2 * v));
+			compute(s, p, batch_rows(s, p->batch) * s->wgrad_row[q] / v);
 			break;
 		case NSL_OP_STEP:
 			compute(s, p, s->step_s[q] / v);
@@ -459,7 +505,7 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 		return rc;
 	for (int f = 0; f < F; f++) {
 		for (int i = c->fstarts[f]; i < c->fstarts[f + 1]; i++) {
-			s->fwd[f] += l[i].fwd_s;
+			add_layer(s, &l[i], s->fwd[f], NULL, NULL);
 			s->stage_bytes[f] += l[i].fixed_bytes * share;
 			s->make_s[f] += l[i].make_s;
 		}
@@ -469,8 +515,7 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 		const int q = F + b;
 
 		for (int i = c->starts[b]; i < c->starts[b + 1]; i++) {
-			s->refwd[q] += c->fast_all ? 0 : l[i].fwd_s;
-			s->bwd[q] += l[i].bwd_s;
+			add_layer(s, &l[i], c->fast_all ? NULL : s->refwd[q], s->bwd[q], &s->wgrad_row[q]);
 			s->stage_bytes[q] += l[i].fixed_bytes;
 			s->step_s[q] += l[i].step_s;
 			s->make_s[q] += l[i].make_s;
@@ -497,12 +542,12 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 		return nsl_error_set(EINVAL, "simulate: %d peers, batch %d, micro-batch %d, %lld samples, %d rounds", n,
 				     c->batch, c->micro, (long long)c->per_shard, c->rounds);
 	s.batches = (int)((c->per_shard + c->batch - 1) / c->batch);
+	rows_of(&s, c->cost);
 	if (c->schedule == NSL_SCHED_FAST && (rc = fast_costs(c, &s)) < 0)
 		goto out;
 	for (int k = 0; k < n && c->schedule != NSL_SCHED_FAST; k++) {
 		for (int i = c->starts[k]; i < c->starts[k + 1]; i++) {
-			s.fwd[k] += c->cost->layer[i].fwd_s;
-			s.bwd[k] += c->cost->layer[i].bwd_s;
+			add_layer(&s, &c->cost->layer[i], s.fwd[k], s.bwd[k], &s.wgrad_row[k]);
 			s.stage_bytes[k] += c->cost->layer[i].fixed_bytes;
 			s.step_s[k] += c->cost->layer[i].step_s;
 			s.make_s[k] += c->cost->layer[i].make_s;

@@ -449,7 +449,11 @@ static void test_fast_against_brute_force(void)
 
 static void test_refusals(void)
 {
-	struct nsl_cost_layer layers[3] = { { 1e-5, 2e-5, 1e6, 100, 0, 0 }, { 1e-5, 2e-5, 0, 100, 0, 0 }, { 1e-5, 2e-5, 1e6, 10, 0, 0 } };
+	struct nsl_cost_layer layers[3] = {
+		{ .fwd_s = 1e-5, .bwd_s = 2e-5, .fixed_bytes = 1e6, .act_bytes = 100 },
+		{ .fwd_s = 1e-5, .bwd_s = 2e-5, .fixed_bytes = 0, .act_bytes = 100 },
+		{ .fwd_s = 1e-5, .bwd_s = 2e-5, .fixed_bytes = 1e6, .act_bytes = 10 },
+	};
 	struct nsl_cost c = { .nlayers = 3, .layer = layers, .link_bw = 1e9, .link_lat = 1e-5, .micro = 1, .slots = 1 };
 	double budget[2] = { 5e5, 2e6 };
 	struct nsl_plan_req r = { .cost = &c, .npeers = 2, .budget = budget, .objective = NSL_PLAN_BOTTLENECK,
@@ -480,8 +484,8 @@ static void test_large(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(layers);
 	nsl_rng_seed(&g, 7, 0);
 	for (int i = 0; i < L; i++)
-		layers[i] = (struct nsl_cost_layer){ uniform(&g, 1e-6, 1e-4), uniform(&g, 1e-6, 2e-4), uniform(&g, 0, 1e6),
-						     uniform(&g, 16, 1e4), 0, 0 };
+		layers[i] = (struct nsl_cost_layer){ .fwd_s = uniform(&g, 1e-6, 1e-4), .bwd_s = uniform(&g, 1e-6, 2e-4),
+						     .fixed_bytes = uniform(&g, 0, 1e6), .act_bytes = uniform(&g, 16, 1e4) };
 	for (int p = 0; p < N; p++)
 		speed[p] = uniform(&g, 0.5, 2);
 	clock_gettime(CLOCK_MONOTONIC, &a);

@@ -5,17 +5,22 @@
  * one core take all their work end to end; a slow link sets the pace; the trace has a span per
  * instruction run; a cluster's hosts share their cores and a slow link of its own slows the
  * pipeline; Fast N-split with staleness 1 runs at its slowest role's pace, and without
- * staleness slower, forwards waiting for the updates; a buffer of one still completes.
+ * staleness slower, forwards waiting for the updates; a buffer of one still completes; per-call
+ * times measured at some row counts serve the others along the lines between them.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <CUnit/Basic.h>
 
+#include "nsplit/error.h"
 #include "nsplit/model.h"
 #include "cunit_main.h"
+#include "cost.h"
 #include "simulate.h"
 
 static struct nsl_cost_layer layers[4];
@@ -197,6 +202,89 @@ static void test_fast_pools(void)
 	nsl_model_free(m);
 }
 
+/* A cost with per-call times: a call between two row counts measured costs what the line between
+ * them says; weight gradients are paid once a batch. */
+static void test_per_call(void)
+{
+	const int starts[2] = { 0, 4 };
+	struct nsl_cost_layer l4[4];
+	struct nsl_cost c4 = { .nlayers = 4, .layer = l4, .link_bw = 1e30, .micro = 5, .slots = 1, .nrows = 2,
+			       .rows = { 1, 10 }, .wgrad_rows = 10 };
+	struct nsl_sim_conf c = { .cost = &c4, .npeers = 1, .starts = starts, .schedule = NSL_SCHED_NSPLIT, .batch = 10,
+				  .micro = 5, .per_shard = 20, .rounds = 1 };
+	struct nsl_sim_result r;
+	const double fwd5 = 1e-3 + 1e-3 * 4 / 9, bwd5 = 2e-3 + 1e-3 * 4 / 9;
+
+	for (int i = 0; i < 4; i++)
+		l4[i] = (struct nsl_cost_layer){ .fwd_s = 1, .bwd_s = 1, .fwd_at = { 1e-3, 2e-3 }, .bwd_at = { 2e-3, 3e-3 },
+						 .wgrad_s = 5e-3 };
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	/* 2 batches of 2 micro-batches of 5 rows, 4 layers; the per-sample times are not used */
+	CU_ASSERT(fabs(r.total_s - 2 * 4 * (2 * (fwd5 + bwd5) + 5e-3)) < 1e-9);
+	/* micro-batches of 10 rows: the times measured there */
+	c.micro = 10;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	CU_ASSERT(fabs(r.total_s - 2 * 4 * (2e-3 + 3e-3 + 5e-3)) < 1e-9);
+}
+
+/* A cost file keeps its per-call times; one whose row counts do not ascend is refused. */
+static void test_cost_file(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:4-3-2", (struct nsl_shape){ 1, 1, 4 });
+	struct nsl_cost_layer l3[3] = { 0 };
+	struct nsl_cost c = { .nlayers = 3, .layer = l3, .link_bw = 1e9, .nrows = 3, .rows = { 1, 4, 8 }, .wgrad_rows = 8 },
+			back;
+	char path[] = "/tmp/nsl-test-cost.XXXXXX", bad[64], line[4096], *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	CU_ASSERT_FATAL(m != NULL && fd >= 0);
+	close(fd);
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++) {
+			l3[i].fwd_at[k] = (i + 1) * 1e-4 * (k + 1);
+			l3[i].bwd_at[k] = (i + 1) * 2e-4 * (k + 1);
+			l3[i].wgrad_s = 1e-3 * (i + 1);
+		}
+	CU_ASSERT_EQUAL_FATAL(nsl_cost_write(path, &c, m, &(struct nsl_cost_meta){ .batch = 8, .micro = 4 }), 0);
+	CU_ASSERT_EQUAL_FATAL(nsl_cost_read(path, m, &back), 0);
+	CU_ASSERT_EQUAL(back.nrows, 3);
+	CU_ASSERT_EQUAL(back.wgrad_rows, 8);
+	CU_ASSERT(memcmp(back.rows, c.rows, sizeof(int) * 3) == 0);
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++)
+			CU_ASSERT(fabs(back.layer[i].fwd_at[k] - l3[i].fwd_at[k]) < 1e-9 &&
+				  fabs(back.layer[i].bwd_at[k] - l3[i].bwd_at[k]) < 1e-9 &&
+				  fabs(back.layer[i].wgrad_s - l3[i].wgrad_s) < 1e-9);
+	free(back.layer);
+	/* the same file with its row counts out of order */
+	f = fopen(path, "r");
+	CU_ASSERT_FATAL(f != NULL);
+	while (fgets(line, sizeof(line), f)) {
+		char *at = strstr(line, "\"rows\": [1, 4, 8]");
+		size_t n = strlen(line);
+
+		if (at != NULL)
+			memcpy(at, "\"rows\": [1, 8, 4]", strlen("\"rows\": [1, 8, 4]"));
+		text = realloc(text, len + n + 1);
+		memcpy(text + len, line, n + 1);
+		len += n;
+	}
+	fclose(f);
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	f = fopen(bad, "w");
+	CU_ASSERT_FATAL(f != NULL && text != NULL);
+	fputs(text, f);
+	fclose(f);
+	CU_ASSERT_EQUAL(nsl_cost_read(bad, m, &back), -EINVAL);
+	CU_ASSERT(strstr(nsl_error_last(), "\"rows\"[2]") != NULL);
+	unlink(bad);
+	unlink(path);
+	free(text);
+	nsl_model_free(m);
+}
+
 static void test_refuses(void)
 {
 	const int starts[2] = { 0, 4 };
@@ -214,6 +302,8 @@ int main(void)
 		{ "pipelines: free links, one core, a slow link", test_pipeline },
 		{ "Fast N-split: the slowest role's pace, staleness, buffers", test_fast },
 		{ "Fast N-split on shared cores: the fastest simulated pools", test_fast_pools },
+		{ "per-call times between the row counts measured", test_per_call },
+		{ "cost files keep per-call times, refuse disordered rows", test_cost_file },
 		{ "bad configurations refused", test_refuses },
 		{ NULL, NULL },
 	};

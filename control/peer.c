@@ -144,11 +144,9 @@ static int lost_peer(struct peer *p)
 	return 0;
 }
 
-int nsl_peer_poll(struct peer *p)
+static void ring_partners(struct peer *p)
 {
-	const int work = nsl_link_poll(p->link);
-
-	for (int q = 0; work > 0 && p->bells && q < p->job->npeers; q++) {
+	for (int q = 0; p->bells && q < p->job->npeers; q++) {
 		struct nsl_link_peer_stats st;
 
 		if (!p->linked[q] || nsl_link_peer_stats(p->link, (uint16_t)q, &st) < 0 ||
@@ -157,6 +155,14 @@ int nsl_peer_poll(struct peer *p)
 		p->tx_seen[q] = st.frames_tx + st.acks_tx;
 		nsl_bell_ring(&p->job->peers[q].bell);
 	}
+}
+
+int nsl_peer_poll(struct peer *p)
+{
+	const int work = nsl_link_poll(p->link);
+
+	if (work > 0 && !p->hold_bells)
+		ring_partners(p);
 	return work;
 }
 
@@ -261,7 +267,12 @@ int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const v
 	if (rc < 0)
 		return rc;
 	t->busy = true;
+	/* A receiver woken at the first burst, when the message takes more, may take this core
+	 * before the rest is out and then wait for it (sends of 300-1000 us, one in ten). */
+	p->hold_bells = true;
 	kick(p);
+	p->hold_bells = false;
+	ring_partners(p);
 	return 0;
 }
 

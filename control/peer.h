@@ -90,6 +90,7 @@ struct peer {
 	 * moved frames or acks to it since the last look (tx_seen: frames and acks sent to each). */
 	struct nsl_bell bell;
 	bool bells;
+	bool hold_bells;              /* sending: ring once the message is out, not at its first frames */
 	bool linked[NSL_DATASET_MAX_PARTS];
 	uint64_t tx_seen[NSL_DATASET_MAX_PARTS];
 	struct nsl_compute *cc;

@@ -44,7 +44,7 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
 			i, nsl_layer_kind_name(m->layers[i].kind), l->fwd_s, l->bwd_s, l->fixed_bytes, l->act_bytes,
 			meta->move_s ? meta->move_s[i] : 0.0, l->step_s, l->make_s);
 		if (c->nrows > 0) {
-			fprintf(f, ",\n      \"wgrad_s\": %.6e", l->wgrad_s);
+			fprintf(f, ",\n      \"wgrad_s\": %.6e, \"stash_step_s\": %.6e", l->wgrad_s, l->stash_step_s);
 			write_array(f, "fwd_call_s", l->fwd_at, c->nrows);
 			write_array(f, "bwd_call_s", l->bwd_at, c->nrows);
 		}
@@ -52,9 +52,10 @@ int nsl_cost_write(const char *path, const struct nsl_cost *c, const struct nsl_
 	}
 	fprintf(f, "  ],\n  \"busy_factor\": %.4f,\n  \"link\": { \"transport\": \"%s\", \"bandwidth_Bps\": %.6e, "
 		   "\"latency_s\": %.6e, \"shared_latency_s\": %.6e, \"wake_latency_s\": %.6e, "
-		   "\"copy_Bps\": %.6e }\n}\n",
+		   "\"copy_Bps\": %.6e, \"copy_large_Bps\": %.6e,\n    \"send_Bps\": %.6e, \"recv_Bps\": %.6e, "
+		   "\"send_large_Bps\": %.6e, \"recv_large_Bps\": %.6e }\n}\n",
 		c->busy_factor, meta->transport ? meta->transport : "", c->link_bw, c->link_lat, c->shared_lat, c->wake_lat,
-		c->copy_bw);
+		c->copy_bw, c->copy_large_bw, c->send_bw, c->recv_bw, c->send_large_bw, c->recv_large_bw);
 	if (fclose(f) != 0)
 		return nsl_error_set(EIO, "%s: write failed (disk full?)", path);
 	return 0;
@@ -185,6 +186,8 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 			rc = number(path, e, "step_s", where, &l->step_s);
 		if (rc == 0 && nsl_json_get(e, "make_s") != NULL)
 			rc = number(path, e, "make_s", where, &l->make_s);
+		if (rc == 0 && nsl_json_get(e, "stash_step_s") != NULL)
+			rc = number(path, e, "stash_step_s", where, &l->stash_step_s);
 		if (rc == 0 && c->nrows > 0 && (rc = number(path, e, "wgrad_s", where, &l->wgrad_s)) == 0 &&
 		    (rc = numbers(path, e, "fwd_call_s", where, c->nrows, l->fwd_at)) == 0)
 			rc = numbers(path, e, "bwd_call_s", where, c->nrows, l->bwd_at);
@@ -202,6 +205,14 @@ int nsl_cost_read(const char *path, const struct nsl_model *m, struct nsl_cost *
 		rc = number(path, link, "wake_latency_s", "link", &c->wake_lat);
 	if (rc == 0 && nsl_json_get(link, "copy_Bps") != NULL)
 		rc = number(path, link, "copy_Bps", "link", &c->copy_bw);
+	{
+		static const char *const keys[] = { "copy_large_Bps", "send_Bps", "recv_Bps", "send_large_Bps", "recv_large_Bps" };
+		double *const to[] = { &c->copy_large_bw, &c->send_bw, &c->recv_bw, &c->send_large_bw, &c->recv_large_bw };
+
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]) && rc == 0; k++)
+			if (nsl_json_get(link, keys[k]) != NULL)
+				rc = number(path, link, keys[k], "link", to[k]);
+	}
 	if (rc == 0 && c->link_bw <= 0)
 		rc = nsl_error_set(EINVAL, "%s: link: bandwidth_Bps must be above 0", path);
 	if (rc == 0 && nsl_json_get(root, "micro_batch") != NULL)

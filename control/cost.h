@@ -6,14 +6,19 @@
  *     "wgrad_rows": 64, "rows": [1, 2, 4, 8, 16, 32, 64],
  *     "layers": [ { "layer": 0, "kind": "dense", "fwd_s": ..., "bwd_s": ...,    (per sample)
  *                   "fixed_bytes": ..., "act_bytes": ..., "move_s": ..., "step_s": ..., "make_s": ...,
- *                   "wgrad_s": ..., "fwd_call_s": [...], "bwd_call_s": [...] }, ... ],
+ *                   "wgrad_s": ..., "stash_step_s": ..., "fwd_call_s": [...], "bwd_call_s": [...] }, ... ],
  *     "busy_factor": ...,
  *     "link": { "transport": "net_ring", "bandwidth_Bps": ..., "latency_s": ..., "shared_latency_s": ...,
- *               "wake_latency_s": ..., "copy_Bps": ... } }
+ *               "wake_latency_s": ..., "copy_Bps": ..., "copy_large_Bps": ...,
+ *               "send_Bps": ..., "recv_Bps": ..., "send_large_Bps": ..., "recv_large_Bps": ... } }
  * fixed_bytes: parameters, gradients and optimizer state; act_bytes: the layer's output per
  * sample; move_s: the time to move the layer's parameters and optimizer state to another peer.
  * fwd_call_s and bwd_call_s: seconds per call at each "rows" count (backward without weight
- * gradients); wgrad_s: the weight gradients of a batch of wgrad_rows rows.
+ * gradients); wgrad_s: the weight gradients of a batch of wgrad_rows rows; stash_step_s: a step
+ * written into a weight stash's oldest version. copy_Bps: a core's CRC and copy of a message that
+ * fits its cache (256 KiB); copy_large_Bps: of one that does not (32 MiB). send_Bps, recv_Bps
+ * (and _large_): bytes per second of such messages each end's core pays for on the link
+ * (frames, CRC, the receiver's copy out of them).
  * Layers may also give step_s and make_s. Keys after latency_s, step_s, make_s, "rows" and what
  * goes with it came with later profiles; files without them read, and plan and simulate without
  * what they measure (then a call on r rows takes r times the per-sample time).

@@ -460,7 +460,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 		const struct nsl_instr *in = &p->prog[i];
 		const int m = in->micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
 		const int to = in->peer != NSL_NO_PEER ? nsl_job_rank_of(j, in->peer, round) : -1;
-		const double t0 = p->trace.s ? nsl_now() : 0;
+		const double t0 = p->trace.s ? nsl_now() : 0, c0 = p->trace.s ? nsl_thread_cpu() : 0;
 		struct rxbuf *act = &p->rx[RX_ACT][slot], *lab = &p->rx[RX_LABELS][slot], *grad = &p->rx[RX_GRAD][slot];
 
 		switch ((enum nsl_op)in->op) {
@@ -553,7 +553,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			rc = nsl_error_set(EINVAL, "instruction %u", in->op);
 		}
 		if (p->trace.s)
-			nsl_trace_add(&p->trace, in->op, s, round, b, m, t0, nsl_now());
+			nsl_trace_add(&p->trace, in->op, s, round, b, m, t0, nsl_now(), nsl_thread_cpu() - c0);
 	}
 	return rc;
 }
@@ -790,12 +790,12 @@ int nsl_peer_train(struct peer *p)
 		if (ckpt && (rc = checkpoint(p, r + 1, len)) < 0)
 			return nsl_error_prefix(rc, "checkpoint after round %d", r + 1);
 		if (ckpt)
-			nsl_trace_add(&p->trace, NSL_TRACE_CHECKPOINT, p->stage_idx, r, j->batches, 0, t0, nsl_now());
+			nsl_trace_add(&p->trace, NSL_TRACE_CHECKPOINT, p->stage_idx, r, j->batches, 0, t0, nsl_now(), -1);
 		t0 = nsl_now();
 		if (more && (rc = swap(p, r, len)) < 0)
 			return nsl_error_prefix(rc, "swap after round %d", r + 1);
 		if (more)
-			nsl_trace_add(&p->trace, NSL_TRACE_SWAP, p->stage_idx, r, j->batches, 0, t0, nsl_now());
+			nsl_trace_add(&p->trace, NSL_TRACE_SWAP, p->stage_idx, r, j->batches, 0, t0, nsl_now(), -1);
 	}
 	return nsl_peer_drain(p);
 }

@@ -38,12 +38,15 @@
 
 #define NSL_PLAN_MAX_PEERS 64
 #define NSL_COST_MAX_ROWS 20
+#define NSL_COPY_SMALL (256u << 10)   /* the message sizes copy_bw and copy_large_bw are measured at */
+#define NSL_COPY_LARGE (32u << 20)
 
 struct nsl_cost_layer {
 	double fwd_s, bwd_s;          /* seconds per sample */
 	double fixed_bytes;           /* parameters, gradients, optimizer state */
 	double act_bytes;             /* its output, per sample (what crosses a cut after it) */
 	double step_s;                /* an optimizer step, per batch (0: not measured) */
+	double stash_step_s;          /* the same into a weight stash's oldest version (0: step_s) */
 	double make_s;                /* making it on a peer a stage arrives at (0: not measured) */
 	/*
 	 * Seconds per call at nsl_cost.rows[k] rows: forward, and backward without the weight
@@ -67,6 +70,10 @@ struct nsl_cost {
 				         (0: not measured; link_lat) */
 	double copy_bw;               /* bytes/s a core checks and copies a message out of its frames,
 				         as each end of a link pays on its own core (0: not measured) */
+	double copy_large_bw;         /* the same for messages larger than the caches (0: copy_bw) */
+	double send_bw, recv_bw;      /* bytes/s of messages the sending, the receiving end's core pays
+				         for: framing, CRC, copies (0: not measured; copy_bw) */
+	double send_large_bw, recv_large_bw;   /* the same for messages larger than the caches */
 	int micro;                    /* rows per message */
 	int nrows;                    /* the rows fwd_at and bwd_at were timed at, ascending */
 	int rows[NSL_COST_MAX_ROWS];

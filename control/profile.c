@@ -10,6 +10,7 @@
 #include "nsplit/error.h"
 #include "nsplit/rng.h"
 #include "nsplit/stage.h"
+#include "nsplit/stash.h"
 #include "profile.h"
 #include "progress.h"
 
@@ -101,9 +102,11 @@ struct chain {
 	int n;
 	float *x, *dy;
 	double *t;                    /* timings: [what][layer][pass], what = forward, backward, wgrad, step */
+	struct nsl_stash *stash;      /* per layer: a staleness-1 weight stash */
+	int64_t *version;
 };
 
-enum { T_FWD, T_BWD, T_WGRAD, T_STEP, T_KINDS };
+enum { T_FWD, T_BWD, T_WGRAD, T_STEP, T_STASH, T_KINDS };
 
 static double *slot(struct chain *c, int what, int layer)
 {
@@ -161,6 +164,12 @@ static int chain_pass(struct chain *c, int rows, int batch, int p, bool step)
 		if (nsl_stage_step(c->st[i], 1e-9f) < 0)
 			return -EIO;
 		slot(c, T_STEP, i)[p] = nsl_now() - t0;
+		/* With a weight stash, the step writes the new version over the oldest, last written
+		 * a step before: out of place, into memory gone cold. */
+		t0 = nsl_now();
+		if (nsl_stash_step(&c->stash[i], c->st[i], 1e-9f, ++c->version[i]) < 0)
+			return -EIO;
+		slot(c, T_STASH, i)[p] = nsl_now() - t0;
 	}
 	return 0;
 }
@@ -188,9 +197,19 @@ static int chain_time(struct chain *c, int rows, int batch, bool step, struct ns
 		if (step) {
 			l->wgrad_s = median(slot(c, T_WGRAD, i), p);
 			l->step_s = median(slot(c, T_STEP, i), p);
+			l->stash_step_s = median(slot(c, T_STASH, i), p);
 		}
 	}
 	return 0;
+}
+
+static void chain_free_layer(struct chain *c, int i)
+{
+	if (c->st[i] != NULL)
+		nsl_stash_restore(&c->stash[i], c->st[i]);
+	nsl_stash_fini(&c->stash[i]);
+	nsl_stage_free(c->st[i]);
+	c->st[i] = NULL;
 }
 
 static int time_layers(const struct nsl_model *m, int micro, int batch, struct nsl_compute *cc,
@@ -205,7 +224,9 @@ static int time_layers(const struct nsl_model *m, int micro, int batch, struct n
 	ch.x = malloc(sizeof(float) * (size_t)(in * batch));
 	ch.dy = malloc(sizeof(float) * (size_t)(out * batch));
 	ch.t = malloc(sizeof(double) * T_KINDS * (size_t)ch.n * PASSES_MAX);
-	if (ch.st == NULL || ch.x == NULL || ch.dy == NULL || ch.t == NULL) {
+	ch.stash = calloc((size_t)ch.n, sizeof(*ch.stash));
+	ch.version = calloc((size_t)ch.n, sizeof(*ch.version));
+	if (ch.st == NULL || ch.x == NULL || ch.dy == NULL || ch.t == NULL || ch.stash == NULL || ch.version == NULL) {
 		rc = nsl_error_set(ENOMEM, "out of memory");
 		goto out;
 	}
@@ -223,9 +244,11 @@ static int time_layers(const struct nsl_model *m, int micro, int batch, struct n
 			struct nsl_stage_config cfg = { .model = m, .first = i, .last = i + 1, .max_batch = c->rows[k],
 							.defer_rows = batch, .seed = 1, .optim = *oc };
 
-			nsl_stage_free(ch.st[i]);
+			chain_free_layer(&ch, i);
 			if ((ch.st[i] = nsl_stage_create(cc, &cfg)) == NULL)
 				rc = nsl_error_prefix(-EINVAL, "profiling layer %d", i);
+			else if (c->rows[k] == micro)
+				rc = nsl_stash_init(&ch.stash[i], ch.st[i], 2, NULL);
 		}
 		if (c->rows[k] == micro)
 			km = k;
@@ -239,9 +262,11 @@ static int time_layers(const struct nsl_model *m, int micro, int batch, struct n
 		l->bwd_s = (l->bwd_at[km] + l->wgrad_s * micro / batch) / micro;
 	}
 out:
-	for (int i = 0; ch.st != NULL && i < ch.n; i++)
-		nsl_stage_free(ch.st[i]);
+	for (int i = 0; ch.st != NULL && ch.stash != NULL && i < ch.n; i++)
+		chain_free_layer(&ch, i);
 	free(ch.st);
+	free(ch.stash);
+	free(ch.version);
 	free(ch.x);
 	free(ch.dy);
 	free(ch.t);

@@ -28,9 +28,9 @@ struct speer {
 	int wait;                     /* the channel waited on */
 	bool swap_wait;               /* waiting for the next round's stage */
 	bool credit_wait;             /* waiting for room in the channel (a Fast backward role's buffer) */
-	bool loading;                 /* computing after a receive (loading pushed parameters) */
 	int swap_phase;               /* 1: packing the old stage and making the new; 2: unpacking it */
 	double busy;
+	double cpu;                   /* the work of the span under way, at its own pace */
 };
 
 struct sim {
@@ -164,12 +164,14 @@ static void span(struct sim *s, int rank, int op, double t0)
 
 	if (s->c->traces != NULL)
 		nsl_trace_add(&s->c->traces[rank], op, p->stage, p->round, p->batch,
-			      op < NSL_OP_COUNT ? p->prog[p->pc].micro : 0, t0, s->now);
+			      op < NSL_OP_COUNT ? p->prog[p->pc].micro : 0, t0, s->now, p->cpu);
+	p->cpu = 0;
 }
 
 static void compute(struct sim *s, struct speer *p, double seconds)
 {
 	p->remaining = seconds;
+	p->cpu += seconds;
 	if (seconds > 0) {
 		p->st = COMPUTING;
 		p->t0 = s->now;
@@ -215,20 +217,42 @@ static double msg_bytes(const struct sim *s, const struct nsl_instr *in, int q, 
 	}
 }
 
+/* A rate for messages of `bytes`: `small`'s up to NSL_COPY_SMALL, `large`'s from
+ * NSL_COPY_LARGE (when measured), and between them along log(bytes). */
+static double rate_at(double small, double large, double bytes)
+{
+	double f;
+
+	if (large <= 0 || bytes <= NSL_COPY_SMALL)
+		return small;
+	if (bytes >= NSL_COPY_LARGE)
+		return large;
+	f = log(bytes / NSL_COPY_SMALL) / log((double)NSL_COPY_LARGE / NSL_COPY_SMALL);
+	return small + f * (large - small);
+}
+
 /*
- * What a message of `bytes` costs its sender or receiver on its own core: a pass over it (the
- * CRC on sending; the CRC and the copy out of the frames on receiving) at the profile's copy
- * rate, whatever the link; a parameter push another (packing it, loading it), at that rate or,
- * from a profile that did not measure it, the link's.
+ * What a message of `bytes` costs its sender or receiver on its own core: what the profile
+ * measured each end of a link pay per byte (frames, CRC, the copy out of the frames), or from
+ * an older profile a pass over it at the copy rate; a parameter push another pass (packing it,
+ * loading it) at the copy rate or, from a profile that did not measure it, the link's.
  */
 static double msg_cpu(const struct sim *s, const struct nsl_instr *in, double bytes)
 {
 	const struct nsl_cost *c = s->c->cost;
 	const bool push = in->op == NSL_OP_SEND_PARAMS || in->op == NSL_OP_RECV_PARAMS;
+	const bool sending = in->op == NSL_OP_SEND_ACT || in->op == NSL_OP_SEND_GRAD || in->op == NSL_OP_SEND_LABELS ||
+			     in->op == NSL_OP_SEND_SAVED || in->op == NSL_OP_SEND_PARAMS;
+	const double pass = c->copy_bw > 0 ? bytes / rate_at(c->copy_bw, c->copy_large_bw, bytes) : 0;
+	double t = pass;
 
-	if (c->copy_bw > 0)
-		return bytes * (push ? 2 : 1) / c->copy_bw;
-	return push ? bytes / c->link_bw : 0;
+	if (sending && c->send_bw > 0)
+		t = bytes / rate_at(c->send_bw, c->send_large_bw, bytes);
+	else if (!sending && c->recv_bw > 0)
+		t = bytes / rate_at(c->recv_bw, c->recv_large_bw, bytes);
+	if (push)
+		t += c->copy_bw > 0 ? pass : bytes / c->link_bw;
+	return t;
 }
 
 /* Run a ready peer's instructions that take no time, up to one that does or that must wait. */
@@ -262,6 +286,7 @@ static int step(struct sim *s, int rank)
 			if (n > 1) {
 				p->swap_phase = 1;
 				p->remaining = (s->stage_bytes[old] / s->c->cost->link_bw + s->make_s[p->stage]) / speed(s, rank);
+				p->cpu += p->remaining;
 				p->st = COMPUTING;
 				p->t0 = s->now;
 			}
@@ -378,22 +403,29 @@ static bool wake(struct sim *s, int rank)
 	if (c->head == c->tail || seen_at(s, rank, p->t0, c->t[c->head]) > s->now + 1e-15)
 		return false;
 	c->head++;
-	span(s, rank, p->swap_wait ? NSL_TRACE_SWAP : p->prog[p->pc].op, p->t0);
 	if (!p->swap_wait) {
-		/* Taking the message out of its frames (and loading pushed parameters) takes a pass. */
+		/* Taking the message out of its frames (and loading pushed parameters) takes a pass,
+		 * within the receive's span as in a real run's trace. */
 		const struct nsl_instr *in = &p->prog[p->pc];
 		const int rows = nsl_sched_micro_rows(batch_rows(s, p->batch), s->c->micro, in->micro);
+		const double t0 = p->t0, cpu = msg_cpu(s, in, msg_bytes(s, in, p->stage, rows)) / speed(s, rank);
 
-		p->loading = true;
 		p->st = READY;
-		compute(s, p, msg_cpu(s, in, msg_bytes(s, in, p->stage, rows)) / speed(s, rank));
-		p->loading = p->st == COMPUTING;
+		if (cpu <= 0) {
+			span(s, rank, in->op, t0);
+			p->pc++;
+			return true;
+		}
+		compute(s, p, cpu);
+		p->t0 = t0;
 		return true;
 	}
+	span(s, rank, NSL_TRACE_SWAP, p->t0);
 	/* the incoming stage's record, unpacked */
 	p->swap_wait = false;
 	p->swap_phase = 2;
 	p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
+	p->cpu += p->remaining;
 	p->st = COMPUTING;
 	return true;
 }
@@ -479,9 +511,7 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 				p->st = READY;
 				continue;
 			}
-			if (!p->loading)
-				span(s, q, p->prog[p->pc].op, p->t0);
-			p->loading = false;
+			span(s, q, p->prog[p->pc].op, p->t0);
 			p->pc++;
 			p->st = READY;
 		}
@@ -510,6 +540,7 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 			s->make_s[f] += l[i].make_s;
 		}
 		s->out_bytes[f] = l[c->fstarts[f + 1] - 1].act_bytes;
+		s->in_bytes[f] = f > 0 ? l[c->fstarts[f] - 1].act_bytes : 0;
 	}
 	for (int b = 0; b < B; b++) {
 		const int q = F + b;
@@ -517,10 +548,12 @@ static int fast_costs(const struct nsl_sim_conf *c, struct sim *s)
 		for (int i = c->starts[b]; i < c->starts[b + 1]; i++) {
 			add_layer(s, &l[i], c->fast_all ? NULL : s->refwd[q], s->bwd[q], &s->wgrad_row[q]);
 			s->stage_bytes[q] += l[i].fixed_bytes;
-			s->step_s[q] += l[i].step_s;
+			/* with staleness, the step writes into the weight stash */
+			s->step_s[q] += c->staleness > 0 && l[i].stash_step_s > 0 ? l[i].stash_step_s : l[i].step_s;
 			s->make_s[q] += l[i].make_s;
 		}
 		s->in_bytes[q] = b > 0 ? l[c->starts[b] - 1].act_bytes : 0;
+		s->out_bytes[q] = l[c->starts[b + 1] - 1].act_bytes;
 		for (int f = 0; f < F; f++)
 			for (int i = c->starts[b]; i < c->starts[b + 1]; i++)
 				if (i >= c->fstarts[f] && i < c->fstarts[f + 1])

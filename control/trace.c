@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nsplit/error.h"
 #include "trace.h"
@@ -33,6 +34,15 @@ static const char *span_name(int op)
 	return nsl_op_name((enum nsl_op)op);
 }
 
+double nsl_thread_cpu(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int nsl_trace_write(const char *path, const struct nsl_trace *const *tracks, int n, double origin)
 {
 	FILE *f = fopen(path, "w");
@@ -58,9 +68,12 @@ int nsl_trace_write(const char *path, const struct nsl_trace *const *tracks, int
 			if (has_micro)
 				fprintf(f, " %u", s->micro);
 			fprintf(f, "\",\"cat\":\"stage %d\",\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"round\":%d,\"batch\":%d,"
-				   "\"stage\":%d,\"micro\":%u}}",
+				   "\"stage\":%d,\"micro\":%u",
 				s->stage + 1, (s->t0 - origin) * 1e6, (s->t1 - s->t0) * 1e6, s->round + 1, s->batch, s->stage + 1,
 				s->micro);
+			if (s->cpu >= 0)
+				fprintf(f, ",\"cpu_us\":%.3f", s->cpu * 1e6);
+			fputs("}}", f);
 		}
 	}
 	fputs("\n]}\n", f);

@@ -149,11 +149,11 @@ int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, fl
 /* p's internal layout, as bytes another peer can read (nsl_param_load_layout): the size
  * written, 0 when cap is too small. */
 size_t nsl_param_layout(const struct nsl_param *p, void *out, size_t cap);
-/* Fill p from src (src_len bytes) laid out as `layout` describes: a copy when it is p's own, a
- * reorder when another host's oneDNN chose another; -EPROTO with a message when it is not a
- * layout of p's shape. */
+/* Fill p from src (src_len bytes) laid out as `layout` describes: a copy when it is p's own (or,
+ * with adopt and src 64-byte aligned, p's buffer becomes src: 1), a reorder when another host's
+ * oneDNN chose another; -EPROTO with a message when it is not a layout of p's shape. */
 int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, const void *layout, size_t layout_len,
-			  const void *src, size_t src_len);
+			  const void *src, size_t src_len, bool adopt);
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain);
 /* The same for any buffer in the parameter's internal layout (its optimizer state). */
 int nsl_param_to_plain(const struct nsl_compute *cc, const struct nsl_param *p, const float *internal, float *plain);

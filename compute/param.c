@@ -110,7 +110,7 @@ static bool sane(const dnnl_memory_desc_t *md, const struct nsl_param *p)
 }
 
 int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, const void *layout, size_t layout_len,
-			  const void *src, size_t src_len)
+			  const void *src, size_t src_len, bool adopt)
 {
 	dnnl_memory_desc_t md;
 	dnnl_primitive_desc_t pd = NULL;
@@ -126,6 +126,10 @@ int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, con
 		if (src_len != p->count * sizeof(float))
 			return nsl_error_set(EPROTO, "%s: %zu bytes in this layout, where it takes %zu", p->name, src_len,
 					     p->count * sizeof(float));
+		if (adopt && ((uintptr_t)src & 63) == 0) {
+			p->data = (float *)(uintptr_t)src;
+			return 1;
+		}
 		memcpy(p->data, src, src_len);
 		return 0;
 	}

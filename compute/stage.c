@@ -404,7 +404,8 @@ float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count)
 {
 	if (k < 0 || k >= s->nparams)
 		return NULL;
-	*count = s->params[k].p->count;
+	if (count != NULL)
+		*count = s->params[k].p->count;
 	return s->params[k].p->data;
 }
 
@@ -579,11 +580,11 @@ size_t nsl_stage_param_layout(const struct nsl_stage *s, int k, void *out, size_
 }
 
 int nsl_stage_param_load_layout(struct nsl_stage *s, int k, const void *layout, size_t layout_len, const void *src,
-				size_t src_len)
+				size_t src_len, bool adopt)
 {
 	if (k < 0 || k >= s->nparams)
 		return nsl_error_set(EINVAL, "stage: parameter %d of %d", k, s->nparams);
-	return nsl_param_load_layout(s->cc, s->params[k].p, layout, layout_len, src, src_len);
+	return nsl_param_load_layout(s->cc, s->params[k].p, layout, layout_len, src, src_len, adopt);
 }
 
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain)

@@ -591,6 +591,11 @@ static int peer_buffers(struct peer *p)
 		for (int f = 0; f < j->fl.fwd; f++)
 			if (b.params_cap && (p->params_buf[f] = nsl_dp_alloc(b.params_cap, 64)) == NULL)
 				return -ENOMEM;
+		for (int r = 0; r < NSL_FAST_MAX_ROLES; r++)
+			p->push_held[r] = -1;
+		/* at most a weight and a bias a layer */
+		if ((p->push_own = calloc(2 * (size_t)j->model->nlayers, sizeof(*p->push_own))) == NULL)
+			return nsl_error_set(ENOMEM, "out of memory for peer %d's buffers", p->rank);
 	}
 	p->swap_rx.cap = b.swap_cap;
 	if ((p->swap_rx.data = nsl_dp_alloc(b.swap_cap, 64)) == NULL || (p->swap_tx_buf = nsl_dp_alloc(b.swap_cap, 64)) == NULL)
@@ -615,6 +620,8 @@ void nsl_peer_free(struct peer *p)
 	struct nsl_job_buffers b;
 
 	nsl_job_buffers(j, &b);
+	if (j->fast)
+		nsl_peer_fast_settle(p);   /* before the slots its parameters may be read from go */
 	for (int q = 0; q < RX_KINDS; q++) {
 		for (int k = 0; p->rx[q] != NULL && k < b.rx_slots[q]; k++)
 			nsl_dp_free(p->rx[q][k].data);
@@ -627,6 +634,7 @@ void nsl_peer_free(struct peer *p)
 	free(p->tx_saved);
 	for (int f = 0; f < NSL_FAST_MAX_ROLES; f++)
 		nsl_dp_free(p->params_buf[f]);
+	free(p->push_own);
 	if (p->stage != NULL)
 		nsl_stash_restore(&p->stash, p->stage);   /* the stage frees its own buffers */
 	nsl_stash_fini(&p->stash);
@@ -783,6 +791,8 @@ int nsl_peer_train(struct peer *p)
 			atomic_store(&j->round_ready[r], 1);
 		}
 		p->rounds_done = r + 1;
+		if (j->fast)
+			nsl_peer_fast_settle(p);
 		t0 = nsl_now();
 		/* A swap and a checkpoint are the same record; the last send must be done with its buffer. */
 		if ((more || ckpt) && ((rc = nsl_peer_drain(p)) < 0 || (rc = nsl_peer_pack_stage(p, r + 1, &len)) < 0))

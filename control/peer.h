@@ -114,6 +114,11 @@ struct peer {
 	struct txmsg *tx_saved, tx_params[NSL_FAST_MAX_ROLES];
 	void **saved_buf, *params_buf[NSL_FAST_MAX_ROLES];
 	uint64_t params_cap;
+	/* A forward role reads pushed parameters where they arrived (with staleness, a push's slot
+	 * has a sibling to take the next): the slot it reads from, per backward role (-1: none),
+	 * held until the next push from there, and each parameter's own buffer meanwhile. */
+	int push_held[NSL_FAST_MAX_ROLES];
+	float **push_own;
 	struct nsl_stash stash;               /* a backward role's weight versions (--staleness) */
 	struct nsl_arena arena;               /* the stage's and stash's memory, kept across rounds */
 	struct expect *expect;                /* one per peer that sends this one anything */
@@ -317,6 +322,10 @@ int nsl_fast_plan(struct job *j, const struct nsl_train_opts *o);
 /* One Fast N-split instruction of peer p (send_saved, recv_saved, refwd, send_params,
  * recv_params) in batch b of `round`, global step `step`, of `rows` rows. */
 int nsl_peer_fast_op(struct peer *p, const struct nsl_instr *in, int round, int b, int64_t step, int rows);
+
+/* Round's end: parameters read from pushes' slots back in the stage's own buffers, the slots
+ * free for the next round. */
+void nsl_peer_fast_settle(struct peer *p);
 
 /* ---- one peer (peer.c) ---- */
 

@@ -87,19 +87,54 @@ static int send_params(struct peer *p, const struct nsl_instr *in, int round, in
 static int recv_params(struct peer *p, const struct nsl_instr *in, int round)
 {
 	struct job *j = p->job;
-	const int b = in->peer - j->fl.fwd;
-	struct rxbuf *r = &p->rx[RX_PARAMS + b][in->micro % (j->fl.staleness + 1)];
+	const int b = in->peer - j->fl.fwd, slots = j->fl.staleness + 1, slot = in->micro % slots;
+	struct rxbuf *r = &p->rx[RX_PARAMS + b][slot];
+	/* Read in place, the slot held until the next push lands in its sibling: without
+	 * staleness there is no sibling, and the next push would wait for this one to go. */
+	const bool adopt = slots > 1 && p->push_own != NULL;
 	char what[64];
-	int lo, hi, rc;
+	int lo, hi, k0, k1, rc;
 
 	if ((rc = nsl_peer_wait_rx(p, r)) < 0 ||
 	    (rc = nsl_peer_check_msg(r, NSL_MSG_PARAMS, in->micro, round, (int64_t)round * j->batches + in->micro + 1)) < 0)
 		return rc;
 	snprintf(what, sizeof(what), "parameters from backward stage %d", b + 1);
 	shared_layers(j, in->peer, p->stage_idx, &lo, &hi);
-	rc = nsl_push_load(p->stage, lo, hi, r->data, r->msg.len, what);
-	r->full = false;
-	return rc;
+	nsl_stage_param_range(p->stage, lo, hi, &k0, &k1);
+	for (int k = k0; adopt && k < k1; k++)
+		if (p->push_own[k] == NULL)
+			p->push_own[k] = nsl_stage_param_data(p->stage, k, NULL);
+	if ((rc = nsl_push_load(p->stage, lo, hi, r->data, r->msg.len, what, adopt)) < 0)
+		return rc;
+	if (rc == 0) {
+		r->full = false;
+		return 0;
+	}
+	if (p->push_held[b] >= 0 && p->push_held[b] != slot)
+		p->rx[RX_PARAMS + b][p->push_held[b]].full = false;
+	p->push_held[b] = slot;
+	return 0;
+}
+
+void nsl_peer_fast_settle(struct peer *p)
+{
+	for (int k = 0; p->stage != NULL && p->push_own != NULL && k < nsl_stage_param_count(p->stage); k++) {
+		size_t count;
+		float *now = nsl_stage_param_data(p->stage, k, &count);
+
+		if (p->push_own[k] == NULL)
+			continue;
+		if (now != p->push_own[k]) {
+			memcpy(p->push_own[k], now, count * sizeof(float));
+			nsl_stage_param_set_data(p->stage, k, p->push_own[k]);
+		}
+		p->push_own[k] = NULL;
+	}
+	for (int b = 0; b < NSL_FAST_MAX_ROLES; b++) {
+		if (p->push_held[b] >= 0 && p->rx[RX_PARAMS + b] != NULL)
+			p->rx[RX_PARAMS + b][p->push_held[b]].full = false;
+		p->push_held[b] = -1;
+	}
 }
 
 int nsl_peer_fast_op(struct peer *p, const struct nsl_instr *in, int round, int b, int64_t step, int rows)

@@ -75,12 +75,13 @@ int nsl_push_pack(const struct nsl_stage *s, int first, int last, void *buf, uin
 	return 0;
 }
 
-int nsl_push_load(struct nsl_stage *s, int first, int last, const void *buf, uint64_t len, const char *what)
+int nsl_push_load(struct nsl_stage *s, int first, int last, const void *buf, uint64_t len, const char *what,
+		  bool adopt)
 {
 	const uint8_t *b = buf;
 	const uint64_t *w = buf;
 	uint64_t off = HEAD_BYTES;
-	int k0, k1, rc;
+	int k0, k1, rc, adopted = 0;
 
 	nsl_stage_param_range(s, first, last, &k0, &k1);
 	if (len < HEAD_BYTES || w[0] != MAGIC)
@@ -100,11 +101,12 @@ int nsl_push_load(struct nsl_stage *s, int first, int last, const void *buf, uin
 		if (bytes > len || off + pad64(sizeof(uint64_t) + w[3]) + pad64(bytes) > len)
 			return nsl_error_set(EPROTO, "%s: %" PRIu64 " bytes, too short for its parameter %d", what, len, k - k0);
 		if ((rc = nsl_stage_param_load_layout(s, k, b + off + sizeof(uint64_t), w[3],
-						      b + off + pad64(sizeof(uint64_t) + w[3]), bytes)) < 0)
+						      b + off + pad64(sizeof(uint64_t) + w[3]), bytes, adopt)) < 0)
 			return nsl_error_prefix(rc, "%s", what);
+		adopted += rc;
 		off += pad64(sizeof(uint64_t) + w[3]) + pad64(bytes);
 	}
 	if (off != len)
 		return nsl_error_set(EPROTO, "%s: %" PRIu64 " bytes where %" PRIu64 " were due", what, len, off);
-	return 0;
+	return adopted;
 }

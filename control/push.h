@@ -26,8 +26,14 @@ uint64_t nsl_push_cap(const struct nsl_model *m, int first, int last);
 /* Stage s's parameters of layers [first, last) into buf (cap bytes); *len the bytes used. */
 int nsl_push_pack(const struct nsl_stage *s, int first, int last, void *buf, uint64_t cap, uint64_t *len);
 
-/* Copy a push (buf, len bytes) of layers [first, last) into stage s. 0, or -EPROTO with a message
- * naming `what` when it is not such a push or its layouts differ from s's. */
-int nsl_push_load(struct nsl_stage *s, int first, int last, const void *buf, uint64_t len, const char *what);
+/*
+ * Load a push (buf, len bytes) of layers [first, last) into stage s: copied, or reordered where
+ * another host's oneDNN laid a parameter out otherwise. With `adopt`, a parameter in s's own
+ * layout is not copied: it is read where it lies in buf, which must then stay as it is while s
+ * uses it (stage.h, nsl_stage_param_load_layout). The number of parameters adopted, or -EPROTO
+ * with a message naming `what` when it is not such a push or a layout is none of s's.
+ */
+int nsl_push_load(struct nsl_stage *s, int first, int last, const void *buf, uint64_t len, const char *what,
+		  bool adopt);
 
 #endif

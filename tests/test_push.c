@@ -57,7 +57,7 @@ static void test_round_trip(void)
 	CU_ASSERT_FALSE(same(bwd, 0, fwd, 2));
 	CU_ASSERT_EQUAL(nsl_push_pack(bwd, 2, 5, buf, cap, &len), 0);
 	CU_ASSERT(len > 0 && len <= cap);
-	CU_ASSERT_EQUAL(nsl_push_load(fwd, 2, 5, buf, len, "test push"), 0);
+	CU_ASSERT_EQUAL(nsl_push_load(fwd, 2, 5, buf, len, "test push", false), 0);
 	for (int k = 0; k < 4; k++)
 		CU_ASSERT(same(bwd, k, fwd, k + 2));
 	/* layer 0 is not in the push: still the forward role's own (seed 8, not 7) */
@@ -68,6 +68,33 @@ static void test_round_trip(void)
 		CU_ASSERT_FALSE(same(other, 0, fwd, 0));
 		nsl_stage_free(other);
 	}
+	/* Adopted: the same values, read where they lie in the push; the same forward. */
+	{
+		struct nsl_stage *fwd2 = make(0, 5, 8);
+		float *own[6], x[2 * 64];
+		const float *y1, *y2;
+
+		CU_ASSERT_FATAL(fwd2 != NULL);
+		for (int k = 0; k < 6; k++)
+			own[k] = nsl_stage_param_data(fwd2, k, NULL);
+		CU_ASSERT_EQUAL(nsl_push_load(fwd2, 2, 5, buf, len, "test push", true), 4);
+		for (int k = 0; k < 6; k++) {
+			const uint8_t *at = (const uint8_t *)nsl_stage_param_data(fwd2, k, NULL);
+
+			CU_ASSERT_EQUAL(k >= 2, at >= (const uint8_t *)buf && at < (const uint8_t *)buf + len);
+			CU_ASSERT(same(fwd, k, fwd2, k));
+		}
+		for (int i = 0; i < 2 * 64; i++)
+			x[i] = (float)(i % 13) / 13.0f;
+		CU_ASSERT_EQUAL_FATAL(nsl_stage_prepare(fwd, 2), 0);
+		CU_ASSERT_EQUAL_FATAL(nsl_stage_prepare(fwd2, 2), 0);
+		CU_ASSERT_EQUAL(nsl_stage_forward(fwd, 2, x, &y1, false, 0), 0);
+		CU_ASSERT_EQUAL(nsl_stage_forward(fwd2, 2, x, &y2, false, 0), 0);
+		CU_ASSERT(memcmp(y1, y2, 2 * 10 * sizeof(float)) == 0);
+		for (int k = 2; k < 6; k++)
+			nsl_stage_param_set_data(fwd2, k, own[k]);
+		nsl_stage_free(fwd2);
+	}
 	CU_ASSERT_EQUAL(nsl_push_pack(bwd, 2, 5, buf, 64, &len), -ENOBUFS);
 	nsl_stage_free(bwd);
 	nsl_stage_free(fwd);
@@ -76,7 +103,7 @@ static void test_round_trip(void)
 
 static void refused(struct nsl_stage *s, int first, int last, const void *buf, uint64_t len, const char *says)
 {
-	CU_ASSERT_EQUAL(nsl_push_load(s, first, last, buf, len, "the push"), -EPROTO);
+	CU_ASSERT_EQUAL(nsl_push_load(s, first, last, buf, len, "the push", false), -EPROTO);
 	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "the push"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), says));
 }
@@ -148,7 +175,7 @@ static void test_other_layout(void)
 	}
 	printf("\n    %d of 4 parameters reordered from the plain layout ", reordered);
 	CU_ASSERT(reordered > 0);
-	CU_ASSERT_EQUAL(nsl_push_load(fwd, 2, 5, buf, off, "a plain push"), 0);
+	CU_ASSERT_EQUAL(nsl_push_load(fwd, 2, 5, buf, off, "a plain push", false), 0);
 	for (int k = 0; k < 4; k++)
 		CU_ASSERT(same(bwd, k, fwd, k + 2));
 	nsl_stage_free(bwd);

@@ -174,7 +174,7 @@ const float *nsl_stage_tensor(const struct nsl_stage *s, int k, int layer);
 int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *const *t, const float **y, uint64_t key);
 
 /*
- * Parameter k's buffer in its internal layout (*count floats), and swapping in another of the
+ * Parameter k's buffer in its internal layout (*count floats; count may be NULL), and swapping in another of the
  * same size and alignment (64 bytes): primitives read parameters through the pointer each call,
  * so a weight version (stash.h) goes in and out without a copy. The stage frees whatever buffer
  * is in at nsl_stage_free, through its allocator: a buffer swapped in must come from the same.
@@ -193,11 +193,14 @@ void nsl_stage_param_range(const struct nsl_stage *s, int first, int last, int *
 /* NSL_STAGE_LAYOUT_MAX or fewer bytes that describe parameter k's internal layout to another
  * peer (written to out; 0 when cap is too small), and loading values laid out as such bytes
  * describe: a copy when the layout is this stage's, a reorder when another host's oneDNN chose
- * another (another instruction set). -EPROTO with a message for what is no layout of it. */
+ * another (another instruction set). -EPROTO with a message for what is no layout of it.
+ * With `adopt`, values in this stage's layout at a 64-byte aligned src are not copied: the
+ * parameter's buffer becomes src (returns 1), which must then outlive its use, and be moved
+ * back (nsl_stage_param_set_data) before the stage is freed. */
 #define NSL_STAGE_LAYOUT_MAX 1024
 size_t nsl_stage_param_layout(const struct nsl_stage *s, int k, void *out, size_t cap);
 int nsl_stage_param_load_layout(struct nsl_stage *s, int k, const void *layout, size_t layout_len, const void *src,
-				size_t src_len);
+				size_t src_len, bool adopt);
 
 /* Copy parameter k out to / in from the plain PyTorch layout (info.numel floats). */
 int nsl_stage_param_export(const struct nsl_stage *s, int k, float *plain);

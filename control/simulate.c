@@ -235,7 +235,8 @@ static double rate_at(double small, double large, double bytes)
  * What a message of `bytes` costs its sender or receiver on its own core: what the profile
  * measured each end of a link pay per byte (frames, CRC, the copy out of the frames), or from
  * an older profile a pass over it at the copy rate; a parameter push another pass (packing it,
- * loading it) at the copy rate or, from a profile that did not measure it, the link's.
+ * and loading it without staleness) at the copy rate or, from a profile that did not measure
+ * it, the link's.
  */
 static double msg_cpu(const struct sim *s, const struct nsl_instr *in, double bytes)
 {
@@ -250,7 +251,9 @@ static double msg_cpu(const struct sim *s, const struct nsl_instr *in, double by
 		t = bytes / rate_at(c->send_bw, c->send_large_bw, bytes);
 	else if (!sending && c->recv_bw > 0)
 		t = bytes / rate_at(c->recv_bw, c->recv_large_bw, bytes);
-	if (push)
+	/* packing a push; loading one only without staleness (with it, a forward role reads the
+	 * push where it arrived) */
+	if (push && (sending || s->c->staleness == 0))
 		t += c->copy_bw > 0 ? pass : bytes / c->link_bw;
 	return t;
 }

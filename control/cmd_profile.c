@@ -115,6 +115,23 @@ static double exchange(struct nsl_link *l[2], void *src, void *dst, uint64_t byt
 	return nsl_now() - t0;
 }
 
+/* The first two CPUs this process may run on (the same one twice when it has only one). */
+static int two_cpus(int cpu[2])
+{
+	cpu_set_t cpus;
+	int k = 0;
+
+	cpu[0] = cpu[1] = -1;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+		return -1;
+	for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
+		if (CPU_ISSET(c, &cpus))
+			cpu[k++] = c;
+	if (cpu[1] < 0)
+		cpu[1] = cpu[0];
+	return cpu[0] >= 0 ? 0 : -1;
+}
+
 /*
  * One end of a stream of messages between two threads on cores of their own, as peers' messages
  * cross between cores: the receiver copies out of frames another core wrote. Each end adds up
@@ -178,16 +195,10 @@ static void *stream_main(void *arg)
  * sender's, rate[1] the receiver's. 0 or -1. */
 static int side_rates(struct nsl_link *l[2], void *buf[2], uint64_t bytes, int n, double rate[2])
 {
-	cpu_set_t cpus;
-	int cpu[2] = { -1, -1 }, k = 0;
+	int cpu[2];
 
-	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+	if (two_cpus(cpu) < 0)
 		return -1;
-	for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
-		if (CPU_ISSET(c, &cpus))
-			cpu[k++] = c;
-	if (cpu[1] < 0)
-		cpu[1] = cpu[0];
 	rate[0] = rate[1] = 0;
 	for (int run = 0; run < 3; run++) {
 		atomic_int posted = 0;
@@ -384,16 +395,10 @@ static double wake_latency(struct nsl_link *l[2], void *buf[2])
 	struct pinger g[2];
 	struct nsl_bell bells[2] = { 0 };
 	double delays[2][N], all[2 * N];
-	cpu_set_t cpus;
-	int cpu[2] = { -1, -1 }, k = 0, n = 0;
+	int cpu[2], n = 0;
 
-	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+	if (two_cpus(cpu) < 0)
 		return -1;
-	for (int c = 0; c < CPU_SETSIZE && k < 2; c++)
-		if (CPU_ISSET(c, &cpus))
-			cpu[k++] = c;
-	if (cpu[1] < 0)
-		cpu[1] = cpu[0];
 	for (int i = 0; i < 2; i++)
 		g[i] = (struct pinger){ .l = l[i], .self = i, .n = N, .buf = buf[i], .cpu = cpu[i], .bell = &bells[i],
 					.partner = &bells[1 - i], .pause_s = 1e-3, .delays = delays[i] };
@@ -528,8 +533,10 @@ int nsl_cmd_profile(int argc, char **argv)
 	printf("with every core busy, the model computes %.2fx as long\n", c.busy_factor);
 	printf("link (net_ring, one process): %.2f GB/s, latency %.1f us (%.1f us to a napping peer, %.1f us with both "
 	       "peers on one core, napping while a third computes there); a core checks and copies %.2f GB/s of "
-	       "messages in cache, %.2f GB/s beyond\n", c.link_bw / 1e9, c.link_lat * 1e6, c.wake_lat * 1e6, c.shared_lat * 1e6,
-	       c.copy_bw / 1e9, c.copy_large_bw / 1e9);
+	       "messages in cache, %.2f GB/s beyond; streamed between two cores, the sender pays a byte at %.2f GB/s "
+	       "(%.2f beyond the caches), the receiver at %.2f (%.2f)\n",
+	       c.link_bw / 1e9, c.link_lat * 1e6, c.wake_lat * 1e6, c.shared_lat * 1e6, c.copy_bw / 1e9,
+	       c.copy_large_bw / 1e9, c.send_bw / 1e9, c.send_large_bw / 1e9, c.recv_bw / 1e9, c.recv_large_bw / 1e9);
 	rc = nsl_cost_write(o.out, &c, m,
 			    &(struct nsl_cost_meta){ .batch = o.batch, .micro = o.micro, .threads = o.threads,
 						     .machine = machine, .transport = "net_ring", .move_s = move });

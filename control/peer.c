@@ -268,7 +268,7 @@ int nsl_peer_send(struct peer *p, struct txmsg *t, int to, uint8_t type, const v
 		return rc;
 	t->busy = true;
 	/* A receiver woken at the first burst, when the message takes more, may take this core
-	 * before the rest is out and then wait for it (sends of 300-1000 us, one in ten). */
+	 * before the rest is out and then wait for it: ring once the kick is done. */
 	p->hold_bells = true;
 	kick(p);
 	p->hold_bells = false;

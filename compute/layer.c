@@ -146,7 +146,7 @@ int nsl_layer_param_add(struct nsl_layer *l, const char *name, int ndim, const i
 				     NSL_LAYER_MAX_PARAMS);
 	p = &l->params[l->nparams];
 	*p = (struct nsl_param){ .name = name, .ndim = ndim, .md = *md, .plain_md = *plain_md,
-				 .fan_in = fan_in, .fan_out = fan_out, .numel = 1 };
+				 .fan_in = fan_in, .fan_out = fan_out, .numel = 1, .gen = 1 };
 	for (int d = 0; d < ndim; d++) {
 		p->dims[d] = dims[d];
 		p->numel *= dims[d];

@@ -56,12 +56,22 @@ static int dense_bwd_weights_desc(const struct nsl_weighted *w, union nsl_wop_de
 			      "dense: backward-weights descriptor");
 }
 
+/* dx = dy W: a forward inner product of dy through W's transpose, no bias. */
+static int dense_bwd_as_fwd_desc(const struct nsl_weighted *w, union nsl_wop_desc *op, const dnnl_memory_desc_t *ymd,
+				 const dnnl_memory_desc_t *wtmd, const dnnl_memory_desc_t *xmd)
+{
+	(void)w;
+	return nsl_dnnl_check(dnnl_inner_product_forward_desc_init(&op->ip, dnnl_forward_inference, ymd, wtmd, NULL, xmd),
+			      "dense: backward-data descriptor through the transposed weights");
+}
+
 static const struct nsl_wkind dense_kind = {
 	.name = "dense",
 	.act_mds = dense_act_mds,
 	.fwd_desc = dense_fwd_desc,
 	.bwd_data_desc = dense_bwd_data_desc,
 	.bwd_weights_desc = dense_bwd_weights_desc,
+	.bwd_as_fwd_desc = dense_bwd_as_fwd_desc,
 };
 
 static int dense_init(struct nsl_layer *l)

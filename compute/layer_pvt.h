@@ -39,6 +39,12 @@ enum nsl_fused_act {
 	NSL_FUSED_SIGMOID,
 };
 
+/* Micro-batches a weight version must serve (the batch over the largest micro-batch) before a
+ * dense layer's transposed weights pay for themselves (weighted.c): at 8 (the demo MLP's 1f1b)
+ * runs were 2-9% slower, at 16 and more (N-split's one-sample and 16-row micro-batches) 3-24%
+ * faster. */
+#define NSL_WT_MICRO_MIN 16
+
 struct nsl_param {
 	const char *name;          /* "weight" or "bias" */
 	float *data;               /* internal layout, `count` floats, from the layer's allocator */
@@ -50,6 +56,8 @@ struct nsl_param {
 	dnnl_memory_desc_t md;     /* internal layout */
 	dnnl_memory_desc_t plain_md;
 	int fan_in, fan_out;       /* for He/Glorot initialisation */
+	uint64_t gen;              /* moves on whenever data's values or buffer change, so copies of
+				      them (a dense layer's transposed weights) know they are stale */
 	/* Reorders to [0] and from [1] the plain layout, built on first use and kept: every round's
 	 * swap and every checkpoint moves parameters through them. */
 	dnnl_primitive_t reorder[2];

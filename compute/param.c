@@ -79,6 +79,7 @@ int nsl_param_export(const struct nsl_compute *cc, const struct nsl_param *p, fl
 
 int nsl_param_import(const struct nsl_compute *cc, struct nsl_param *p, const float *plain)
 {
+	p->gen++;
 	return nsl_param_from_plain(cc, p, plain, p->data);
 }
 
@@ -122,6 +123,7 @@ int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, con
 		return nsl_error_set(EPROTO, "%s: a layout of %zu bytes, where this oneDNN's take %zu (another oneDNN version?)",
 				     p->name, layout_len, sizeof(md));
 	memcpy(&md, layout, sizeof(md));
+	p->gen++;
 	if (dnnl_memory_desc_equal(&md, &p->md)) {
 		if (src_len != p->count * sizeof(float))
 			return nsl_error_set(EPROTO, "%s: %zu bytes in this layout, where it takes %zu", p->name, src_len,

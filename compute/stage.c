@@ -411,8 +411,10 @@ float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count)
 
 void nsl_stage_param_set_data(struct nsl_stage *s, int k, float *data)
 {
-	if (k >= 0 && k < s->nparams)
+	if (k >= 0 && k < s->nparams) {
 		s->params[k].p->data = data;
+		s->params[k].p->gen++;
+	}
 }
 
 int nsl_stage_forward(struct nsl_stage *s, int batch, const float *x, const float **y, bool train,
@@ -500,6 +502,7 @@ int nsl_stage_step_into(struct nsl_stage *s, float lr, float *const *dst)
 			memset(sp->p->grad, 0, sp->p->count * sizeof(float));
 		s->optim.ops->update(&s->optim, lr, s->steps, w, sp->p->data, sp->p->grad, sp->state, sp->p->count);
 		sp->p->data = w;
+		sp->p->gen++;
 	}
 	s->grads_zero = true;
 	return 0;

@@ -11,6 +11,7 @@
 
 #include "nsplit/error.h"
 #include "nsplit/stage.h"
+#include "layer_pvt.h"
 
 static size_t pad16(int64_t n)
 {
@@ -62,6 +63,9 @@ int nsl_stage_memory_plan(const struct nsl_stage_config *cfg, int batch, struct 
 			out->scratch += params + out_bytes +
 					(size_t)(cfg->defer_rows > 0 ? cfg->defer_rows : 0) *
 						(in_floats + (size_t)nsl_shape_size(m->shapes[i + 1])) * sizeof(float);
+			/* a dense layer's transposed weights, with many micro-batches a batch (weighted.c) */
+			if (m->layers[i].kind == NSL_LAYER_DENSE && i > 0 && cfg->defer_rows >= NSL_WT_MICRO_MIN * cfg->max_batch)
+				out->scratch += params;
 			break;
 		default: break;
 		}

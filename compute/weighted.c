@@ -78,9 +78,20 @@ static int slot_build(struct nsl_layer *l, struct nsl_prim_slot *s, int batch, c
 	if (rc < 0)
 		goto out;
 	*ref |= impl_is_ref(fwd_pd);
-	rc = k->bwd_data_desc(w, &op, &xmd, wmd, &ymd);
-	if (rc == 0)
-		rc = bwd_build(l, &op, fwd_pd, &s->bwd, ref, "backward-data primitive");
+	if (w->wt != NULL) {
+		dnnl_primitive_desc_t pd = NULL;
+
+		rc = k->bwd_as_fwd_desc(w, &op, &ymd, &w->wtmd, &xmd);
+		if (rc == 0)
+			rc = nsl_layer_prim(l, &op, NULL, NULL, &pd, &s->bwd, "backward-data primitive");
+		if (rc == 0)
+			*ref |= impl_is_ref(pd);
+		dnnl_primitive_desc_destroy(pd);
+	} else {
+		rc = k->bwd_data_desc(w, &op, &xmd, wmd, &ymd);
+		if (rc == 0)
+			rc = bwd_build(l, &op, fwd_pd, &s->bwd, ref, "backward-data primitive");
+	}
 	if (rc == 0)
 		rc = k->bwd_weights_desc(w, &op, &xmd, wmd, &ymd);
 	if (rc == 0)
@@ -164,6 +175,93 @@ static int choose_layout(struct nsl_layer *l, const dnnl_memory_desc_t *plain)
 	return 0;
 }
 
+
+/* The transposed weights' layout, as the forward op through them picks it at `batch` rows; *ref
+ * when that is a reference kernel. */
+static int wt_layout(struct nsl_layer *l, int batch, const dnnl_memory_desc_t *wtmd, dnnl_memory_desc_t *out,
+		     bool *ref)
+{
+	struct nsl_weighted *w = l->priv;
+	dnnl_memory_desc_t xmd, ymd;
+	union nsl_wop_desc op;
+	dnnl_primitive_desc_t pd = NULL;
+	int rc = w->kind->act_mds(w, batch, &xmd, &ymd);
+
+	if (rc == 0)
+		rc = w->kind->bwd_as_fwd_desc(w, &op, &ymd, wtmd, &xmd);
+	if (rc == 0)
+		rc = nsl_dnnl_check(dnnl_primitive_desc_create(&pd, &op, NULL, l->ctx->cc->engine, NULL),
+				    "backward-data through the transposed weights");
+	if (rc == 0) {
+		*out = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+		*ref = impl_is_ref(pd);
+	}
+	dnnl_primitive_desc_destroy(pd);
+	return rc;
+}
+
+/* Backward data through transposed weights (wt), where the kind has it, the stage runs many
+ * micro-batches a batch and real kernels serve both ends of the batch range; else as oneDNN has
+ * it. Only a failure to allocate is an error. */
+static int choose_wt(struct nsl_layer *l)
+{
+	struct nsl_weighted *w = l->priv;
+	dnnl_memory_desc_t any, cand, other, perm_md;
+	dnnl_primitive_desc_t pd = NULL;
+	bool ref = false, ref1 = false;
+	size_t bytes;
+	int rc;
+
+	if (w->kind->bwd_as_fwd_desc == NULL || w->wmd.ndims != 2 ||
+	    l->ctx->defer_rows < NSL_WT_MICRO_MIN * l->ctx->max_batch)
+		return 0;
+	if (nsl_dnnl_check(dnnl_memory_desc_init_by_tag(&any, 2, (dnnl_dims_t){ w->wmd.dims[1], w->wmd.dims[0] },
+							dnnl_f32, dnnl_format_tag_any), "weight descriptor") < 0 ||
+	    wt_layout(l, l->ctx->max_batch, &any, &cand, &ref) < 0 || wt_layout(l, 1, &cand, &other, &ref1) < 0 ||
+	    nsl_dnnl_check(dnnl_memory_desc_permute_axes(&perm_md, &w->wmd, (int[]){ 1, 0 }), "transposed weights") < 0) {
+		nsl_error_clear();
+		return 0;
+	}
+	if (ref || ref1)
+		return 0;
+	bytes = dnnl_memory_desc_get_size(&cand);
+	if ((w->wt_buf = nsl_alloc_zeroed(&nsl_allocator_libc, bytes, "transposed weights")) == NULL)
+		return nsl_error_prefix(-ENOMEM, "layer %d (%s)", l->index, w->kind->name);
+	rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, &perm_md, l->ctx->cc->engine, &cand,
+							       l->ctx->cc->engine, NULL),
+			    "reorder into the transposed weights");
+	if (rc == 0)
+		rc = nsl_dnnl_check(dnnl_primitive_create(&w->wt_reorder, pd), "reorder into the transposed weights");
+	dnnl_primitive_desc_destroy(pd);
+	if (rc == 0)
+		rc = nsl_layer_mem(l, &w->wt_from, &perm_md, NULL);
+	if (rc == 0)
+		rc = nsl_layer_mem(l, &w->wt, &cand, w->wt_buf);
+	if (rc < 0)
+		return nsl_error_prefix(rc, "layer %d (%s)", l->index, w->kind->name);
+	w->wtmd = cand;
+	l->scratch_bytes += bytes;
+	return 0;
+}
+
+/* wt made again from the weights, unless it holds this very version. */
+static int refresh_wt(struct nsl_layer *l)
+{
+	struct nsl_weighted *w = l->priv;
+	const struct nsl_param *wp = &l->params[0];
+	const dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, w->wt_from }, { DNNL_ARG_TO, w->wt } };
+	int rc;
+
+	if (w->wt_of == wp->data && w->wt_gen == wp->gen)
+		return 0;
+	if ((rc = nsl_layer_bind(w->wt_from, wp->data)) < 0 ||
+	    (rc = nsl_dnnl_exec(l->ctx->cc, w->wt_reorder, 2, args, "transposing the weights")) < 0)
+		return rc;
+	w->wt_of = wp->data;
+	w->wt_gen = wp->gen;
+	return 0;
+}
+
 /* The fused activation as a post-op, and the buffer its gradient goes through. */
 static int fused_init(struct nsl_layer *l, struct nsl_weighted *w)
 {
@@ -233,6 +331,9 @@ int nsl_weighted_init(struct nsl_layer *l, struct nsl_weighted *w, const struct 
 		rc = nsl_layer_mem(l, &w->b, &w->bmd, NULL);
 	if (rc == 0)
 		rc = nsl_layer_mem(l, &w->db, &w->bmd, NULL);
+	/* The model's first layer never computes an input gradient. */
+	if (rc == 0 && l->index > 0)
+		rc = choose_wt(l);
 	return rc;
 }
 
@@ -293,7 +394,15 @@ int nsl_weighted_backward(struct nsl_layer *l, int batch, const float *x, const 
 		if (rc == 0)
 			rc = nsl_dnnl_exec(l->ctx->cc, s->act_bwd, 3, args, "activation backward");
 	}
-	if (rc == 0 && dx != NULL) {
+	if (rc == 0 && dx != NULL && w->wt != NULL) {
+		const dnnl_exec_arg_t args[] = { { DNNL_ARG_SRC, g }, { DNNL_ARG_WEIGHTS, w->wt }, { DNNL_ARG_DST, s->dx } };
+
+		rc = nsl_layer_bind(s->dx, dx);
+		if (rc == 0)
+			rc = refresh_wt(l);
+		if (rc == 0)
+			rc = nsl_dnnl_exec(l->ctx->cc, s->bwd, 3, args, "backward data");
+	} else if (rc == 0 && dx != NULL) {
 		const dnnl_exec_arg_t args[] = {
 			{ DNNL_ARG_DIFF_DST, g }, { DNNL_ARG_WEIGHTS, w->w }, { DNNL_ARG_DIFF_SRC, s->dx },
 		};
@@ -380,6 +489,10 @@ void nsl_weighted_fini(struct nsl_layer *l)
 		return;
 	nsl_prim_table_free(&w->prims);
 	dnnl_memory_destroy(w->w);
+	dnnl_memory_destroy(w->wt);
+	dnnl_memory_destroy(w->wt_from);
+	dnnl_primitive_destroy(w->wt_reorder);
+	nsl_alloc_free(&nsl_allocator_libc, w->wt_buf);
 	dnnl_memory_destroy(w->b);
 	dnnl_memory_destroy(w->dw);
 	dnnl_memory_destroy(w->db);

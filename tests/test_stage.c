@@ -583,6 +583,83 @@ static void test_stash(void)
 	nsl_model_free(m);
 }
 
+/* Stage b takes stage a's parameters, through the plain layout (a fresh import). */
+static void copy_params(const struct nsl_stage *a, struct nsl_stage *b)
+{
+	for (int k = 0; k < nsl_stage_param_count(a); k++) {
+		struct nsl_param_info info;
+		float *plain;
+
+		CU_ASSERT_EQUAL_FATAL(nsl_stage_param_info(a, k, &info), 0);
+		plain = malloc((size_t)info.numel * sizeof(float));
+		CU_ASSERT_FATAL(plain != NULL);
+		CU_ASSERT_EQUAL(nsl_stage_param_export(a, k, plain), 0);
+		CU_ASSERT_EQUAL(nsl_stage_param_import(b, k, plain), 0);
+		free(plain);
+	}
+}
+
+/*
+ * With many micro-batches a batch, a dense layer's backward keeps its weights transposed from one
+ * call to the next; after a step, a stash's step or swap it must read the new ones: its input
+ * gradient equals that of a twin given the same weights afresh, and of a twin that runs
+ * backward-data as oneDNN has it (one micro-batch a batch).
+ */
+static void test_backward_follows_weights(void)
+{
+	struct nsl_model *m = nsl_model_parse("mlp:64-256-256-10", (struct nsl_shape){ 1, 8, 8 });
+	struct nsl_stage_config cfg = { .model = m, .first = 2, .last = 5, .max_batch = BATCH, .defer_rows = 16 * BATCH,
+					.seed = 5 };
+	struct nsl_stage *a, *b, *c;
+	struct nsl_stash st;
+	float x[BATCH * 256], dy[BATCH * 10];
+	const float *y, *dxa, *dxb, *dxc;
+
+	CU_ASSERT_FATAL(m != NULL);
+	nsl_optim_config_init(&cfg.optim, "sgd");
+	a = nsl_stage_create(cc, &cfg);
+	cfg.seed = 6;
+	b = nsl_stage_create(cc, &cfg);
+	cfg.defer_rows = BATCH;
+	c = nsl_stage_create(cc, &cfg);
+	CU_ASSERT_FATAL(a != NULL && b != NULL && c != NULL);
+	for (int i = 0; i < BATCH * 256; i++)
+		x[i] = (float)((i * 7) % 11) / 11.0f;
+	for (int i = 0; i < BATCH * 10; i++)
+		dy[i] = (float)((i * 3) % 7) / 7.0f - 0.4f;
+	CU_ASSERT_EQUAL_FATAL(nsl_stash_init(&st, a, 2, NULL), 0);
+	nsl_stash_keep(&st, a, 0);
+	for (int it = 0; it < 4; it++) {
+		copy_params(a, b);
+		copy_params(a, c);
+		CU_ASSERT_EQUAL(nsl_stage_forward(a, BATCH, x, &y, true, 0), 0);
+		CU_ASSERT_EQUAL(nsl_stage_backward(a, BATCH, dy, &dxa), 0);
+		CU_ASSERT_EQUAL(nsl_stage_forward(b, BATCH, x, &y, true, 0), 0);
+		CU_ASSERT_EQUAL(nsl_stage_backward(b, BATCH, dy, &dxb), 0);
+		CU_ASSERT_EQUAL(nsl_stage_forward(c, BATCH, x, &y, true, 0), 0);
+		CU_ASSERT_EQUAL(nsl_stage_backward(c, BATCH, dy, &dxc), 0);
+		CU_ASSERT_FATAL(dxa != NULL && dxb != NULL && dxc != NULL);
+		CU_ASSERT_EQUAL(memcmp(dxa, dxb, BATCH * 256 * sizeof(float)), 0);
+		for (int i = 0; i < BATCH * 256; i++)
+			CU_ASSERT_FATAL(fabsf(dxa[i] - dxc[i]) <= 1e-5f * (1 + fabsf(dxc[i])));
+		/* the next weights: a step in place, into the stash, back to the older version */
+		if (it == 0)
+			CU_ASSERT_EQUAL(nsl_stage_step(a, 0.5f), 0);
+		if (it == 1)
+			CU_ASSERT_EQUAL(nsl_stash_step(&st, a, 0.5f, 1), 0);
+		if (it == 2)
+			CU_ASSERT_EQUAL(nsl_stash_use(&st, a, 0), 0);
+		nsl_stage_step(b, 0.0f);   /* gradients cleared for the next round */
+		nsl_stage_step(c, 0.0f);
+	}
+	nsl_stash_restore(&st, a);
+	nsl_stash_fini(&st);
+	nsl_stage_free(a);
+	nsl_stage_free(b);
+	nsl_stage_free(c);
+	nsl_model_free(m);
+}
+
 static const struct nsl_test_case cases[] = {
 	{ "mlp cut into 2 and 4 stages equals uncut", test_mlp_cuts },
 	{ "cnn cut into 2 and 4 stages equals uncut", test_cnn_cuts },
@@ -595,6 +672,7 @@ static const struct nsl_test_case cases[] = {
 	{ "memory planned from the model matches the stage made", test_memory_plan },
 	{ "misuse is refused", test_misuse },
 	{ "a weight stash keeps versions without copying", test_stash },
+	{ "backward reads the weights as they are now", test_backward_follows_weights },
 	{ NULL, NULL },
 };
 

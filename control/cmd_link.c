@@ -30,6 +30,7 @@
 #include "nsplit/rng.h"
 #include "cli.h"
 #include "commands.h"
+#include "progress.h"
 
 #define BURST 32
 #define QUIET_S 0.5
@@ -549,13 +550,6 @@ static int side_setup(struct side *s, const struct link_opts *o, int self, struc
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* --pingpong, peer 0: median, 99th percentile (nearest rank) and least round trip in µs; none: untouched. */
 static void rtt_summary(struct side *s, double *med, double *p99, double *min)
 {
@@ -563,8 +557,7 @@ static void rtt_summary(struct side *s, double *med, double *p99, double *min)
 
 	if (n == 0)
 		return;
-	qsort(s->rtt_us, n, sizeof(*s->rtt_us), cmp_double);
-	*med = n % 2 ? s->rtt_us[n / 2] : (s->rtt_us[n / 2 - 1] + s->rtt_us[n / 2]) / 2;
+	*med = nsl_median(s->rtt_us, n);
 	*p99 = s->rtt_us[r99 - 1];
 	*min = s->rtt_us[0];
 }

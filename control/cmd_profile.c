@@ -380,13 +380,6 @@ static double copy_large_rate(void)
 	return r;
 }
 
-static int by_value(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* Two peers of one process on cores of their own, each pausing 1 ms before it sends so that the
  * other naps on its bell by then: the median time from a send to its receiver seeing it, what a
  * message costs a napping peer whose core is free. */
@@ -408,8 +401,7 @@ static double wake_latency(struct nsl_link *l[2], void *buf[2])
 	for (int i = 0; i < 2; i++)
 		for (int d = 0; d < g[i].ndelays; d++)
 			all[n++] = delays[i][d];
-	qsort(all, (size_t)n, sizeof(all[0]), by_value);
-	return n ? all[n / 2] : -1;
+	return n ? nsl_median(all, (size_t)n) : -1;
 }
 
 static int profile_link(struct nsl_cost *c)

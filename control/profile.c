@@ -77,20 +77,6 @@ static int ladder(int micro, int batch, int *rows)
 	return n;
 }
 
-static int by_value(const void *a, const void *b)
-{
-	const double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* The median of n timings (reordered). */
-static double median(double *t, int n)
-{
-	qsort(t, (size_t)n, sizeof(*t), by_value);
-	return n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
-}
-
 /*
  * Every layer as its own stage, run one after another as the whole model runs, so that each
  * call meets the caches the other layers leave behind, as it does in training, where a stage
@@ -192,12 +178,12 @@ static int chain_time(struct chain *c, int rows, int batch, bool step, struct ns
 	for (int i = 0; i < c->n; i++) {
 		struct nsl_cost_layer *l = &cost->layer[i];
 
-		l->fwd_at[k] = median(slot(c, T_FWD, i), p);
-		l->bwd_at[k] = median(slot(c, T_BWD, i), p);
+		l->fwd_at[k] = nsl_median(slot(c, T_FWD, i), (size_t)p);
+		l->bwd_at[k] = nsl_median(slot(c, T_BWD, i), (size_t)p);
 		if (step) {
-			l->wgrad_s = median(slot(c, T_WGRAD, i), p);
-			l->step_s = median(slot(c, T_STEP, i), p);
-			l->stash_step_s = median(slot(c, T_STASH, i), p);
+			l->wgrad_s = nsl_median(slot(c, T_WGRAD, i), (size_t)p);
+			l->step_s = nsl_median(slot(c, T_STEP, i), (size_t)p);
+			l->stash_step_s = nsl_median(slot(c, T_STASH, i), (size_t)p);
 		}
 	}
 	return 0;

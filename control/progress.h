@@ -8,6 +8,7 @@
 #define NSL_PROGRESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct nsl_progress {
@@ -19,6 +20,9 @@ struct nsl_progress {
 
 /* Monotonic seconds. */
 double nsl_now(void);
+
+/* The median of n > 0 timings, sorting them in place (so the rest can be read off them too). */
+double nsl_median(double *v, size_t n);
 
 void nsl_progress_init(struct nsl_progress *p, bool want, int64_t total);
 

@@ -88,9 +88,8 @@ static int parse(int argc, char **argv, struct profile_opts *o)
 	return 0;
 }
 
-/* One thread polls both ends, as the link tests do: n messages of `bytes`, one at a time. */
-/* n messages of `bytes` from l[0] to l[1] (and back, with round_trip), on this thread: the
- * seconds they took, or -1. */
+/* n messages of `bytes` from l[0] to l[1] (and back, with round_trip), one at a time, this thread
+ * polling both ends as the link tests do: the seconds they took, or -1. */
 static double exchange(struct nsl_link *l[2], void *src, void *dst, uint64_t bytes, int n, bool round_trip)
 {
 	double t0 = nsl_now();
@@ -326,15 +325,13 @@ static double shared_latency(struct nsl_link *l[2], void *buf[2])
 	struct pinger g[2];
 	struct nsl_bell bells[2] = { 0 };
 	pthread_t spinner;
-	cpu_set_t cpus;
 	atomic_int stop = 0;
-	int cpu = 0, n = 100, rc;
+	int cpus[2], cpu, n = 100, rc;
 	double t0;
 
-	if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0)
+	if (two_cpus(cpus) < 0)
 		return -1;
-	while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &cpus))
-		cpu++;
+	cpu = cpus[0];
 	struct spinner sp = { .cpu = cpu, .stop = &stop };
 
 	if (pthread_create(&spinner, NULL, spin_main, &sp) != 0)
@@ -362,22 +359,6 @@ static double copy_rate(void *src, void *dst, uint64_t bytes)
 		best = fmin(best, nsl_now() - t0);
 	}
 	return best > 0 ? (double)bytes / best : 0;
-}
-
-/* The same for a message no cache holds. */
-static double copy_large_rate(void)
-{
-	void *src = aligned_alloc(64, NSL_COPY_LARGE), *dst = aligned_alloc(64, NSL_COPY_LARGE);
-	double r = 0;
-
-	if (src != NULL && dst != NULL) {
-		memset(src, 1, NSL_COPY_LARGE);
-		memset(dst, 0, NSL_COPY_LARGE);
-		r = copy_rate(src, dst, NSL_COPY_LARGE);
-	}
-	free(src);
-	free(dst);
-	return r;
 }
 
 /* Two peers of one process on cores of their own, each pausing 1 ms before it sends so that the
@@ -447,7 +428,7 @@ static int profile_link(struct nsl_cost *c)
 		c->shared_lat = shared_latency(l, (void *[2]){ src, dst });
 		c->wake_lat = wake_latency(l, (void *[2]){ src, dst });
 		c->copy_bw = copy_rate(src, dst, NSL_COPY_SMALL);
-		c->copy_large_bw = copy_large_rate();
+		c->copy_large_bw = copy_rate(src, dst, NSL_COPY_LARGE);   /* beyond the caches */
 		if (c->link_bw <= 0 || c->link_lat <= 0 || c->shared_lat <= 0 || c->wake_lat <= 0 || c->copy_large_bw <= 0)
 			rc = nsl_error_set(EIO, "profile: the net_ring link did not carry its messages");
 	}

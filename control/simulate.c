@@ -60,6 +60,12 @@ static int chan_of(const struct sim *s, int from, int to, int kind)
 	return (from * s->n + to) * CH_KINDS + kind;
 }
 
+/* Messages sent on c not yet taken. */
+static int chan_len(const struct chan *c)
+{
+	return c->tail - c->head;
+}
+
 static int push(struct chan *c, double t)
 {
 	if (c->tail == c->cap) {
@@ -242,8 +248,7 @@ static double msg_cpu(const struct sim *s, const struct nsl_instr *in, double by
 {
 	const struct nsl_cost *c = s->c->cost;
 	const bool push = in->op == NSL_OP_SEND_PARAMS || in->op == NSL_OP_RECV_PARAMS;
-	const bool sending = in->op == NSL_OP_SEND_ACT || in->op == NSL_OP_SEND_GRAD || in->op == NSL_OP_SEND_LABELS ||
-			     in->op == NSL_OP_SEND_SAVED || in->op == NSL_OP_SEND_PARAMS;
+	const bool sending = nsl_op_sends((enum nsl_op)in->op);
 	const double pass = c->copy_bw > 0 ? bytes / rate_at(c->copy_bw, c->copy_large_bw, bytes) : 0;
 	double t = pass;
 
@@ -317,8 +322,7 @@ static int step(struct sim *s, int rank)
 			compute(s, p, s->step_s[q] / v);
 			break;
 		case NSL_OP_SEND_SAVED:
-			if (s->ch[chan_of(s, rank, to, CH_SAVED)].tail - s->ch[chan_of(s, rank, to, CH_SAVED)].head >=
-			    s->c->buffer) {
+			if (chan_len(&s->ch[chan_of(s, rank, to, CH_SAVED)]) >= s->c->buffer) {
 				/* The backward role's buffer is full: wait for it to take one. */
 				wait_for(s, p, rank, to, CH_SAVED);
 				p->credit_wait = true;
@@ -396,7 +400,7 @@ static bool wake(struct sim *s, int rank)
 	if (p->st != WAITING)
 		return false;
 	if (p->credit_wait) {
-		if (c->tail - c->head >= s->c->buffer)
+		if (chan_len(c) >= s->c->buffer)
 			return false;
 		span(s, rank, p->prog[p->pc].op, p->t0);
 		p->credit_wait = false;

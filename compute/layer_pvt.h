@@ -45,6 +45,13 @@ enum nsl_fused_act {
  * faster. */
 #define NSL_WT_MICRO_MIN 16
 
+/* Whether dense layer `index` of a stage that keeps defer_rows rows for micro-batches of up to
+ * max_batch takes that way (the model's first layer computes no input gradient at all). */
+static inline bool nsl_wt_wanted(int index, int defer_rows, int max_batch)
+{
+	return index > 0 && defer_rows >= NSL_WT_MICRO_MIN * max_batch;
+}
+
 struct nsl_param {
 	const char *name;          /* "weight" or "bias" */
 	float *data;               /* internal layout, `count` floats, from the layer's allocator */

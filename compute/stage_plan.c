@@ -64,7 +64,7 @@ int nsl_stage_memory_plan(const struct nsl_stage_config *cfg, int batch, struct 
 					(size_t)(cfg->defer_rows > 0 ? cfg->defer_rows : 0) *
 						(in_floats + (size_t)nsl_shape_size(m->shapes[i + 1])) * sizeof(float);
 			/* a dense layer's transposed weights, with many micro-batches a batch (weighted.c) */
-			if (m->layers[i].kind == NSL_LAYER_DENSE && i > 0 && cfg->defer_rows >= NSL_WT_MICRO_MIN * cfg->max_batch)
+			if (m->layers[i].kind == NSL_LAYER_DENSE && nsl_wt_wanted(i, cfg->defer_rows, cfg->max_batch))
 				out->scratch += params;
 			break;
 		default: break;

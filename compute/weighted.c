@@ -175,7 +175,6 @@ static int choose_layout(struct nsl_layer *l, const dnnl_memory_desc_t *plain)
 	return 0;
 }
 
-
 /* The transposed weights' layout, as the forward op through them picks it at `batch` rows; *ref
  * when that is a reference kernel. */
 static int wt_layout(struct nsl_layer *l, int batch, const dnnl_memory_desc_t *wtmd, dnnl_memory_desc_t *out,
@@ -206,18 +205,18 @@ static int wt_layout(struct nsl_layer *l, int batch, const dnnl_memory_desc_t *w
 static int choose_wt(struct nsl_layer *l)
 {
 	struct nsl_weighted *w = l->priv;
-	dnnl_memory_desc_t any, cand, other, perm_md;
+	dnnl_memory_desc_t any, cand, at_one, perm_md;
 	dnnl_primitive_desc_t pd = NULL;
 	bool ref = false, ref1 = false;
 	size_t bytes;
 	int rc;
 
 	if (w->kind->bwd_as_fwd_desc == NULL || w->wmd.ndims != 2 ||
-	    l->ctx->defer_rows < NSL_WT_MICRO_MIN * l->ctx->max_batch)
+	    !nsl_wt_wanted(l->index, l->ctx->defer_rows, l->ctx->max_batch))
 		return 0;
 	if (nsl_dnnl_check(dnnl_memory_desc_init_by_tag(&any, 2, (dnnl_dims_t){ w->wmd.dims[1], w->wmd.dims[0] },
 							dnnl_f32, dnnl_format_tag_any), "weight descriptor") < 0 ||
-	    wt_layout(l, l->ctx->max_batch, &any, &cand, &ref) < 0 || wt_layout(l, 1, &cand, &other, &ref1) < 0 ||
+	    wt_layout(l, l->ctx->max_batch, &any, &cand, &ref) < 0 || wt_layout(l, 1, &cand, &at_one, &ref1) < 0 ||
 	    nsl_dnnl_check(dnnl_memory_desc_permute_axes(&perm_md, &w->wmd, (int[]){ 1, 0 }), "transposed weights") < 0) {
 		nsl_error_clear();
 		return 0;
@@ -331,8 +330,7 @@ int nsl_weighted_init(struct nsl_layer *l, struct nsl_weighted *w, const struct 
 		rc = nsl_layer_mem(l, &w->b, &w->bmd, NULL);
 	if (rc == 0)
 		rc = nsl_layer_mem(l, &w->db, &w->bmd, NULL);
-	/* The model's first layer never computes an input gradient. */
-	if (rc == 0 && l->index > 0)
+	if (rc == 0)
 		rc = choose_wt(l);
 	return rc;
 }

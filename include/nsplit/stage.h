@@ -174,9 +174,9 @@ const float *nsl_stage_tensor(const struct nsl_stage *s, int k, int layer);
 int nsl_stage_restore_in(struct nsl_stage *s, int k, int batch, const float *const *t, const float **y, uint64_t key);
 
 /*
- * Parameter k's buffer in its internal layout (*count floats; count may be NULL), and swapping in another of the
- * same size and alignment (64 bytes): primitives read parameters through the pointer each call,
- * so a weight version (stash.h) goes in and out without a copy. The stage frees whatever buffer
+ * Parameter k's buffer in its internal layout (*count floats; count may be NULL), and swapping
+ * in another of the same size and alignment (64 bytes): primitives read parameters through the
+ * pointer each call, so a weight version (stash.h) goes in and out without a copy. The stage frees whatever buffer
  * is in at nsl_stage_free, through its allocator: a buffer swapped in must come from the same.
  */
 float *nsl_stage_param_data(const struct nsl_stage *s, int k, size_t *count);

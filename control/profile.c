@@ -122,14 +122,14 @@ static int chain_micro(struct chain *c, int rows, int row0, int p)
 }
 
 /*
- * Pass p: with `step`, a whole batch as training runs it (its micro-batches of `rows` rows,
- * then each layer's weight gradients and step); otherwise one call of each on `rows` rows, the
- * rows kept at row 0 so the batch-sized weight-gradient buffer never fills. Per call, into the
- * pass's slots.
+ * Pass p: a whole batch as training runs it, its micro-batches of `rows` rows, then each layer's
+ * weight gradients and step, so that what a step costs the calls after it (a dense layer's
+ * transposed weights, made again once a version; weighted.c) is in their times. Per call, into
+ * the pass's slots; with a stash (the micro-batch's row count), also the stashed step.
  */
-static int chain_pass(struct chain *c, int rows, int batch, int p, bool step)
+static int chain_pass(struct chain *c, int rows, int batch, int p)
 {
-	const int nm = step ? batch / rows : 1;
+	const int nm = batch / rows;
 	double t0;
 
 	for (int i = 0; i < c->n; i++)
@@ -141,7 +141,7 @@ static int chain_pass(struct chain *c, int rows, int batch, int p, bool step)
 		slot(c, T_FWD, i)[p] /= nm;
 		slot(c, T_BWD, i)[p] /= nm;
 	}
-	for (int i = 0; step && i < c->n; i++) {
+	for (int i = 0; i < c->n; i++) {
 		t0 = nsl_now();
 		if (nsl_stage_weight_grads(c->st[i]) < 0)
 			return -EIO;
@@ -153,15 +153,16 @@ static int chain_pass(struct chain *c, int rows, int batch, int p, bool step)
 		/* With a weight stash, the step writes the new version over the oldest, last written
 		 * a step before: out of place, into memory gone cold. */
 		t0 = nsl_now();
-		if (nsl_stash_step(&c->stash[i], c->st[i], 1e-9f, ++c->version[i]) < 0)
+		if (c->stash[i].buf != NULL && nsl_stash_step(&c->stash[i], c->st[i], 1e-9f, ++c->version[i]) < 0)
 			return -EIO;
 		slot(c, T_STASH, i)[p] = nsl_now() - t0;
 	}
 	return 0;
 }
 
-/* Passes on `rows` rows until they took long enough to time; the medians into c->layer. */
-static int chain_time(struct chain *c, int rows, int batch, bool step, struct nsl_cost *cost, int k)
+/* Passes on `rows` rows until they took long enough to time; the medians into c->layer, with
+ * those of the weight gradients and steps when `steps` (the micro-batch's row count). */
+static int chain_time(struct chain *c, int rows, int batch, bool steps, struct nsl_cost *cost, int k)
 {
 	double t0;
 	int p = 0, rc;
@@ -170,17 +171,17 @@ static int chain_time(struct chain *c, int rows, int batch, bool step, struct ns
 		if ((rc = nsl_stage_prepare(c->st[i], rows)) < 0)
 			return rc;
 	/* one pass untimed: first touches, primitives made */
-	if ((rc = chain_pass(c, rows, batch, 0, step)) < 0)
+	if ((rc = chain_pass(c, rows, batch, 0)) < 0)
 		return rc;
 	for (t0 = nsl_now(); p < PASSES_MAX && (p < PASSES_MIN || nsl_now() - t0 < 2 * TIMED_S); p++)
-		if ((rc = chain_pass(c, rows, batch, p, step)) < 0)
+		if ((rc = chain_pass(c, rows, batch, p)) < 0)
 			return rc;
 	for (int i = 0; i < c->n; i++) {
 		struct nsl_cost_layer *l = &cost->layer[i];
 
 		l->fwd_at[k] = nsl_median(slot(c, T_FWD, i), (size_t)p);
 		l->bwd_at[k] = nsl_median(slot(c, T_BWD, i), (size_t)p);
-		if (step) {
+		if (steps) {
 			l->wgrad_s = nsl_median(slot(c, T_WGRAD, i), (size_t)p);
 			l->step_s = nsl_median(slot(c, T_STEP, i), (size_t)p);
 			l->stash_step_s = nsl_median(slot(c, T_STASH, i), (size_t)p);

@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 #
 # The simulator's fidelity: each schedule with 4 peers on this machine, measured (nsplit train)
-# and simulated (nsplit simulate) from a profile taken just before, BENCH_REPEAT times over, on
-# the same split (the default one; for Fast N-split, staleness 1 with every tensor shipped, the
-# planner's pools and splits from that profile) and cores. Prints a table, then one JSON object per line:
+# and simulated (nsplit simulate) from profiles taken just before and just after it,
+# BENCH_REPEAT times over, on the same split (the default one; for Fast N-split, staleness 1
+# with every tensor shipped, the planner's pools and splits from a first profile) and cores. Prints a table, then one JSON object per line:
 # schedule, measured_samples_per_s, simulated_samples_per_s (medians), error (the median of
 # simulated / measured - 1 over the repeats) and errors (each repeat's).
 # Then the time a 64-peer simulation of one epoch takes (a deep MLP profiled here).
@@ -43,12 +43,14 @@ cuts = lambda a: ",".join(map(str, a)) or "even"
 print("--pools %d:%d --split-fwd %s --split-bwd %s" % (p["pools"][0], p["pools"][1], cuts(p["split_fwd"]), cuts(p["split_bwd"])))
 PYEOF
 )
-# Each repeat profiles again, then measures every schedule right after it: the machine's pace
-# drifts by 10-40% over minutes, so each measurement is set against the profile taken beside it.
+# The machine's pace drifts by 10-40% over minutes: each measurement is bracketed by a profile
+# taken just before and one just after it, and set against the mean of what the two simulate.
+simulated() {
+	"$NSPLIT" simulate --cost "$1" --model "$MODEL" --peers 4 "${extra[@]}" --schedule "$s" \
+		--batch "$BATCH" --micro-batch "$micro" --samples "$SAMPLES" --json |
+		"$PY" -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])'
+}
 for ((r = 0; r < REPEAT; r++)); do
-	if ((r > 0)); then
-		"$NSPLIT" profile --model "$MODEL" --batch "$BATCH" --micro-batch "$MICRO" --out "$tmp/cost.json" >"$tmp/profile.log"
-	fi
 	for s in nsplit gpipe 1f1b fast; do
 		micro=$MICRO
 		[[ $s == nsplit ]] && micro=$((BATCH / 16))
@@ -60,12 +62,12 @@ for ((r = 0; r < REPEAT; r++)); do
 		fi
 		train_extra=("${extra[@]}")
 		[[ $s == fast ]] || train_extra=()
+		"$NSPLIT" profile --model "$MODEL" --batch "$BATCH" --micro-batch "$MICRO" --out "$tmp/before.json" >"$tmp/profile.log"
 		v=$("$NSPLIT" train --peers 4 --model "$MODEL" --data "$DATA" --batch "$BATCH" --micro-batch "$micro" \
 			--schedule "$s" --epochs 1 --limit-samples "$SAMPLES" --no-eval --no-progress --threads 1 \
 			"${train_extra[@]}" | awk '/^training:/ {print $2}')
-		sim=$("$NSPLIT" simulate --cost "$tmp/cost.json" --model "$MODEL" --peers 4 "${extra[@]}" --schedule "$s" \
-			--batch "$BATCH" --micro-batch "$micro" --samples "$SAMPLES" --json |
-			"$PY" -c 'import json,sys; print(json.load(sys.stdin)["samples_per_s"])')
+		"$NSPLIT" profile --model "$MODEL" --batch "$BATCH" --micro-batch "$MICRO" --out "$tmp/after.json" >"$tmp/profile.log"
+		sim=$(awk -v a="$(simulated "$tmp/before.json")" -v b="$(simulated "$tmp/after.json")" 'BEGIN {print (a + b) / 2}')
 		echo "$s $micro ${v:-0} $sim" >>"$tmp/pairs"
 	done
 done

@@ -100,7 +100,6 @@ int nsl_layer_prim(struct nsl_layer *l, const void *op_desc, const_dnnl_primitiv
 		   const char *what)
 {
 	dnnl_primitive_desc_t made;
-	int64_t pad = 0;
 	char msg[160];
 	int rc;
 
@@ -108,9 +107,8 @@ int nsl_layer_prim(struct nsl_layer *l, const void *op_desc, const_dnnl_primitiv
 	rc = nsl_dnnl_make(l->ctx->cc, op_desc, attr, hint, &made, prim, msg);
 	if (rc < 0)
 		return rc;
-	if (dnnl_primitive_desc_query(made, dnnl_query_memory_consumption_s64, 0, &pad) == dnnl_success &&
-	    pad > 0 && (size_t)pad > l->scratchpad_bytes)
-		l->scratchpad_bytes = (size_t)pad;
+	if (nsl_dnnl_scratch_bytes(made) > l->scratchpad_bytes)
+		l->scratchpad_bytes = nsl_dnnl_scratch_bytes(made);
 	if (pd != NULL)
 		*pd = made;
 	else

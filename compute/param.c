@@ -24,19 +24,13 @@ static int reorder(const struct nsl_compute *cc, const struct nsl_param *cp, int
 	int rc = 0;
 
 	if (p->reorder[dir] == NULL) {
-		dnnl_primitive_desc_t pd = NULL;
-
-		rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, src_md, cc->engine, dst_md, cc->engine, NULL),
-				    what);
-		if (rc == 0)
-			rc = nsl_dnnl_check(dnnl_primitive_create(&p->reorder[dir], pd), what);
+		rc = nsl_dnnl_reorder(cc, src_md, dst_md, &p->reorder[dir], what);
 		if (rc == 0)
 			rc = nsl_dnnl_check(dnnl_memory_create(&p->reorder_src[dir], src_md, cc->engine, DNNL_MEMORY_NONE),
 					    what);
 		if (rc == 0)
 			rc = nsl_dnnl_check(dnnl_memory_create(&p->reorder_dst[dir], dst_md, cc->engine, DNNL_MEMORY_NONE),
 					    what);
-		dnnl_primitive_desc_destroy(pd);
 		if (rc < 0)
 			return rc;
 	}
@@ -114,7 +108,6 @@ int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, con
 			  const void *src, size_t src_len, bool adopt)
 {
 	dnnl_memory_desc_t md;
-	dnnl_primitive_desc_t pd = NULL;
 	dnnl_primitive_t r = NULL;
 	dnnl_memory_t from = NULL, to = NULL;
 	int rc;
@@ -138,10 +131,7 @@ int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, con
 	if (!sane(&md, p) || dnnl_memory_desc_get_size(&md) != src_len)
 		return nsl_error_set(EPROTO, "%s: a layout this peer cannot read (%zu bytes)", p->name, src_len);
 	/* Another host's oneDNN laid it out otherwise (another instruction set): reorder it here. */
-	rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, &md, cc->engine, &p->md, cc->engine, NULL),
-			    "reorder from another layout");
-	if (rc == 0)
-		rc = nsl_dnnl_check(dnnl_primitive_create(&r, pd), "reorder from another layout");
+	rc = nsl_dnnl_reorder(cc, &md, &p->md, &r, "reorder from another layout");
 	if (rc == 0)
 		rc = nsl_dnnl_check(dnnl_memory_create(&from, &md, cc->engine, (void *)(uintptr_t)src), "its source");
 	if (rc == 0)
@@ -154,6 +144,5 @@ int nsl_param_load_layout(const struct nsl_compute *cc, struct nsl_param *p, con
 	dnnl_memory_destroy(from);
 	dnnl_memory_destroy(to);
 	dnnl_primitive_destroy(r);
-	dnnl_primitive_desc_destroy(pd);
 	return rc < 0 ? nsl_error_prefix(rc, "%s", p->name) : 0;
 }

@@ -206,7 +206,6 @@ static int choose_wt(struct nsl_layer *l)
 {
 	struct nsl_weighted *w = l->priv;
 	dnnl_memory_desc_t any, cand, at_one, perm_md;
-	dnnl_primitive_desc_t pd = NULL;
 	bool ref = false, ref1 = false;
 	size_t bytes;
 	int rc;
@@ -226,12 +225,7 @@ static int choose_wt(struct nsl_layer *l)
 	bytes = dnnl_memory_desc_get_size(&cand);
 	if ((w->wt_buf = nsl_alloc_zeroed(&nsl_allocator_libc, bytes, "transposed weights")) == NULL)
 		return nsl_error_prefix(-ENOMEM, "layer %d (%s)", l->index, w->kind->name);
-	rc = nsl_dnnl_check(dnnl_reorder_primitive_desc_create(&pd, &perm_md, l->ctx->cc->engine, &cand,
-							       l->ctx->cc->engine, NULL),
-			    "reorder into the transposed weights");
-	if (rc == 0)
-		rc = nsl_dnnl_check(dnnl_primitive_create(&w->wt_reorder, pd), "reorder into the transposed weights");
-	dnnl_primitive_desc_destroy(pd);
+	rc = nsl_dnnl_reorder(l->ctx->cc, &perm_md, &cand, &w->wt_reorder, "reorder into the transposed weights");
 	if (rc == 0)
 		rc = nsl_layer_mem(l, &w->wt_from, &perm_md, NULL);
 	if (rc == 0)

@@ -10,6 +10,7 @@
 #include "nsplit/error.h"
 #include "nsplit/loss.h"
 #include "checkpoint.h"
+#include "coop.h"
 #include "peer.h"
 #include "progress.h"
 #include "record.h"
@@ -153,7 +154,7 @@ static void ring_partners(struct peer *p)
 		    st.frames_tx + st.acks_tx == p->tx_seen[q])
 			continue;
 		p->tx_seen[q] = st.frames_tx + st.acks_tx;
-		nsl_bell_ring(&p->job->peers[q].bell);
+		nsl_bell_ring(p->job->peers[q].ring);
 	}
 }
 
@@ -460,7 +461,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 		const struct nsl_instr *in = &p->prog[i];
 		const int m = in->micro, slot = m % k, mr = nsl_job_micro_rows(j, rows, m);
 		const int to = in->peer != NSL_NO_PEER ? nsl_job_rank_of(j, in->peer, round) : -1;
-		const double t0 = p->trace.s ? nsl_now() : 0, c0 = p->trace.s ? nsl_thread_cpu() : 0;
+		const double t0 = p->trace.s ? nsl_now() : 0, c0 = p->trace.s ? nsl_coop_cpu(p) : 0;
 		struct rxbuf *act = &p->rx[RX_ACT][slot], *lab = &p->rx[RX_LABELS][slot], *grad = &p->rx[RX_GRAD][slot];
 
 		switch ((enum nsl_op)in->op) {
@@ -553,7 +554,7 @@ static int run_batch(struct peer *p, int round, int b, int64_t step)
 			rc = nsl_error_set(EINVAL, "instruction %u", in->op);
 		}
 		if (p->trace.s)
-			nsl_trace_add(&p->trace, in->op, s, round, b, m, t0, nsl_now(), nsl_thread_cpu() - c0);
+			nsl_trace_add(&p->trace, in->op, s, round, b, m, t0, nsl_now(), nsl_coop_cpu(p) - c0);
 	}
 	return rc;
 }
@@ -745,6 +746,7 @@ int nsl_peer_setup(struct peer *p)
 		struct nsl_link_peer_stats st;
 
 		nsl_idle_set_bell(&p->idle, &p->bell);
+		nsl_coop_attach(p);
 		for (int q = 0; q < j->npeers; q++)
 			p->linked[q] = q != p->rank && nsl_link_peer_stats(p->link, (uint16_t)q, &st) == 0;
 		nsl_error_clear();

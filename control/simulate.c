@@ -31,6 +31,8 @@ struct speer {
 	int swap_phase;               /* 1: packing the old stage and making the new; 2: unpacking it */
 	double busy;
 	double cpu;                   /* the work of the span under way, at its own pace */
+	bool holds;                   /* coop: holds one of the cores (a worker thread) */
+	double queued;                /* coop: since when it waits for a core */
 };
 
 struct sim {
@@ -49,6 +51,10 @@ struct sim {
 	double step_s[NSL_PLAN_MAX_PEERS], make_s[NSL_PLAN_MAX_PEERS];   /* per batch; per swap */
 	double out_bytes[NSL_PLAN_MAX_PEERS], in_bytes[NSL_PLAN_MAX_PEERS], stage_bytes[NSL_PLAN_MAX_PEERS];
 	int computing_on[NSL_PLAN_MAX_PEERS];   /* peers computing now, per host */
+	/* Peers of one process outnumbering their cores share a worker thread per core (coop.h):
+	 * a peer holds one from when it has work until it waits, and no other runs on it. */
+	bool coop;
+	int held;                               /* coop: cores held */
 	int peers_on[NSL_PLAN_MAX_PEERS];       /* peers per host */
 	struct nsl_fast_layout fl;
 	struct nsl_fast_ship *ship;   /* Fast: per backward role */
@@ -181,8 +187,19 @@ static void compute(struct sim *s, struct speer *p, double seconds)
 	if (seconds > 0) {
 		p->st = COMPUTING;
 		p->t0 = s->now;
+		if (!p->holds)
+			p->queued = s->now;
 	} else {
 		p->pc++;
+	}
+}
+
+/* Coop: a peer that waits (or is done) hands its core on. */
+static void release(struct sim *s, struct speer *p)
+{
+	if (p->holds) {
+		p->holds = false;
+		s->held--;
 	}
 }
 
@@ -192,6 +209,7 @@ static void wait_for(struct sim *s, struct speer *p, int from, int rank, int kin
 	p->swap_wait = false;
 	p->st = WAITING;
 	p->t0 = s->now;
+	release(s, p);
 }
 
 /* The channel kind an instruction's message travels on. */
@@ -279,6 +297,7 @@ static int step(struct sim *s, int rank)
 			}
 			if (++p->round == s->c->rounds) {
 				p->st = DONE;
+				release(s, p);
 				break;
 			}
 			/* The swap: this stage packed and sent to the next peer, the incoming one made here, the
@@ -297,6 +316,7 @@ static int step(struct sim *s, int rank)
 				p->cpu += p->remaining;
 				p->st = COMPUTING;
 				p->t0 = s->now;
+				p->queued = s->now;
 			}
 			continue;
 		}
@@ -378,7 +398,9 @@ static double seen_at(const struct sim *s, int rank, double since, double at)
 	const double busy = s->computing_on[h] >= cores ? s->c->cost->shared_lat : 0;
 	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
 
-	if (cores <= 0 || s->peers_on[h] <= cores || d <= 0)
+	/* Coop: a worker free or napping on the bell takes it at once; one that is busy frees
+	 * its core for it only when its peer waits (run's grants). */
+	if (s->coop || cores <= 0 || s->peers_on[h] <= cores || d <= 0)
 		return at;
 	if (s->c->topo.host == NULL)
 		return at + (busy > 0 ? busy : s->c->cost->wake_lat);
@@ -434,17 +456,44 @@ static bool wake(struct sim *s, int rank)
 	p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
 	p->cpu += p->remaining;
 	p->st = COMPUTING;
+	p->queued = s->now;
 	return true;
 }
 
+/* Coop: free cores go to the peers with work, the longest queued first. */
+static void grant(struct sim *s)
+{
+	while (s->held < s->c->cores) {
+		struct speer *next = NULL;
+
+		for (int q = 0; q < s->n; q++) {
+			struct speer *p = &s->p[q];
+
+			if (p->st == COMPUTING && !p->holds && (next == NULL || p->queued < next->queued))
+				next = p;
+		}
+		if (next == NULL)
+			return;
+		next->holds = true;
+		s->held++;
+		/* An instruction starts when it gets its core (a receive's span starts at its wait). */
+		if (next->t0 == next->queued)
+			next->t0 = s->now;
+	}
+}
+
 /* Each peer's pace: the peers computing on a host of C cores share them (C / k each when k > C),
- * slower still by the profile's busy_factor when every core is busy. */
+ * or under coop those holding a core run and the others stand; slower still by the profile's
+ * busy_factor when every core is busy. */
 static void host_rates(const struct sim *s, double *rate)
 {
 	for (int q = 0; q < s->n; q++) {
 		const int h = nsl_topo_host(&s->c->topo, q), k = s->computing_on[h], cores = host_cores(s, h);
 
-		rate[q] = cores > 0 && k > cores ? (double)cores / k : 1.0;
+		if (s->coop)
+			rate[q] = s->p[q].holds ? 1.0 : 0.0;
+		else
+			rate[q] = cores > 0 && k > cores ? (double)cores / k : 1.0;
 		if (cores > 0 && k >= cores && s->c->cost->busy_factor > 1)
 			rate[q] /= s->c->cost->busy_factor;
 	}
@@ -478,12 +527,14 @@ static int run(struct sim *s, struct nsl_sim_result *out)
 		}
 		if (done == n)
 			break;
+		if (s->coop)
+			grant(s);
 		host_rates(s, rate);
 		for (int q = 0; q < n; q++) {
 			const struct speer *p = &s->p[q];
 			const struct chan *c = &s->ch[p->wait];
 
-			if (p->st == COMPUTING)
+			if (p->st == COMPUTING && rate[q] > 0)
 				dt = fmin(dt, p->remaining / rate[q]);
 			else if (p->st == WAITING && !p->credit_wait && c->head < c->tail)
 				dt = fmin(dt, seen_at(s, q, p->t0, c->t[c->head]) - s->now);
@@ -597,6 +648,7 @@ int nsl_simulate(const struct nsl_sim_conf *c, struct nsl_sim_result *out)
 	}
 	for (int q = 0; q < n; q++)
 		s.peers_on[nsl_topo_host(&c->topo, q)]++;
+	s.coop = c->topo.host == NULL && c->cores > 0 && n > c->cores;
 	s.link_free = calloc((size_t)n * (size_t)n, sizeof(double));
 	s.ch = calloc((size_t)n * (size_t)n * CH_KINDS, sizeof(*s.ch));
 	s.p = calloc((size_t)n, sizeof(*s.p));

@@ -6,12 +6,15 @@
  *     times the micro-batch's rows over the peer's speed (a backward's measured cost is split
  *     evenly between bwd, the input gradient, and wgrad, the weights' at the end of the batch);
  *     load and loss take no time.
- *   - Peers on one host share its cores: while k peers compute on C < k cores each runs at C/k.
+ *   - Peers of one process outnumbering its C cores share them as the runtime's coop mode
+ *     does (coop.h): a peer with work holds a core until it waits, and one with work but no
+ *     core waits for one. Peers on a cluster's host share its cores: while k of them compute
+ *     on C < k cores each runs at C/k.
  *   - A send takes no time of its sender; the message leaves when the link from sender to
  *     receiver is free (one queue per direction), takes bytes / bandwidth on it and arrives a
- *     latency later (the profile's shared-core latency when the peers outnumber the cores:
- *     the receiver naps while it waits); a receive waits for it, messages of a pair arriving
- *     in order.
+ *     latency later; a receive waits for it, messages of a pair arriving in order. A cluster's
+ *     peers outnumbering their host's cores nap while they wait, and see it at the end of a
+ *     nap.
  *   - An optimizer step takes its layers' measured step time; a swap costs the sender a pass
  *     over its stage (packing) and the making of the incoming one, the receiver a pass
  *     unpacking it.

@@ -16,19 +16,20 @@
 #include "nsplit/eal.h"
 #include "nsplit/error.h"
 #include "nsplit/port.h"
+#include "coop.h"
 #include "peer.h"
 #include "progress.h"
 #include "train_peers.h"
 
 static atomic_int finished;
 
-static void *peer_main(void *arg)
+/* A peer's life, on its own thread or as a coroutine (coop.h). */
+static void peer_run(struct peer *p)
 {
-	struct peer *p = arg;
 	struct job *j = p->job;
-	int rc = nsl_eal_thread_register();
+	int rc = nsl_peer_setup(p);
 
-	if (rc == 0 && (rc = nsl_peer_setup(p)) == 0) {
+	if (rc == 0) {
 		p->t_ready = nsl_now();
 		rc = nsl_peer_train(p);
 		p->t_done = nsl_now();
@@ -40,6 +41,19 @@ static void *peer_main(void *arg)
 	while (rc == 0 && atomic_load(&finished) < j->npeers && !atomic_load(&j->stop))
 		if (p->link)
 			nsl_idle_after(&p->idle, nsl_peer_poll(p));
+}
+
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+	int rc = nsl_eal_thread_register();
+
+	if (rc < 0) {
+		nsl_peer_fail(p, rc);
+		atomic_fetch_add(&finished, 1);
+		return NULL;
+	}
+	peer_run(p);
 	nsl_eal_thread_unregister();
 	return NULL;
 }
@@ -136,7 +150,8 @@ static int run_peers(struct job *j, double t_start)
 	struct nsl_port **ports = calloc((size_t)(n * n), sizeof(*ports));
 	struct nsl_job_watch watch;
 	double t0;
-	int rc, started = 0;
+	struct nsl_coop *coop = NULL;
+	int rc, started = 0, ncpus;
 	cpu_set_t cpus;
 
 	j->peers = calloc((size_t)n, sizeof(*j->peers));
@@ -146,7 +161,16 @@ static int run_peers(struct job *j, double t_start)
 		return nsl_error_set(ENOMEM, "out of memory");
 	}
 	sched_getaffinity(0, sizeof(cpus), &cpus);
-	j->poll = nsl_poll_mode_resolve((enum nsl_poll_mode)j->o->poll, (unsigned)n, (unsigned)CPU_COUNT(&cpus));
+	ncpus = CPU_COUNT(&cpus);
+	j->poll = nsl_poll_mode_resolve((enum nsl_poll_mode)j->o->poll, (unsigned)n, (unsigned)ncpus);
+	/* More peers than CPUs, each on one compute thread: they share a thread per CPU. */
+	if (j->o->poll == NSL_POLL_AUTO && n > ncpus && j->o->threads <= 1)
+		j->poll = NSL_POLL_COOP;
+	if (j->poll == NSL_POLL_COOP && j->o->threads > 1) {
+		rc = nsl_error_set(EINVAL, "--poll coop runs each peer on one compute thread, and --threads is %d: "
+				   "give --threads 1 or another polling mode", j->o->threads);
+		goto out;
+	}
 	rc = nsl_eal_init(&(struct nsl_eal_conf){ .mem_mb = nsl_job_dp_mem_mb(j, n) });
 	if (rc < 0)
 		goto out;
@@ -155,6 +179,7 @@ static int run_peers(struct job *j, double t_start)
 		j->peers[i].rank = i;
 		j->peers[i].budget = j->o->mem_limit;
 		j->peers[i].bells = true;
+		j->peers[i].ring = &j->peers[i].bell;
 	}
 	if ((rc = open_ports(j, ports)) < 0)
 		goto out;
@@ -176,7 +201,13 @@ static int run_peers(struct job *j, double t_start)
 	atomic_store(&finished, 0);
 	nsl_job_watch_start(j, &watch);
 	t0 = j->t_train;
-	for (; started < n; started++)
+	if (j->poll == NSL_POLL_COOP) {
+		if ((coop = nsl_coop_start(j->peers, n, ncpus, peer_run, j->o->trace != NULL)) == NULL)
+			rc = -EAGAIN;
+		else
+			started = n;
+	}
+	for (; j->poll != NSL_POLL_COOP && started < n; started++)
 		if ((rc = -pthread_create(&j->peers[started].thread, NULL, peer_main, &j->peers[started])) < 0) {
 			nsl_error_set(rc, "cannot start peer %d's thread", started);
 			atomic_store(&j->stop, 1);
@@ -186,8 +217,9 @@ static int run_peers(struct job *j, double t_start)
 		nsl_job_watch_tick(j, &watch);
 		usleep(100000);
 	}
-	for (int i = 0; i < started; i++)
+	for (int i = 0; coop == NULL && i < started; i++)
 		pthread_join(j->peers[i].thread, NULL);
+	nsl_coop_join(coop);
 	nsl_job_watch_end(j, &watch);
 	if (rc == 0 && j->o->trace) {
 		const struct nsl_trace *tracks[NSL_DATASET_MAX_PARTS];

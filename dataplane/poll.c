@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Busy and adaptive polling (see nsplit/poll.h for when each is right). */
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -20,6 +21,7 @@ static const char *const names[] = {
 	[NSL_POLL_BUSY] = "busy",
 	[NSL_POLL_YIELD] = "yield",
 	[NSL_POLL_ADAPTIVE] = "adaptive",
+	[NSL_POLL_COOP] = "coop",
 };
 
 int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out)
@@ -29,7 +31,7 @@ int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out)
 			*out = (enum nsl_poll_mode)m;
 			return 0;
 		}
-	return nsl_error_set(EINVAL, "polling mode '%s': give auto, busy, adaptive or yield", s ? s : "");
+	return nsl_error_set(EINVAL, "polling mode '%s': give auto, busy, adaptive, yield or coop", s ? s : "");
 }
 
 const char *nsl_poll_mode_name(enum nsl_poll_mode m)
@@ -50,9 +52,15 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
 	if (m != NSL_POLL_BUSY)
 		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	*w = (struct nsl_idle){
-		.mode = m == NSL_POLL_BUSY || m == NSL_POLL_YIELD ? m : NSL_POLL_ADAPTIVE,
+		.mode = m == NSL_POLL_BUSY || m == NSL_POLL_YIELD || m == NSL_POLL_COOP ? m : NSL_POLL_ADAPTIVE,
 		.nap_us = NSL_IDLE_NAP_MIN_US,
 	};
+}
+
+void nsl_idle_set_switch(struct nsl_idle *w, void (*fn)(struct nsl_idle *w, void *arg), void *arg)
+{
+	w->switch_fn = fn;
+	w->switch_arg = arg;
 }
 
 void nsl_idle_set_bell(struct nsl_idle *w, struct nsl_bell *b)
@@ -66,7 +74,7 @@ void nsl_bell_ring(struct nsl_bell *b)
 {
 	atomic_fetch_add(&b->seq, 1);
 	if (atomic_load(&b->sleeping))
-		syscall(SYS_futex, &b->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		syscall(SYS_futex, &b->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 /* Sleep `ts`, or less when the bell rings: a ring since the last poll (its count moved past
@@ -78,9 +86,9 @@ static void nap(struct nsl_idle *w, const struct timespec *ts)
 		nanosleep(ts, NULL);
 		return;
 	}
-	atomic_store(&w->bell->sleeping, 1);
+	atomic_fetch_add(&w->bell->sleeping, 1);
 	syscall(SYS_futex, &w->bell->seq, FUTEX_WAIT_PRIVATE, w->seen, ts, NULL, 0);
-	atomic_store(&w->bell->sleeping, 0);
+	atomic_fetch_sub(&w->bell->sleeping, 1);
 }
 
 static void idle_step(struct nsl_idle *w, int work)
@@ -91,6 +99,11 @@ static void idle_step(struct nsl_idle *w, int work)
 	if (work > 0) {
 		w->empty = 0;
 		w->nap_us = NSL_IDLE_NAP_MIN_US;
+		w->worked = true;
+		return;
+	}
+	if (w->mode == NSL_POLL_COOP && w->switch_fn != NULL) {
+		w->switch_fn(w, w->switch_arg);
 		return;
 	}
 	if (w->mode == NSL_POLL_BUSY || ++w->empty <= NSL_IDLE_SPINS) {

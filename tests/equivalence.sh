@@ -11,7 +11,8 @@
 # depend on each other). (The CNN's convolutions sum differently for other micro-batch sizes,
 # which can flip a max-pooling choice or a relu at zero: against the plain reference it drifts
 # beyond 1e-5 within an epoch.) Every process computes on one thread, since oneDNN's sums
-# depend on the thread count. One epoch of the first 6,000 samples.
+# depend on the thread count. One epoch of the first 6,000 samples. Peers that outnumber the
+# CPUs share them as coroutines (coop.h); the 4-peer MLP also runs as threads.
 set -euo pipefail
 
 NSPLIT=${1:?usage: equivalence.sh NSPLIT_BINARY [DATA_DIR]}
@@ -50,6 +51,15 @@ for n in 2 3 4; do
 		nsl_check_weights "mlp, $n peers split at ${SPLIT[$n]}, $s, micro-batch $mb" "$tmp/mlp-ref$n-mb$mb.safetensors" "$got"
 		nsl_check_weights "mlp, $n peers, $s, against the plain reference" "$plain" "$got" 0
 	done
+done
+# Every polling mode runs the same programs: peers as threads of their own (adaptive) and as
+# coroutines sharing a thread per CPU (coop, the default when they outnumber the CPUs), here
+# on two worker threads for four peers wherever the machine has two CPUs or more.
+for poll in adaptive coop; do
+	got="$tmp/mlp-4-1f1b-$poll.safetensors"
+	run "$got" --peers 4 --split "${SPLIT[4]}" --schedule 1f1b --micro-batch 10 --model "$MLP" "${SGD[@]}" \
+		--poll "$poll" || { failed=1; continue; }
+	nsl_check_weights "mlp, 4 peers, 1f1b, --poll $poll" "$tmp/mlp-ref4-mb10.safetensors" "$got"
 done
 
 CNN_OPT=(--optimizer adam)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Polling modes: parsing, auto's choice, the adaptive ladder (spin, yield, growing naps, back to
- * spinning on work), that an idle adaptive poller leaves the CPU to others, and that a bell
- * rung ends a nap.
+ * spinning on work), that an idle adaptive poller leaves the CPU to others, that a bell
+ * rung ends a nap, and coop's hand-over at an empty poll.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +29,8 @@ static void test_parse(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(nsl_error_last(), "adaptive"));
 	CU_ASSERT_EQUAL(nsl_poll_mode_parse(NULL, &m), -EINVAL);
 	CU_ASSERT_STRING_EQUAL(nsl_poll_mode_name(NSL_POLL_ADAPTIVE), "adaptive");
+	CU_ASSERT_EQUAL(nsl_poll_mode_parse("coop", &m), 0);
+	CU_ASSERT_EQUAL(m, NSL_POLL_COOP);
 }
 
 static void test_resolve(void)
@@ -37,6 +39,36 @@ static void test_resolve(void)
 	CU_ASSERT_EQUAL(nsl_poll_mode_resolve(NSL_POLL_AUTO, 4, 2), NSL_POLL_ADAPTIVE);
 	CU_ASSERT_EQUAL(nsl_poll_mode_resolve(NSL_POLL_BUSY, 4, 2), NSL_POLL_BUSY);
 	CU_ASSERT_EQUAL(nsl_poll_mode_resolve(NSL_POLL_ADAPTIVE, 1, 8), NSL_POLL_ADAPTIVE);
+}
+
+static void count_switch(struct nsl_idle *w, void *arg)
+{
+	(void)w;
+	++*(int *)arg;
+}
+
+/* Coop: an empty poll hands the thread over at once (no spinning, no sleeping) and work is
+ * noted for the scheduler; without a hook it polls as adaptive does. */
+static void test_coop(void)
+{
+	struct nsl_idle w;
+	int switches = 0;
+
+	nsl_idle_init(&w, NSL_POLL_COOP);
+	nsl_idle_set_switch(&w, count_switch, &switches);
+	for (int i = 0; i < 5; i++)
+		nsl_idle_after(&w, 0);
+	CU_ASSERT_EQUAL(switches, 5);
+	CU_ASSERT_FALSE(w.worked);
+	CU_ASSERT_EQUAL(w.yields + w.naps, 0);
+	nsl_idle_after(&w, 3);
+	CU_ASSERT_EQUAL(switches, 5);
+	CU_ASSERT_TRUE(w.worked);
+	nsl_idle_init(&w, NSL_POLL_COOP);
+	for (int i = 0; i < NSL_IDLE_SPINS + NSL_IDLE_YIELDS + 1; i++)
+		nsl_idle_after(&w, 0);
+	CU_ASSERT_EQUAL(w.yields, NSL_IDLE_YIELDS);
+	CU_ASSERT_EQUAL(w.naps, 1);
 }
 
 static void test_ladder(void)
@@ -130,6 +162,7 @@ int main(void)
 		{ "adaptive: spin, yield, growing naps; work starts over", test_ladder },
 		{ "an idle adaptive poller sleeps", test_idle_cpu },
 		{ "a bell ends a nap", test_bell },
+		{ "coop: an empty poll switches, work is noted", test_coop },
 		{ NULL, NULL },
 	};
 

@@ -5,7 +5,8 @@
  * one core take all their work end to end; a slow link sets the pace; the trace has a span per
  * instruction run; a cluster's hosts share their cores and a slow link of its own slows the
  * pipeline; Fast N-split with staleness 1 runs at its slowest role's pace, and without
- * staleness slower, forwards waiting for the updates; a buffer of one still completes; per-call
+ * staleness slower, forwards waiting for the updates; a buffer of one still completes; peers
+ * sharing a process's cores hold one each while they run; per-call
  * times measured at some row counts serve the others along the lines between them.
  */
 #include <errno.h>
@@ -102,6 +103,63 @@ static void test_pipeline(void)
 		CU_ASSERT(hosts.samples_per_s <= 1 / (2 * 3e-4) * 1.0001 && hosts.samples_per_s > 0.8 / (2 * 3e-4));
 		CU_ASSERT(one_link.samples_per_s < 0.9 / 3e-4 && one_link.samples_per_s > r.samples_per_s);
 	}
+	for (int q = 0; q < 4; q++)
+		nsl_trace_free(&t[q]);
+}
+
+static int by_time(const void *a, const void *b)
+{
+	const double *x = a, *y = b;
+
+	return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/*
+ * Peers outnumbering the cores of one process share a worker per core (coop.h): a compute
+ * span runs at full pace on the core it holds, so it lasts its work, and never more spans
+ * than cores run at once. Under 1f1b with 4 peers on 2 cores every core stays busy but for the
+ * fill and drain.
+ */
+static void test_coop(void)
+{
+	const int starts[5] = { 0, 1, 2, 3, 4 };
+	struct nsl_sim_conf c = { .cost = &cost, .npeers = 4, .starts = starts, .schedule = NSL_SCHED_1F1B, .batch = 256,
+				  .micro = 8, .per_shard = 2560, .rounds = 4, .cores = 2 };
+	struct nsl_sim_result r;
+	struct nsl_trace t[4];
+	double *ev;
+	size_t nev = 0, bad = 0;
+	int most = 0, now = 0;
+
+	set_layers(1e-4, 2e-4, 4096);
+	for (int q = 0; q < 4; q++)
+		CU_ASSERT_EQUAL_FATAL(nsl_trace_init(&t[q], q, 1 << 20), 0);
+	c.traces = t;
+	CU_ASSERT_EQUAL_FATAL(nsl_simulate(&c, &r), 0);
+	ev = malloc(sizeof(double) * 2 * 2 * 4 * (1 << 20));
+	CU_ASSERT_FATAL(ev != NULL);
+	for (int q = 0; q < 4; q++)
+		for (size_t i = 0; i < t[q].n; i++) {
+			const struct nsl_trace_span *sp = &t[q].s[i];
+
+			if (sp->op != NSL_OP_FWD && sp->op != NSL_OP_BWD && sp->op != NSL_OP_WGRAD)
+				continue;
+			bad += fabs((sp->t1 - sp->t0) - sp->cpu) > 1e-12;
+			ev[2 * nev] = sp->t0, ev[2 * nev + 1] = 1, nev++;
+			ev[2 * nev] = sp->t1, ev[2 * nev + 1] = -1, nev++;
+		}
+	/* at one instant, ends before starts */
+	qsort(ev, nev, 2 * sizeof(double), by_time);
+	for (size_t i = 0; i < nev; i++) {
+		now += (int)ev[2 * i + 1];
+		most = now > most ? now : most;
+	}
+	printf("\n  4 peers on 2 cores, coop: %.0f samples/s (all work on 2 cores: %.0f), at most %d computing, "
+	       "%zu spans slower than their work ", r.samples_per_s, 2 / (4 * 3e-4), most, bad);
+	CU_ASSERT_EQUAL(most, 2);
+	CU_ASSERT_EQUAL(bad, 0);
+	CU_ASSERT(r.samples_per_s <= 2 / (4 * 3e-4) * 1.0001 && r.samples_per_s > 0.9 * 2 / (4 * 3e-4));
+	free(ev);
 	for (int q = 0; q < 4; q++)
 		nsl_trace_free(&t[q]);
 }
@@ -302,6 +360,7 @@ int main(void)
 		{ "pipelines: free links, one core, a slow link", test_pipeline },
 		{ "Fast N-split: the slowest role's pace, staleness, buffers", test_fast },
 		{ "Fast N-split on shared cores: the fastest simulated pools", test_fast_pools },
+		{ "coop: a core per running peer, at its full pace", test_coop },
 		{ "per-call times between the row counts measured", test_per_call },
 		{ "cost files keep per-call times, refuse disordered rows", test_cost_file },
 		{ "bad configurations refused", test_refuses },

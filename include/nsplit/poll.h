@@ -7,7 +7,10 @@
  * Right when polling threads outnumber cores (four peers on a 2-core machine): a thread that
  * spins holds the core its neighbour needs, and on this machine spinning peers ran a pipeline
  * at 0.35-0.68x of the reference against 0.98x with spin-then-yield. Auto picks one of the two
- * from the number of polling threads and the CPUs the process may use.
+ * from the number of polling threads and the CPUs the process may use. Coop: the caller runs
+ * several pollers on one thread (nsplit's peers as coroutines, control/coop.h) and an empty
+ * poll hands the thread to the next; a worker whose pollers all came back empty idles
+ * adaptively. Without a switch set it acts as adaptive.
  *
  *   struct nsl_idle idle;
  *   nsl_idle_init(&idle, nsl_poll_mode_resolve(NSL_POLL_AUTO, threads, cpus));
@@ -18,6 +21,7 @@
 #define NSPLIT_POLL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum nsl_poll_mode {
@@ -25,6 +29,7 @@ enum nsl_poll_mode {
 	NSL_POLL_BUSY,
 	NSL_POLL_ADAPTIVE,
 	NSL_POLL_YIELD,           /* spin, then yield the core for as long as it takes; never sleep */
+	NSL_POLL_COOP,            /* hand the thread to the caller's scheduler (nsl_idle_set_switch) */
 };
 
 /* Adaptive: empty polls spun before yielding, yields before napping, and the naps. */
@@ -42,7 +47,7 @@ enum nsl_poll_mode {
  */
 struct nsl_bell {
 	_Atomic uint32_t seq;     /* rung this many times */
-	_Atomic uint32_t sleeping;
+	_Atomic uint32_t sleeping;   /* threads napping on it */
 };
 
 #define NSL_IDLE_BELL_NAP_MAX_US 2000
@@ -54,9 +59,14 @@ struct nsl_idle {
 	uint64_t yields, naps;    /* counters, for summaries */
 	struct nsl_bell *bell;    /* NULL: naps are plain sleeps */
 	uint32_t seen;            /* the bell's count before the last poll */
+	/* Coop: called at each empty poll, to run something else on this thread and come back;
+	 * worked says whether a poll found work since the last switch. */
+	void (*switch_fn)(struct nsl_idle *w, void *arg);
+	void *switch_arg;
+	bool worked;
 };
 
-/* "auto", "busy" or "adaptive". 0, or -EINVAL with a message listing the modes. */
+/* "auto", "busy", "adaptive", "yield" or "coop". 0, or -EINVAL with a message listing the modes. */
 int nsl_poll_mode_parse(const char *s, enum nsl_poll_mode *out);
 const char *nsl_poll_mode_name(enum nsl_poll_mode m);
 
@@ -68,6 +78,10 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m);
 
 /* After each poll, with what it returned: work > 0 starts over; otherwise spin, yield or nap. */
 void nsl_idle_after(struct nsl_idle *w, int work);
+
+/* Coop mode: at an empty poll, call fn(w, arg) (a scheduler that runs other work on this
+ * thread, then returns here) instead of spinning or napping. */
+void nsl_idle_set_switch(struct nsl_idle *w, void (*fn)(struct nsl_idle *w, void *arg), void *arg);
 
 /* Nap on bell b (adaptive mode; the bell outlives the polling). */
 void nsl_idle_set_bell(struct nsl_idle *w, struct nsl_bell *b);

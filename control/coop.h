@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Peers of one process sharing a thread per CPU (`--poll coop`), when they outnumber the CPUs.
+ *
+ * Each peer runs as a coroutine on its own stack; peer i lives on worker i mod W, one thread
+ * per CPU. A peer keeps its worker until a poll of its link finds nothing to do (poll.h's
+ * coop mode), then the worker runs the next of its peers. A worker whose peers all found
+ * nothing in one round naps on its bell (adaptive polling), which their partners ring.
+ *
+ * Why: four peers as four threads on two cores left the OS to share the cores, and a waiting
+ * peer's spins, yields and naps took turns on the core of one that computes. Here a peer that
+ * waits hands its core to its neighbour at once, and none competes with one that computes.
+ */
+#ifndef NSL_COOP_H
+#define NSL_COOP_H
+
+#include <stdbool.h>
+
+struct peer;
+
+struct nsl_coop;
+
+/* Start fn(peer) for each of the n peers, as coroutines over `workers` threads (at most n);
+ * with `timed`, each peer's CPU time is kept (nsl_coop_cpu). NULL with a message when they
+ * cannot start (the job is then stopped). */
+struct nsl_coop *nsl_coop_start(struct peer *peers, int n, int workers, void (*fn)(struct peer *p), bool timed);
+
+/* Wait for every peer's fn to return, then free the stacks and threads. NULL: nothing. */
+void nsl_coop_join(struct nsl_coop *c);
+
+/* By a peer, once its idle is set up: its empty polls hand its worker to the next peer. */
+void nsl_coop_attach(struct peer *p);
+
+/* The CPU time the calling peer has had, in seconds: nsl_thread_cpu, less what the other
+ * peers of its worker had (when started `timed`). */
+double nsl_coop_cpu(const struct peer *p);
+
+#endif

@@ -89,7 +89,7 @@ struct peer {
 	/* Peers of one process: each has a bell (poll.h), and rings a napping partner's when it
 	 * moved frames or acks to it since the last look (tx_seen: frames and acks sent to each). */
 	struct nsl_bell bell;
-	struct nsl_bell *ring;        /* what partners ring to wake this peer: its bell or its worker's */
+	struct nsl_bell *ring;        /* what partners ring to wake this peer: its bell, or its workers' (coop) */
 	struct fiber *fiber;          /* --poll coop: the coroutine it runs as (coop.h), else NULL */
 	bool bells;
 	bool hold_bells;              /* sending: ring once the message is out, not at its first frames */

@@ -10,7 +10,7 @@
 # Then the time a 64-peer simulation of one epoch takes (a deep MLP profiled here).
 #
 # Environment: NSPLIT_BUILD_DIR (build), BENCH_MODEL (mlp:784-1024-1024-1024-1024-10),
-# BENCH_BATCH (256), BENCH_MICRO (64), BENCH_SAMPLES (30720), BENCH_REPEAT (3), NSPLIT_DATA,
+# BENCH_BATCH (256), BENCH_MICRO (64), BENCH_SAMPLES (30720), BENCH_REPEAT (5), NSPLIT_DATA,
 # BENCH_NO_BUILD.
 set -euo pipefail
 
@@ -21,7 +21,7 @@ MODEL=${BENCH_MODEL:-mlp:784-1024-1024-1024-1024-10}
 BATCH=${BENCH_BATCH:-256}
 MICRO=${BENCH_MICRO:-64}
 SAMPLES=${BENCH_SAMPLES:-30720}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-5}
 DATA=${NSPLIT_DATA:-/usr/share/datasets/fashion-mnist}
 PY=/usr/bin/python3
 

@@ -55,6 +55,7 @@ struct sim {
 	 * a peer holds one from when it has work until it waits, and no other runs on it. */
 	bool coop;
 	int held;                               /* coop: cores held */
+	double freed;                           /* coop: when a core last came free */
 	int peers_on[NSL_PLAN_MAX_PEERS];       /* peers per host */
 	struct nsl_fast_layout fl;
 	struct nsl_fast_ship *ship;   /* Fast: per backward role */
@@ -200,6 +201,7 @@ static void release(struct sim *s, struct speer *p)
 	if (p->holds) {
 		p->holds = false;
 		s->held--;
+		s->freed = s->now;
 	}
 }
 
@@ -397,13 +399,17 @@ static double seen_at(const struct sim *s, int rank, double since, double at)
 	const double busy = s->computing_on[h] >= cores ? s->c->cost->shared_lat : 0;
 	double t = 0, nap = NSL_IDLE_NAP_MIN_US * 1e-6, d = at - since;
 
-	/* Coop: a free core's worker naps on the bell once a few hundred microseconds of polls
-	 * found nothing, and takes the message after the profile's wake latency; a busy worker
-	 * frees its core for it only when its peer waits (run's grants). Measured against the
-	 * runtime, N-split at 16 micro-batches a batch (a core mostly free): +0.13..+0.20 without
-	 * the latency, +0.02..+0.10 with it. */
-	if (s->coop)
-		return at + (s->held < cores && d > 0 ? s->c->cost->wake_lat : 0);
+	/* Coop: a worker whose core came free polls its peers, rounds of empty polls at about the
+	 * link's latency each, then naps on the bell (poll.h's ladder); a message coming to a
+	 * free core after that waits the profile's wake latency. A busy worker frees its core
+	 * for it only when its peer waits (run's grants). Measured against the runtime, N-split
+	 * at 16 micro-batches a batch (a core mostly free): +0.13..+0.20 without the latency,
+	 * +0.02..+0.10 with it. */
+	if (s->coop) {
+		const double polls = (NSL_IDLE_SPINS + NSL_IDLE_YIELDS) * (double)s->n * s->c->cost->link_lat;
+
+		return at + (s->held < cores && d > 0 && at - s->freed > polls ? s->c->cost->wake_lat : 0);
+	}
 	if (cores <= 0 || s->peers_on[h] <= cores || d <= 0)
 		return at;
 	while (t < d && nap < cap) {

@@ -6,6 +6,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "nsplit/alloc.h"
 #include "nsplit/error.h"
 #include "compute_pvt.h"
 
@@ -71,8 +72,9 @@ static int fit_scratch(const struct nsl_compute *cc, const_dnnl_primitive_desc_t
 
 	if (bytes <= sc->bytes)
 		return 0;
-	if ((buf = aligned_alloc(64, (bytes + 63) / 64 * 64)) == NULL)
-		return nsl_error_set(ENOMEM, "%s: a scratchpad of %zu bytes: out of memory", what, bytes);
+	/* zeroed: its pages are in before the first training call touches them */
+	if ((buf = nsl_alloc_zeroed(&nsl_allocator_libc, bytes, "a oneDNN scratchpad")) == NULL)
+		return nsl_error_prefix(-ENOMEM, "%s", what);
 	rc = nsl_dnnl_check(dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_u8, dnnl_a), what);
 	if (rc == 0) {
 		dnnl_memory_t mem;
@@ -80,14 +82,14 @@ static int fit_scratch(const struct nsl_compute *cc, const_dnnl_primitive_desc_t
 		rc = nsl_dnnl_check(dnnl_memory_create(&mem, &md, cc->engine, buf), what);
 		if (rc == 0) {
 			dnnl_memory_destroy(sc->mem);
-			free(sc->buf);
+			nsl_alloc_free(&nsl_allocator_libc, sc->buf);
 			sc->mem = mem;
 			sc->buf = buf;
 			sc->bytes = bytes;
 			return 0;
 		}
 	}
-	free(buf);
+	nsl_alloc_free(&nsl_allocator_libc, buf);
 	return rc;
 }
 
@@ -168,7 +170,7 @@ void nsl_compute_free(struct nsl_compute *cc)
 	if (cc->scratch != NULL) {
 		dnnl_memory_destroy(cc->scratch->mem);
 		dnnl_primitive_attr_destroy(cc->scratch->attr);
-		free(cc->scratch->buf);
+		nsl_alloc_free(&nsl_allocator_libc, cc->scratch->buf);
 		free(cc->scratch);
 	}
 	if (cc->engine)

@@ -100,6 +100,7 @@ int nsl_layer_prim(struct nsl_layer *l, const void *op_desc, const_dnnl_primitiv
 		   const char *what)
 {
 	dnnl_primitive_desc_t made;
+	size_t pad;
 	char msg[160];
 	int rc;
 
@@ -107,8 +108,9 @@ int nsl_layer_prim(struct nsl_layer *l, const void *op_desc, const_dnnl_primitiv
 	rc = nsl_dnnl_make(l->ctx->cc, op_desc, attr, hint, &made, prim, msg);
 	if (rc < 0)
 		return rc;
-	if (nsl_dnnl_scratch_bytes(made) > l->scratchpad_bytes)
-		l->scratchpad_bytes = nsl_dnnl_scratch_bytes(made);
+	pad = nsl_dnnl_scratch_bytes(made);
+	if (pad > l->scratchpad_bytes)
+		l->scratchpad_bytes = pad;
 	if (pd != NULL)
 		*pd = made;
 	else

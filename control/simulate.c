@@ -181,15 +181,22 @@ static void span(struct sim *s, int rank, int op, double t0)
 	p->cpu = 0;
 }
 
-static void compute(struct sim *s, struct speer *p, double seconds)
+/* `seconds` of work for p, on a core it holds or (coop) queues for. */
+static void work(struct sim *s, struct speer *p, double seconds)
 {
 	p->remaining = seconds;
 	p->cpu += seconds;
+	p->st = COMPUTING;
+	if (!p->holds)
+		p->queued = s->now;
+}
+
+/* An instruction's work: a span from now, or none, and on to the next instruction. */
+static void compute(struct sim *s, struct speer *p, double seconds)
+{
 	if (seconds > 0) {
-		p->st = COMPUTING;
+		work(s, p, seconds);
 		p->t0 = s->now;
-		if (!p->holds)
-			p->queued = s->now;
 	} else {
 		p->pc++;
 	}
@@ -314,11 +321,8 @@ static int step(struct sim *s, int rank)
 				return rc;
 			if (n > 1) {
 				p->swap_phase = 1;
-				p->remaining = (s->stage_bytes[old] / s->c->cost->link_bw + s->make_s[p->stage]) / speed(s, rank);
-				p->cpu += p->remaining;
-				p->st = COMPUTING;
+				work(s, p, (s->stage_bytes[old] / s->c->cost->link_bw + s->make_s[p->stage]) / speed(s, rank));
 				p->t0 = s->now;
-				p->queued = s->now;
 			}
 			continue;
 		}
@@ -445,26 +449,22 @@ static bool wake(struct sim *s, int rank)
 		 * within the receive's span as in a real run's trace. */
 		const struct nsl_instr *in = &p->prog[p->pc];
 		const int rows = nsl_sched_micro_rows(batch_rows(s, p->batch), s->c->micro, in->micro);
-		const double t0 = p->t0, cpu = msg_cpu(s, in, msg_bytes(s, in, p->stage, rows)) / speed(s, rank);
+		const double cpu = msg_cpu(s, in, msg_bytes(s, in, p->stage, rows)) / speed(s, rank);
 
-		p->st = READY;
-		if (cpu <= 0) {
-			span(s, rank, in->op, t0);
-			p->pc++;
+		if (cpu > 0) {
+			work(s, p, cpu);   /* the span goes on from the wait's start */
 			return true;
 		}
-		compute(s, p, cpu);
-		p->t0 = t0;
+		span(s, rank, in->op, p->t0);
+		p->pc++;
+		p->st = READY;
 		return true;
 	}
 	span(s, rank, NSL_TRACE_SWAP, p->t0);
 	/* the incoming stage's record, unpacked */
 	p->swap_wait = false;
 	p->swap_phase = 2;
-	p->remaining = s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank);
-	p->cpu += p->remaining;
-	p->st = COMPUTING;
-	p->queued = s->now;
+	work(s, p, s->stage_bytes[p->stage] / s->c->cost->link_bw / speed(s, rank));
 	return true;
 }
 

@@ -48,7 +48,6 @@ struct worker {
 	int index;
 	struct nsl_coop *c;
 	struct nsl_idle idle;
-	bool timed;                   /* count each peer's CPU time (for traces) */
 #ifdef ASAN_FIBERS
 	void *fake;
 	const void *stack;
@@ -62,6 +61,7 @@ struct nsl_coop {
 	struct fiber *f;
 	struct nsl_bell bell;         /* the peers' partners ring it; idle workers nap on it */
 	void (*fn)(struct peer *p);
+	bool timed;                   /* count each peer's CPU time (for traces) */
 	atomic_int live;              /* fibers not yet done */
 };
 
@@ -129,10 +129,10 @@ static bool turn(struct worker *w, struct fiber *f)
 		nsl_compute_bind_thread(f->p->cc);   /* OpenMP's thread count is per thread */
 	f->w = w;
 	f->p->idle.worked = false;
-	if (w->timed)
+	if (w->c->timed)
 		f->resumed = nsl_thread_cpu();
 	to_fiber(w, f);
-	if (w->timed)
+	if (w->c->timed)
 		f->cpu += nsl_thread_cpu() - f->resumed;
 	worked = f->p->idle.worked || f->done;
 	if (f->done)
@@ -185,9 +185,15 @@ void nsl_coop_join(struct nsl_coop *c)
 		if (c->w[i].started)
 			pthread_join(c->w[i].thread, NULL);
 	for (int i = 0; i < c->nfibers; i++) {
+		struct peer *p = c->f[i].p;
+
 		if (c->f[i].map != NULL)
 			munmap(c->f[i].map, STACK_BYTES + (size_t)getpagesize());
-		c->f[i].p->fiber = NULL;
+		/* fibers not yet made when making one failed have no peer */
+		if (p != NULL) {
+			p->fiber = NULL;
+			p->ring = &p->bell;
+		}
 	}
 	free(c->w);
 	free(c->f);
@@ -216,25 +222,27 @@ static int make_fiber(struct fiber *f)
 	return 0;
 }
 
-struct nsl_coop *nsl_coop_start(struct peer *peers, int n, int workers, void (*fn)(struct peer *p), bool timed)
+int nsl_coop_start(struct peer *peers, int n, int workers, void (*fn)(struct peer *p), bool timed,
+		   struct nsl_coop **out)
 {
 	struct nsl_coop *c = calloc(1, sizeof(*c));
 	int rc = 0;
 
+	*out = NULL;
 	if (workers < 1 || workers > n)
 		workers = n;
 	if (c == NULL || (c->w = calloc((size_t)workers, sizeof(*c->w))) == NULL ||
 	    (c->f = calloc((size_t)n, sizeof(*c->f))) == NULL) {
 		nsl_coop_join(c);
-		nsl_error_set(ENOMEM, "coop: out of memory");
-		return NULL;
+		return nsl_error_set(ENOMEM, "coop: out of memory");
 	}
 	c->nworkers = workers;
 	c->nfibers = n;
 	c->fn = fn;
+	c->timed = timed;
 	atomic_store(&c->live, n);
 	for (int i = 0; i < workers; i++)
-		c->w[i] = (struct worker){ .timed = timed, .index = i, .c = c };
+		c->w[i] = (struct worker){ .index = i, .c = c };
 	for (int q = 0; q < n && rc == 0; q++) {
 		struct fiber *f = &c->f[q];
 
@@ -254,7 +262,8 @@ struct nsl_coop *nsl_coop_start(struct peer *peers, int n, int workers, void (*f
 		for (int q = 0; q < n; q++)
 			atomic_store(&peers[q].job->stop, 1);
 		nsl_coop_join(c);
-		return NULL;
+		return rc;
 	}
-	return c;
+	*out = c;
+	return 0;
 }

@@ -20,10 +20,11 @@ struct peer;
 
 struct nsl_coop;
 
-/* Start fn(peer) for each of the n peers, as coroutines over `workers` threads (at most n);
- * with `timed`, each peer's CPU time is kept (nsl_coop_cpu). NULL with a message when they
- * cannot start (the job is then stopped). */
-struct nsl_coop *nsl_coop_start(struct peer *peers, int n, int workers, void (*fn)(struct peer *p), bool timed);
+/* Start fn(peer) for each of the n peers, as coroutines over `workers` threads (at most n),
+ * into *out; with `timed`, each peer's CPU time is kept (nsl_coop_cpu). 0, or a negative errno
+ * with a message when they cannot start (the job is then stopped, *out NULL). */
+int nsl_coop_start(struct peer *peers, int n, int workers, void (*fn)(struct peer *p), bool timed,
+		   struct nsl_coop **out);
 
 /* Wait for every peer's fn to return, then free the stacks and threads. NULL: nothing. */
 void nsl_coop_join(struct nsl_coop *c);

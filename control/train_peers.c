@@ -201,12 +201,8 @@ static int run_peers(struct job *j, double t_start)
 	atomic_store(&finished, 0);
 	nsl_job_watch_start(j, &watch);
 	t0 = j->t_train;
-	if (j->poll == NSL_POLL_COOP) {
-		if ((coop = nsl_coop_start(j->peers, n, ncpus, peer_run, j->o->trace != NULL)) == NULL)
-			rc = -EAGAIN;
-		else
-			started = n;
-	}
+	if (j->poll == NSL_POLL_COOP && (rc = nsl_coop_start(j->peers, n, ncpus, peer_run, j->o->trace != NULL, &coop)) == 0)
+		started = n;
 	for (; j->poll != NSL_POLL_COOP && started < n; started++)
 		if ((rc = -pthread_create(&j->peers[started].thread, NULL, peer_main, &j->peers[started])) < 0) {
 			nsl_error_set(rc, "cannot start peer %d's thread", started);

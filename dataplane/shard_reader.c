@@ -35,6 +35,22 @@
 /* Unshuffled windows only bound memory, within these limits. */
 #define MIN_SEQ_WINDOW (4ull << 20)
 #define MAX_SEQ_WINDOW (64ull << 20)
+/*
+ * Buffered reads copy out of the page cache into the window, and windows that fit the caches
+ * take that copy faster: from a warm cache, 2 MiB windows streamed at a median 20.6 GiB/s and
+ * 4 MiB ones at 17.7 (fio 19.2). A cold read keeps the disk busy through the hints below, not
+ * through the number of our reads in flight.
+ */
+#define MIN_BUFFERED_WINDOW (2ull << 20)
+/*
+ * Buffered, the disk sees only the kernel's read-ahead: 256 KiB requests with FADV_SEQUENTIAL,
+ * started as our reads reach them. WILLNEED over the bytes ahead has it read them at once, in
+ * requests of up to 2 MiB: from a dropped cache, 1.83-2.41 GiB/s against 0.67-2.07 without, in
+ * nine paired runs (fio 0.64-1.12). Hints go through io_uring, so the kernel's worker, not the
+ * caller, waits while the disk queue is full; HINT_MIN keeps them few and big.
+ */
+#define HINT_AHEAD (16ull << 20)
+#define HINT_MIN (8ull << 20)
 /* Records ahead whose first line is fetched while labels are read. */
 #define PREFETCH_AHEAD 16
 /* Transparent huge page size on x86-64. */
@@ -85,7 +101,8 @@ struct nsl_shard_reader {
 	struct read_req *reqs;
 	struct read_req **free_reqs;
 	int nfree;
-	int inflight;
+	int inflight;             /* reads and read-ahead hints */
+	uint64_t hinted_end;      /* buffered, unshuffled: file offset the hints have reached */
 	int err;                  /* sticky until the next begin_epoch */
 	bool begun;
 	char path[PATH_MAX];
@@ -129,7 +146,8 @@ static int setup_ring(struct nsl_shard_reader *r)
 	struct iovec iov[MAX_BUFS];
 	int rc;
 
-	rc = io_uring_queue_init((unsigned)r->depth, &r->ring, 0);
+	/* Room for a hint per window besides the reads. */
+	rc = io_uring_queue_init((unsigned)(r->depth + MAX_BUFS), &r->ring, 0);
 	if (rc < 0)
 		return nsl_error_set(-rc, "%s: io_uring_queue_init(%d): %s (is io_uring disabled by "
 				     "kernel.io_uring_disabled?)", r->path, r->depth, strerror(-rc));
@@ -163,6 +181,8 @@ static uint32_t pick_window(const struct nsl_shard_reader *r)
 	/* Four buffers of half a depth each keep a depth of reads queued behind the window in use. */
 	bytes = (uint64_t)r->depth * r->block / 2;
 	bytes = bytes < MIN_SEQ_WINDOW ? MIN_SEQ_WINDOW : bytes > MAX_SEQ_WINDOW ? MAX_SEQ_WINDOW : bytes;
+	if (!r->direct && bytes / 2 >= MIN_BUFFERED_WINDOW)
+		bytes /= 2;
 	/*
 	 * A window buffer is its records rounded up to pages plus one page: keep it to whole huge pages,
 	 * or its tail falls back to 4 KiB pages, io_uring keeps the whole registration as 4 KiB pieces
@@ -196,6 +216,8 @@ struct nsl_shard_reader *nsl_shard_reader_open(const char *path, const struct ns
 	r->seed = o->seed;
 	r->order_window = (o->window_records == 0 || o->window_records > r->info.count) ? (uint32_t)r->info.count
 											 : o->window_records;
+	if (open_file(r, o->direct) < 0)
+		goto fail;
 	r->win = pick_window(r);
 	nwin = (uint32_t)((r->info.count + r->win - 1) / r->win);
 	r->nbufs = (int)(nwin < (r->shuffle ? SHUFFLED_BUFS : MAX_BUFS) ? nwin : (r->shuffle ? SHUFFLED_BUFS : MAX_BUFS));
@@ -226,7 +248,7 @@ struct nsl_shard_reader *nsl_shard_reader_open(const char *path, const struct ns
 		if (wb->cap >= HUGE_BYTES)
 			madvise(wb->mem, wb->cap, MADV_HUGEPAGE);
 	}
-	if (open_file(r, o->direct) < 0 || setup_ring(r) < 0)
+	if (setup_ring(r) < 0)
 		goto fail;
 	for (int i = 0; i < r->depth; i++)
 		r->free_reqs[i] = &r->reqs[i];
@@ -242,19 +264,29 @@ static void release(struct nsl_shard_reader *r, struct read_req *q)
 	r->free_reqs[r->nfree++] = q;
 }
 
+/*
+ * A free submission entry. The queue fills only with entries queued but not yet submitted (it has
+ * room for every read and hint in flight): push them out first.
+ */
+static struct io_uring_sqe *get_sqe(struct nsl_shard_reader *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	if (sqe == NULL) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	return sqe;
+}
+
 /* Queue the rest of q; the caller submits. */
 static void prep(struct nsl_shard_reader *r, struct read_req *q)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	struct io_uring_sqe *sqe = get_sqe(r);
 	uint8_t *dst = q->wb->mem + q->buf_off + q->done;
 	uint64_t at = q->wb->span_start + q->buf_off + q->done;
 	unsigned len = q->len - q->done;
 
-	if (sqe == NULL) {
-		/* Only when earlier entries were queued but not yet submitted: push them out first. */
-		io_uring_submit(&r->ring);
-		sqe = io_uring_get_sqe(&r->ring);
-	}
 	if (r->fixed)
 		io_uring_prep_read_fixed(sqe, 0, dst, len, at, q->wb->index);
 	else
@@ -323,6 +355,8 @@ static int reap(struct nsl_shard_reader *r, bool wait)
 
 		io_uring_cqe_seen(&r->ring, cqe);
 		r->inflight--;
+		if (q == NULL)	/* a hint: advice, whatever became of it */
+			continue;
 		complete(r, q, res);
 		wait = false;
 	}
@@ -374,6 +408,39 @@ static int pump(struct nsl_shard_reader *r)
 	return 0;
 }
 
+/* Buffered: ask the kernel to read wb's span, and unshuffled HINT_AHEAD beyond it, into the cache. */
+static void hint(struct nsl_shard_reader *r, const struct window_buf *wb)
+{
+	uint64_t end = wb->span_start + wb->span_bytes, from = wb->span_start, to = end;
+	uint64_t file_end = r->info.data_offset + r->info.count * r->info.record_size;
+	struct io_uring_sqe *sqe;
+	uint8_t probe;
+
+	if (r->direct)
+		return;
+	if (!r->shuffle) {
+		/* Windows come in file order: hint only what earlier hints left, and in big pieces. */
+		from = r->hinted_end > from ? r->hinted_end : from;
+		to = end + HINT_AHEAD < file_end ? end + HINT_AHEAD : file_end;
+		if (to <= from || (from >= end && to - from < HINT_MIN && to < file_end))
+			return;
+	}
+	r->hinted_end = to;
+	/*
+	 * A file in the cache needs no hint, and walking the cache for one cost a warm read 10-20%
+	 * (median 18.0 GiB/s with this probe, 15.2 before hints, fio 15.8): when its last byte is there already, the rest most likely is too (not its first: the header
+	 * is read at open, and our own reads and the kernel's read-ahead run just behind the hints).
+	 */
+	if (preadv2(r->fd, &(struct iovec){ .iov_base = &probe, .iov_len = 1 }, 1, (off_t)(to - 1), RWF_NOWAIT) == 1)
+		return;
+	if ((sqe = get_sqe(r)) == NULL)
+		return;
+	io_uring_prep_fadvise(sqe, 0, from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data(sqe, NULL);
+	r->inflight++;
+}
+
 static void schedule(struct nsl_shard_reader *r, struct window_buf *wb)
 {
 	const struct nsl_shard_info *in = &r->info;
@@ -390,6 +457,7 @@ static void schedule(struct nsl_shard_reader *r, struct window_buf *wb)
 	wb->span_bytes = nsl_align_up(wb->need_end, NSL_SHARD_ALIGN) - wb->span_start;
 	wb->submitted = wb->completed = 0;
 	r->next_pos += wb->len;
+	hint(r, wb);
 }
 
 /* Wait out every read in flight, so buffers can be reused or freed. */
@@ -421,6 +489,7 @@ int nsl_shard_reader_begin_epoch(struct nsl_shard_reader *r, uint64_t epoch)
 	}
 	r->next_pos = 0;
 	r->head = 0;
+	r->hinted_end = 0;
 	for (int i = 0; i < r->nbufs; i++) {
 		r->bufs[i].active = false;
 		if (r->next_pos < r->info.count)

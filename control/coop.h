@@ -2,10 +2,12 @@
 /*
  * Peers of one process sharing a thread per CPU (`--poll coop`), when they outnumber the CPUs.
  *
- * Each peer runs as a coroutine on its own stack; peer i lives on worker i mod W, one thread
- * per CPU. A peer keeps its worker until a poll of its link finds nothing to do (poll.h's
- * coop mode), then the worker runs the next of its peers. A worker whose peers all found
- * nothing in one round naps on its bell (adaptive polling), which their partners ring.
+ * Each peer runs as a coroutine on its own stack, over one worker thread per CPU. A worker runs
+ * any peer no other worker is running, so peers move between workers. A peer keeps its worker
+ * until a poll of its link finds nothing to do (poll.h's coop mode); the worker then goes on to
+ * the next peer. A worker that found every peer idle or taken in one round naps adaptively on
+ * the workers' one bell, which every peer's partners ring. (Peers fixed to worker i mod W,
+ * tried first, ran Fast N-split slower than threads did.)
  *
  * Why: four peers as four threads on two cores left the OS to share the cores, and a waiting
  * peer's spins, yields and naps took turns on the core of one that computes. Here a peer that

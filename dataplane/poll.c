@@ -52,13 +52,15 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m)
 	if (m != NSL_POLL_BUSY)
 		prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	*w = (struct nsl_idle){
-		.mode = m == NSL_POLL_BUSY || m == NSL_POLL_YIELD || m == NSL_POLL_COOP ? m : NSL_POLL_ADAPTIVE,
+		/* coop polls as adaptive until a switch is set (nsl_idle_set_switch) */
+		.mode = m == NSL_POLL_BUSY || m == NSL_POLL_YIELD ? m : NSL_POLL_ADAPTIVE,
 		.nap_us = NSL_IDLE_NAP_MIN_US,
 	};
 }
 
 void nsl_idle_set_switch(struct nsl_idle *w, void (*fn)(struct nsl_idle *w, void *arg), void *arg)
 {
+	w->mode = NSL_POLL_COOP;
 	w->switch_fn = fn;
 	w->switch_arg = arg;
 }
@@ -102,7 +104,7 @@ static void idle_step(struct nsl_idle *w, int work)
 		w->worked = true;
 		return;
 	}
-	if (w->mode == NSL_POLL_COOP && w->switch_fn != NULL) {
+	if (w->mode == NSL_POLL_COOP) {
 		w->switch_fn(w, w->switch_arg);
 		return;
 	}

@@ -52,6 +52,7 @@ static void count_switch(struct nsl_idle *w, void *arg)
 static void test_coop(void)
 {
 	struct nsl_idle w;
+	struct nsl_bell bell = { 0 };
 	int switches = 0;
 
 	nsl_idle_init(&w, NSL_POLL_COOP);
@@ -65,6 +66,8 @@ static void test_coop(void)
 	CU_ASSERT_EQUAL(switches, 5);
 	CU_ASSERT_TRUE(w.worked);
 	nsl_idle_init(&w, NSL_POLL_COOP);
+	nsl_idle_set_bell(&w, &bell);
+	CU_ASSERT_PTR_EQUAL(w.bell, &bell);   /* its naps wake when rung, as adaptive's do */
 	for (int i = 0; i < NSL_IDLE_SPINS + NSL_IDLE_YIELDS + 1; i++)
 		nsl_idle_after(&w, 0);
 	CU_ASSERT_EQUAL(w.yields, NSL_IDLE_YIELDS);

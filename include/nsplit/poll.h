@@ -79,8 +79,8 @@ void nsl_idle_init(struct nsl_idle *w, enum nsl_poll_mode m);
 /* After each poll, with what it returned: work > 0 starts over; otherwise spin, yield or nap. */
 void nsl_idle_after(struct nsl_idle *w, int work);
 
-/* Coop mode: at an empty poll, call fn(w, arg) (a scheduler that runs other work on this
- * thread, then returns here) instead of spinning or napping. */
+/* Coop mode from now on: at each empty poll, call fn(w, arg) (a scheduler that runs other work
+ * on this thread, then returns here) instead of spinning or napping. */
 void nsl_idle_set_switch(struct nsl_idle *w, void (*fn)(struct nsl_idle *w, void *arg), void *arg);
 
 /* Nap on bell b (adaptive mode; the bell outlives the polling). */

@@ -245,12 +245,11 @@ static int refresh_wt(struct nsl_layer *l)
 	const dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, w->wt_from }, { DNNL_ARG_TO, w->wt } };
 	int rc;
 
-	if (w->wt_of == wp->data && w->wt_gen == wp->gen)
+	if (w->wt_gen == wp->gen)
 		return 0;
 	if ((rc = nsl_layer_bind(w->wt_from, wp->data)) < 0 ||
 	    (rc = nsl_dnnl_exec(l->ctx->cc, w->wt_reorder, 2, args, "transposing the weights")) < 0)
 		return rc;
-	w->wt_of = wp->data;
 	w->wt_gen = wp->gen;
 	return 0;
 }

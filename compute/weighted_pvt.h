@@ -64,8 +64,7 @@ struct nsl_weighted {
 				         NSL_WT_MICRO_MIN micro-batches a batch, a conv layer) */
 	dnnl_primitive_t wt_reorder;
 	float *wt_buf;
-	const float *wt_of;           /* the buffer and generation wt was made from */
-	uint64_t wt_gen;
+	uint64_t wt_gen;              /* the weights' generation wt was made from (nsl_param.gen) */
 	float *dw_acc, *db_acc;       /* one call's gradients when accumulating */
 	float *dz;                    /* act'(y) * dy, max_batch x outputs */
 	/* Deferred weight gradients: every row's input and output gradient since the last flush. */

@@ -4,7 +4,8 @@
 # The simulator's fidelity: each schedule with 4 peers on this machine, measured (nsplit train)
 # and simulated (nsplit simulate) from profiles taken just before and just after it,
 # BENCH_REPEAT times over, on the same split (the default one; for Fast N-split, staleness 1
-# with every tensor shipped, the planner's pools and splits from a first profile) and cores. Prints a table, then one JSON object per line:
+# with every tensor shipped, the planner's pools and splits from a first profile) and cores.
+# Prints a table, then one JSON object per line:
 # schedule, measured_samples_per_s, simulated_samples_per_s (medians), error (the median of
 # simulated / measured - 1 over the repeats) and errors (each repeat's).
 # Then the time a 64-peer simulation of one epoch takes (a deep MLP profiled here).

@@ -9,7 +9,8 @@
 #   dnnl:   a bare C loop of the same oneDNN primitives, no nsplit code (bench_dnnl_mlp)
 #   peak:   the cores' FMA peak divided by the model's training FLOPs per sample
 # Prints a table, then one JSON object per line and case. Each figure is the best of
-# BENCH_REPEAT runs (other load on the machine only ever slows a run down).
+# BENCH_REPEAT runs (other load on the machine only ever slows a run down), the three measured
+# sides taking turns.
 #
 # Environment: NSPLIT_BUILD_DIR (build), BENCH_MODEL (mlp:784-512-256-10), BENCH_BATCHES
 # ("64 256"), BENCH_THREADS ("1 2"), BENCH_REPEAT (3), NSPLIT_DATA (Fashion-MNIST folder),
@@ -82,15 +83,14 @@ fi
 echo "CPU: $model_name, $(nproc) cores available"
 echo "peak: $fpc f32 FLOP/cycle/core [$fpc_why] x ${clock_mhz} MHz [$clock_why] x threads"
 
-best_of() { # prints the best samples_per_s of REPEAT runs of "$@" (a JSON line each) or nothing
-	local best="" out v i
-	for ((i = 0; i < REPEAT; i++)); do
-		if ! out=$("$@" 2>"$tmp/err"); then
-			echo "compute.sh: failed: $*" >&2
-			tail -n 5 "$tmp/err" >&2
-			return 0
-		fi
-		v=$(printf '%s\n' "$out" | $PY -c '
+one_run() { # prints the samples_per_s of one run of "$@" (JSON lines; the last one counts), or nothing
+	local out
+	if ! out=$("$@" 2>"$tmp/err"); then
+		echo "compute.sh: failed: $*" >&2
+		tail -n 5 "$tmp/err" >&2
+		return 0
+	fi
+	printf '%s\n' "$out" | $PY -c '
 import json, sys
 v = None
 for line in sys.stdin:
@@ -99,13 +99,17 @@ for line in sys.stdin:
         rec = json.loads(line)
         if rec.get("samples_per_s") is not None:
             v = rec["samples_per_s"]
-print("" if v is None else v)')
-		[[ -n "$v" ]] || continue
-		if [[ -z "$best" ]] || $PY -c "import sys; sys.exit(0 if $v > $best else 1)"; then
-			best=$v
-		fi
-	done
-	printf '%s' "$best"
+print("" if v is None else v)'
+}
+
+better() { # the larger of two figures, either possibly empty
+	if [[ -z "$1" ]]; then
+		printf '%s' "$2"
+	elif [[ -z "$2" ]] || $PY -c "import sys; sys.exit(0 if $1 >= $2 else 1)"; then
+		printf '%s' "$1"
+	else
+		printf '%s' "$2"
+	fi
 }
 
 nsplit_run() { # threads batch -> the last samples_per_s of --metrics, as a JSON line
@@ -135,13 +139,16 @@ for t in $THREADS; do
 	for b in $BATCHES; do
 		name="${MODEL%%:*} b$b t$t"
 		echo "running: $name" >&2
-		n=""
-		((nsplit_ok)) && n=$(best_of nsplit_run "$t" "$b")
-		tr=$(best_of $PY "$ROOT/scripts/bench/torch_mlp.py" --model "$MODEL" --data "$DATA" \
-			--threads "$t" --batch "$b")
-		d=""
-		[[ -n "$DNNL" ]] && d=$(best_of "$DNNL" \
-			--dims "${MODEL#mlp:}" --data "$DATA" --threads "$t" --batch "$b")
+		# The three take turns, run after run: the machine's pace drifts over minutes, and runs
+		# of one side in a block of their own met another pace than the other sides' blocks.
+		n="" tr="" d=""
+		for ((i = 0; i < REPEAT; i++)); do
+			((nsplit_ok)) && n=$(better "$n" "$(one_run nsplit_run "$t" "$b")")
+			tr=$(better "$tr" "$(one_run $PY "$ROOT/scripts/bench/torch_mlp.py" --model "$MODEL" \
+				--data "$DATA" --threads "$t" --batch "$b")")
+			[[ -n "$DNNL" ]] && d=$(better "$d" "$(one_run "$DNNL" --dims "${MODEL#mlp:}" --data "$DATA" \
+				--threads "$t" --batch "$b")")
+		done
 		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$t" "$b" "${n:-}" "${tr:-}" "${d:-}" >>"$results"
 	done
 done

@@ -7,13 +7,17 @@
 #   mlp-peers4: the same over 4 peers (40 rounds, 1f1b, the demo) >= 0.885; measured 0.8947
 #   mlp-fast-stale1: the same over 4 peers under Fast N-split with staleness 1 (forwards a batch
 #   ahead of the updates, weight stashing) >= 0.88
-#   cnn: conv32-pool-conv64-pool-dense128, Adam lr 0.001 (cosine decay), batch 64, 5 epochs >= 0.90
+#   cnn: conv32-pool-conv64-pool-dense128, Adam lr 0.001, batch 64, 5 epochs, the rate cut to a
+#   tenth for the fifth epoch >= 0.91
 # The accuracy is the "final" line of --metrics, not the best epoch.
 # The bars, from the same recipes measured here:
 #   mlp: nsplit 0.8944 (seed 1); PyTorch 1.13 0.8918 (seed 1).
-#   cnn: nsplit at constant lr 0.9017 (seed 1), PyTorch 0.896 and 0.904 (seeds 1, 2); with the
-#   cosine decay nsplit reaches 0.9072, 0.9089, 0.9120, 0.9104 (seeds 1-4). 0.91, the first plan,
-#   is where the seeds straddle, so the bar is 0.90: a broken kernel or optimizer falls far below.
+#   cnn: with the step, 0.9128, 0.9128, 0.9149, 0.9150, 0.9160, 0.9160 (seeds 1-6, one thread);
+#   0.9122, 0.9134, 0.9163 (seeds 1-3, two threads, as here); PyTorch 0.9080 and 0.9044 (seeds
+#   1, 2; its default initialisation is smaller than nsplit's He-uniform).
+#   At constant lr nsplit gave 0.9017 (seed 1) and PyTorch 0.896 and 0.904 (seeds 1, 2); a cosine
+#   decay 0.9072-0.9120 (seeds 1-4), straddling 0.91; cutting after epoch 3 instead of 4, 0.909.
+#   The fifth epoch at a tenth of the rate settles what four epochs at full rate fitted.
 set -euo pipefail
 
 NSPLIT=${1:?usage: accuracy.sh NSPLIT_BINARY mlp|cnn|mlp-peers4|mlp-fast-stale1 [DATA_DIR]}
@@ -40,9 +44,10 @@ mlp-fast-stale1)
 		--lr-schedule cosine --momentum 0.9 --seed 1 --schedule fast --staleness 1)
 	;;
 cnn)
-	want=0.90
+	want=0.91
 	args=(--model "conv:32x3x3,relu,maxpool:2,conv:64x3x3,relu,maxpool:2,flatten,dense:128,relu,dense:10"
-		--epochs 5 --batch 64 --optimizer adam --lr 0.001 --lr-schedule cosine --seed 1)
+		--epochs 5 --batch 64 --optimizer adam --lr 0.001 --lr-schedule step --lr-step 4 --lr-gamma 0.1
+		--seed 1)
 	;;
 *)
 	echo "accuracy.sh: unknown case '$CASE' (mlp, cnn, mlp-peers4 or mlp-fast-stale1)" >&2

@@ -230,7 +230,7 @@ static void free_bufs(struct side *s)
 
 static int dead(struct side *s)
 {
-	return fail(s, "peer %d: peer %d stopped answering (%s)", s->self, nsl_link_dead_peer(s->link),
+	return fail(s, "peer %d stopped answering (%s)", nsl_link_dead_peer(s->link),
 		    nsl_error_last());
 }
 

@@ -22,10 +22,29 @@ static int copy_value(const char *path, const char *sec, const char *key, const 
 	return 0;
 }
 
-static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec, struct nsl_cluster_peer *p)
+/* port-to-Q: the point-to-point port to peer Q of a mesh. */
+static int parse_port_to(const char *path, const char *sec, int self, int npeers, const char *k, const char *v,
+			 struct nsl_cluster_peer *p)
 {
-	struct rte_cfgfile_entry e[16];
-	int n = rte_cfgfile_section_entries(cfg, sec, e, 16), rc = 0;
+	int q, used;
+	char tail;
+
+	if (sscanf(k, "port-to-%d%n%c", &q, &used, &tail) != 1 || q < 0 || q >= npeers || q == self)
+		return nsl_error_set(EINVAL, "%s: [%s] %s: a mesh names its ports port-to-Q, Q another peer (0 to %d)", path,
+				     sec, k, npeers - 1);
+	if (npeers > NSL_CLUSTER_MESH_MAX)
+		return nsl_error_set(EINVAL, "%s: [%s] %s: a mesh joins at most %d peers (a port to each other one, and a "
+				     "peer drives at most %d ports); for %d, give each peer one port reaching all", path,
+				     sec, k, NSL_CLUSTER_MESH_MAX, NSL_CLUSTER_MESH_MAX - 1, npeers);
+	p->mesh = true;
+	return copy_value(path, sec, k, v, p->port_to[q]);
+}
+
+static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec, int self, int npeers,
+		      struct nsl_cluster_peer *p)
+{
+	struct rte_cfgfile_entry e[32];
+	int n = rte_cfgfile_section_entries(cfg, sec, e, 32), rc = 0;
 
 	if (n < 0)
 		return nsl_error_set(EINVAL, "%s: cannot read section [%s]", path, sec);
@@ -41,6 +60,8 @@ static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec
 			rc = copy_value(path, sec, k, v, p->port_next);
 		else if (strcmp(k, "port-prev") == 0)
 			rc = copy_value(path, sec, k, v, p->port_prev);
+		else if (strncmp(k, "port-to-", 8) == 0)
+			rc = parse_port_to(path, sec, self, npeers, k, v, p);
 		else if (strcmp(k, "mac") == 0) {
 			if (sscanf(v, "%x:%x:%x:%x:%x:%x%c", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &tail) != 6)
 				rc = nsl_error_set(EINVAL, "%s: [%s] mac = %s is not a MAC address (02:00:00:00:00:01)", path,
@@ -67,18 +88,24 @@ static int parse_peer(const char *path, struct rte_cfgfile *cfg, const char *sec
 			if ((rc = nsl_cli_int("cores", v, 1, 4096, &p->cores)) < 0)
 				rc = nsl_error_prefix(rc, "%s: [%s]", path, sec);
 		} else {
-			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, mac, ip, mem-limit, "
-					   "speed, host, cores)", path, sec, k);
+			rc = nsl_error_set(EINVAL, "%s: [%s] has an unknown key %s (port, port-next, port-prev, port-to-Q, mac, "
+					   "ip, mem-limit, speed, host, cores)", path, sec, k);
 		}
 	}
+	if (n == 32 && rc == 0)
+		rc = nsl_error_set(EINVAL, "%s: [%s] has 32 keys or more; a peer takes at most %d", path, sec, 31);
 	if (p->speed == 0)
 		p->speed = 1;
-	if (rc == 0 && !*p->port && !*p->port_next)
-		rc = nsl_error_set(EINVAL, "%s: [%s] names no port: give port = DEVARGS, or port-next and port-prev", path,
-				   sec);
-	if (rc == 0 && *p->port && (*p->port_next || *p->port_prev))
-		rc = nsl_error_set(EINVAL, "%s: [%s] gives both port and port-next/port-prev; one port reaches every peer, "
-				   "or one port per neighbour, not both", path, sec);
+	if (rc == 0 && !*p->port && !*p->port_next && !p->mesh)
+		rc = nsl_error_set(EINVAL, "%s: [%s] names no port: give port = DEVARGS, port-next and port-prev, or "
+				   "port-to-Q for every other peer Q", path, sec);
+	if (rc == 0 && (!!*p->port + !!(*p->port_next || *p->port_prev) + p->mesh) > 1)
+		rc = nsl_error_set(EINVAL, "%s: [%s] mixes port, port-next/port-prev and port-to-Q; give one port reaching "
+				   "every peer, one per neighbour, or one to every other peer, not several", path, sec);
+	for (int q = 0; rc == 0 && p->mesh && q < npeers; q++)
+		if (q != self && !*p->port_to[q])
+			rc = nsl_error_set(EINVAL, "%s: [%s] is in a mesh but has no port-to-%d; a mesh needs a port to every "
+					   "other peer", path, sec, q);
 	return rc;
 }
 
@@ -225,8 +252,13 @@ int nsl_cluster_load(const char *path, struct nsl_cluster *c)
 			rc = nsl_error_set(EINVAL, "%s: %d peer sections but no [%s]; name them peer0 to peer%d", path,
 					   c->npeers, sec, c->npeers - 1);
 		else
-			rc = parse_peer(path, cfg, sec, &c->peers[i]);
+			rc = parse_peer(path, cfg, sec, i, c->npeers, &c->peers[i]);
 	}
+	for (int i = 1; i < c->npeers && rc == 0; i++)
+		if (c->peers[i].mesh != c->peers[0].mesh)
+			rc = nsl_error_set(EINVAL, "%s: [peer%d] %s a mesh (port-to-Q) and [peer%d] %s; in a mesh every peer "
+					   "has a port to every other", path, 0, c->peers[0].mesh ? "is in" : "is not in", i,
+					   c->peers[i].mesh ? "is" : "is not");
 	if (rc == 0)
 		rc = number_hosts(path, c);
 	if (rc == 0)

@@ -10,6 +10,8 @@
  *   port = net_af_packet0,iface=veth0   ; one port reaching every peer (a bridge, a switch), or
  *   port-next = ...       ; point-to-point ports: the one to peer i + 1 and the one from i - 1
  *   port-prev = ...       ; (memif: a connection per pair; with 2 peers port-next alone)
+ *   port-to-2 = ...       ; or a mesh: a point-to-point port to every other peer (port-to-Q for
+ *                         ;   each Q), which Fast N-split needs; at most 9 peers
  *   mac = 02:00:00:00:00:01   ; this peer's MAC (default: broadcast to it)
  *   ip = 10.77.0.1        ; its IPv4 address (default 10.77.0.<i + 1>)
  *   mem-limit = 2G        ; its memory budget (default none)
@@ -30,11 +32,15 @@
 #include "plan.h"
 
 #define NSL_CLUSTER_VALUE_LEN 256
+/* A mesh gives each peer a port to every other, and a link drives at most 8 ports. */
+#define NSL_CLUSTER_MESH_MAX 9
 
 struct nsl_cluster_peer {
 	char port[NSL_CLUSTER_VALUE_LEN];
 	char port_next[NSL_CLUSTER_VALUE_LEN];
 	char port_prev[NSL_CLUSTER_VALUE_LEN];
+	char port_to[NSL_CLUSTER_MESH_MAX][NSL_CLUSTER_VALUE_LEN]; /* a mesh: port-to-Q */
+	bool mesh;                /* any port-to-Q given */
 	uint8_t mac[6];
 	bool has_mac;
 	uint32_t ip;              /* host order; 0 = default */

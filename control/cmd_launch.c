@@ -2,7 +2,8 @@
 /*
  * `nsplit launch --peers N --transport memif [train options]`: N local processes, one peer each,
  * in a ring of memif connections (peer i is the server of the link to i + 1 and the client of
- * the link from i - 1). It writes the cluster file, starts `nsplit train --cluster F --rank i`
+ * the link from i - 1), or under Fast N-split, where every role messages every other, a mesh (a
+ * connection per pair of peers, the lower-numbered one serving). It writes the cluster file, starts `nsplit train --cluster F --rank i`
  * for every i, forwards signals, and when one peer fails gives the others a few seconds to stop
  * on their own (they should, within 2) before it stops them.
  */
@@ -11,6 +12,7 @@
 #include <ftw.h>
 #include <glob.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 
 #include "nsplit/error.h"
 #include "cli.h"
+#include "cluster.h"
 #include "commands.h"
 #include "progress.h"
 
@@ -40,14 +43,15 @@ static void usage(FILE *f)
 	      "the multi-process counterpart of `nsplit train --peers N`. Every other option is\n"
 	      "`nsplit train`'s (see nsplit train --help) and goes to every peer; peer 0 evaluates\n"
 	      "and writes --save-weights and --metrics.\n"
-	      "  --peers N          processes (2 to 64)\n"
+	      "  --peers N          processes (2 to 64; 2 to 9 with --schedule fast, whose peers\n"
+	      "                     all talk to each other: a memif link between every two)\n"
 	      "  --transport memif  how they talk (memif, the only one for local processes)\n"
 	      "  --keep DIR         write the cluster file and memif sockets in DIR and keep them\n"
 	      "                     (default a temporary folder, removed at the end)\n",
 	      f);
 }
 
-static int write_cluster(const char *dir, int n)
+static int write_cluster(const char *dir, int n, bool mesh)
 {
 	char path[4200];
 	FILE *f;
@@ -55,20 +59,40 @@ static int write_cluster(const char *dir, int n)
 	snprintf(path, sizeof(path), "%s/cluster.ini", dir);
 	if ((f = fopen(path, "w")) == NULL)
 		return nsl_error_set(errno, "cannot write %s: %s", path, strerror(errno));
-	fprintf(f, "; written by nsplit launch: %d peers in a ring of memif connections\n[job]\n", n);
+	fprintf(f, "; written by nsplit launch: %d peers in a %s of memif connections\n[job]\n", n, mesh ? "mesh" : "ring");
 	for (int i = 0; i < n; i++) {
 		fprintf(f, "[peer%d]\n", i);
-		if (n == 2)
+		if (mesh) {
+			for (int q = 0, k = 0; q < n; q++)
+				if (q != i)
+					fprintf(f, "port-to-%d = net_memif%d,role=%s,socket=%s/link-%d-%d.sock,socket-abstract=no\n",
+						q, k++, i < q ? "server" : "client", dir, i < q ? i : q, i < q ? q : i);
+		} else if (n == 2) {
 			fprintf(f, "port-next = net_memif0,role=%s,socket=%s/link-0.sock,socket-abstract=no\n",
 				i == 0 ? "server" : "client", dir);
-		else
+		} else {
 			fprintf(f, "port-next = net_memif0,role=server,socket=%s/link-%d.sock,socket-abstract=no\n"
 				   "port-prev = net_memif1,role=client,socket=%s/link-%d.sock,socket-abstract=no\n",
 				dir, i, dir, (i + n - 1) % n);
+		}
 	}
 	if (fclose(f) != 0)
 		return nsl_error_set(errno, "cannot write %s: %s", path, strerror(errno));
 	return 0;
+}
+
+/* Whether the train options ask for Fast N-split, whose roles message each other all to all. */
+static bool wants_fast(int argc, char **argv)
+{
+	bool fast = false;
+
+	for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--schedule") == 0 && i + 1 < argc)
+			fast = strcmp(argv[++i], "fast") == 0;
+		else if (strncmp(argv[i], "--schedule=", 11) == 0)
+			fast = strcmp(argv[i] + 11, "fast") == 0;
+	}
+	return fast;
 }
 
 static pid_t spawn(const char *cluster, int rank, int argc, char **argv)
@@ -182,6 +206,7 @@ static int wait_peers(pid_t *pids, int n)
 int nsl_cmd_launch(int argc, char **argv)
 {
 	int n = 0, rc, pass = 0;
+	bool mesh;
 	const char *transport = "memif", *keep = NULL;
 	char dir[4096], cluster[4200];
 	char **rest = calloc((size_t)argc + 1, sizeof(char *));
@@ -235,6 +260,14 @@ int nsl_cmd_launch(int argc, char **argv)
 		free(rest);
 		return 2;
 	}
+	mesh = wants_fast(pass, rest);
+	if (mesh && n > NSL_CLUSTER_MESH_MAX) {
+		fprintf(stderr, "nsplit launch: Fast N-split over memif needs a connection between every two peers, and a "
+				"peer drives at most %d: give --peers %d or fewer\n", NSL_CLUSTER_MESH_MAX - 1,
+			NSL_CLUSTER_MESH_MAX);
+		free(rest);
+		return 2;
+	}
 	if (keep != NULL) {
 		snprintf(dir, sizeof(dir), "%s", keep);
 		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -251,7 +284,7 @@ int nsl_cmd_launch(int argc, char **argv)
 		}
 	}
 	snprintf(cluster, sizeof(cluster), "%s/cluster.ini", dir);
-	if (write_cluster(dir, n) < 0) {
+	if (write_cluster(dir, n, mesh) < 0) {
 		free(rest);
 		return nsl_cli_fail("launch");
 	}

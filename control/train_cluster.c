@@ -31,6 +31,8 @@
 #define HEARTBEAT_MS 100
 #define DEFAULT_PEER_TIMEOUT_MS 750
 #define LINGER_S 0.3
+/* Ports one process opens: a ring's two, or a mesh's one to every other peer. */
+#define NPORTS (NSL_CLUSTER_MESH_MAX - 1)
 
 static struct job *signalled;
 
@@ -91,14 +93,36 @@ static int check_hello(int from, const char *mine, const char *msg, uint64_t len
 			     nd ? diff : "the same values in another form (another nsplit version?)");
 }
 
-/* Each neighbour's first message in each direction is its hello. */
+/*
+ * The peers this one greets and says goodbye to: its ring neighbours, or under Fast N-split every
+ * other peer, since any two may share a connection there (a mesh's memif pair) and neither may
+ * hang up while the other still polls it.
+ */
+static int partners(const struct peer *p, int who[NSL_FAST_MAX_ROLES])
+{
+	const int n = p->job->npeers;
+	int nb = 0;
+
+	if (p->job->fast) {
+		for (int q = 0; q < n; q++)
+			if (q != p->rank)
+				who[nb++] = q;
+		return nb;
+	}
+	who[nb++] = (p->rank + 1) % n;
+	if ((p->rank + n - 1) % n != who[0])
+		who[nb++] = (p->rank + n - 1) % n;
+	return nb;
+}
+
+/* Each partner's first message in each direction is its hello. */
 static int hello(struct peer *p, double timeout_s)
 {
 	struct job *j = p->job;
-	const int n = j->npeers, who[2] = { (p->rank + 1) % n, (p->rank + n - 1) % n };
-	const int nb = who[0] == who[1] ? 1 : 2;
-	char *buf = nsl_dp_alloc(HELLO_MAX * 3, 64);
-	struct nsl_msg slot[2], out[2], *done[4];
+	int who[NSL_FAST_MAX_ROLES];
+	const int nb = partners(p, who);
+	char *buf = nsl_dp_alloc(HELLO_MAX * (size_t)(nb + 1), 64);
+	struct nsl_msg slot[NSL_FAST_MAX_ROLES], out[NSL_FAST_MAX_ROLES], *done[4];
 	int got = 0, sent = 0, rc = 0, len;
 	double t0 = nsl_now();
 
@@ -122,24 +146,33 @@ static int hello(struct peer *p, double timeout_s)
 			break;
 		}
 		if (nsl_now() - t0 > timeout_s) {
+			int silent = 0;
+
+			/* Name a peer whose hello has not come, or that has not taken ours. */
+			while (silent < nb - 1 && slot[silent].status == 1 && out[silent].status == 1)
+				silent++;
 			rc = nsl_error_set(ETIMEDOUT, "no hello from peer %d within %.0f s: is it running, with the same "
 					   "cluster file, and can its port reach this one's? (--connect-timeout)",
-					   got < nb ? who[got] : who[sent], timeout_s);
+					   who[silent], timeout_s);
 			break;
 		}
 		if ((rc = nsl_link_poll(p->link)) < 0)
 			break;
 		rc = 0;
 		k = nsl_link_recv(p->link, done, 4);
-		for (unsigned i = 0; i < k && rc == 0; i++, got++)
+		for (unsigned i = 0; i < k && rc == 0; i++, got++) {
 			rc = done[i]->status < 0 ? nsl_error_set(done[i]->status, "peer %u's hello: %s", done[i]->peer,
 								 strerror(-done[i]->status))
 						 : check_hello(done[i]->peer, config, done[i]->data, done[i]->len);
+			done[i]->status = 1;    /* marks it come, for the timeout's message */
+		}
 		k = nsl_link_sent(p->link, done, 4);
-		for (unsigned i = 0; i < k && rc == 0; i++, sent++)
+		for (unsigned i = 0; i < k && rc == 0; i++, sent++) {
 			if (done[i]->status < 0)
 				rc = nsl_error_set(done[i]->status, "hello to peer %u: %s", done[i]->peer,
 						   strerror(-done[i]->status));
+			done[i]->status = 1;
+		}
 		nsl_idle_after(&p->idle, (int)k);
 	}
 	if (rc < 0 && nsl_link_aborted(p->link, NULL))
@@ -278,21 +311,26 @@ static int gather_stages(struct peer *p, struct nsl_chain *c)
 }
 
 /*
- * Goodbye: one last message each way with every neighbour. Once a neighbour's has come, it sent
+ * Goodbye: one last message each way with every partner. Once a partner's has come, it sent
  * everything; lingering a little answers its probes if our ack of its goodbye was lost.
  */
 static int goodbye(struct peer *p)
 {
-	const int n = p->job->npeers, who[2] = { (p->rank + 1) % n, (p->rank + n - 1) % n };
-	const int nb = who[0] == who[1] ? 1 : 2;
-	uint8_t *mem = nsl_dp_alloc(3 * 64, 64);
-	struct rxbuf in[2] = { { .data = mem + 64, .cap = 64 }, { .data = mem + 128, .cap = 64 } };
-	struct txmsg out[2] = { 0 };
+	int who[NSL_FAST_MAX_ROLES];
+	const int nb = partners(p, who);
+	uint8_t *mem = nsl_dp_alloc(64 * (size_t)(nb + 1), 64);
+	struct rxbuf in[NSL_FAST_MAX_ROLES];
+	struct txmsg out[NSL_FAST_MAX_ROLES];
 	int rc = mem == NULL ? -ENOMEM : 0;
 	double t0;
 
-	for (int i = 0; i < nb && rc == 0; i++)
+	memset(in, 0, sizeof(in));
+	memset(out, 0, sizeof(out));
+	for (int i = 0; i < nb && rc == 0; i++) {
+		in[i].data = mem + 64 * (i + 1);
+		in[i].cap = 64;
 		rc = post(p, &in[i], who[i]);
+	}
 	for (int i = 0; i < nb && rc == 0; i++)
 		rc = nsl_peer_send(p, &out[i], who[i], NSL_MSG_CONTROL, mem, 1, 0, 0, p->job->rounds, 0);
 	for (int i = 0; i < nb && rc == 0; i++)
@@ -331,26 +369,33 @@ static int give_up(struct peer *p, int rc)
 	return nsl_error_set(rc, "%s; the last round completed was %u of %d", p->err, last, p->job->rounds);
 }
 
-static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_port *ports[2])
+static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_port *ports[NPORTS])
 {
 	const int n = cl->npeers, next = (p->rank + 1) % n, prev = (p->rank + n - 1) % n;
 	const struct nsl_cluster_peer *me = &cl->peers[p->rank];
 	const struct nsl_port_conf pc = { .connect_wait_ms = p->job->o->connect_timeout_s * 1000 };
 
-	if (p->job->fast && !*me->port)
+	if (p->job->fast && !*me->port && !me->mesh)
 		return nsl_error_set(EINVAL, "[peer%d]: Fast N-split has every peer message every other: give each peer "
-				     "one port reaching all (a bridge, a switch: port = ...), not port-next/port-prev",
-				     p->rank);
+				     "one port reaching all (a bridge, a switch: port = ...) or a port to every other "
+				     "(port-to-Q), not port-next/port-prev", p->rank);
 	if (*me->port) {
 		if ((ports[0] = nsl_port_open(me->port, &pc)) == NULL)
 			return -EINVAL;
 		p->port_next = p->port_prev = ports[0];
-		for (int q = 0; q < n && p->job->fast; q++) {
+		for (int q = 0; q < n && p->job->fast; q++)
 			p->port_to[q] = ports[0];
-			if ((p->mac_to_set[q] = cl->peers[q].has_mac))
-				memcpy(p->mac_to[q], cl->peers[q].mac, 6);
-			p->ip_to[q] = cl->peers[q].ip;
+	} else if (me->mesh) {
+		/* ports[] holds the mesh's ports in peer order, this peer skipped. */
+		for (int q = 0, k = 0; q < n; q++) {
+			if (q == p->rank)
+				continue;
+			if ((ports[k] = nsl_port_open(me->port_to[q], &pc)) == NULL)
+				return -EINVAL;
+			p->port_to[q] = ports[k++];
 		}
+		p->port_next = p->port_to[next];
+		p->port_prev = p->port_to[prev];
 	} else {
 		if ((ports[0] = nsl_port_open(me->port_next, &pc)) == NULL)
 			return -EINVAL;
@@ -364,6 +409,11 @@ static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_p
 			p->port_prev = ports[1];
 		}
 	}
+	for (int q = 0; q < n && p->job->fast; q++) {
+		if ((p->mac_to_set[q] = cl->peers[q].has_mac))
+			memcpy(p->mac_to[q], cl->peers[q].mac, 6);
+		p->ip_to[q] = cl->peers[q].ip;
+	}
 	if ((p->mac_next_set = cl->peers[next].has_mac))
 		memcpy(p->mac_next, cl->peers[next].mac, 6);
 	if ((p->mac_prev_set = cl->peers[prev].has_mac))
@@ -373,7 +423,7 @@ static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_p
 	p->ip_self = me->ip;
 	/* Clients first: a server comes up only when its client, in another process, connects. */
 	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < NPORTS; i++)
 			if (ports[i] != NULL && nsl_port_is_memif_client(ports[i]) == (pass == 0)) {
 				int rc = nsl_port_wait_up(ports[i], p->job->o->connect_timeout_s * 1000);
 
@@ -389,11 +439,11 @@ static int open_ports(struct peer *p, const struct nsl_cluster *cl, struct nsl_p
  * (they finish within moments of each other: the goodbye ended for all at once), then servers
  * hang up first and clients, which wait for that in nsl_port_close, after.
  */
-static void close_ports(struct nsl_port *ports[2])
+static void close_ports(struct nsl_port *ports[NPORTS])
 {
 	usleep(200000);
 	for (int pass = 0; pass < 2; pass++)
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < NPORTS; i++)
 			if (ports[i] != NULL && nsl_port_is_memif_client(ports[i]) == (pass == 1)) {
 				nsl_port_close(ports[i]);
 				ports[i] = NULL;
@@ -437,12 +487,12 @@ static void *peer_thread(void *arg)
 	return NULL;
 }
 
-static void print_counters(const struct peer *p, struct nsl_port *ports[2])
+static void print_counters(const struct peer *p, struct nsl_port *ports[NPORTS])
 {
 	if (p->link == NULL)
 		return;
 	nsl_link_print_stats(p->link, stdout);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NPORTS; i++)
 		if (ports[i] != NULL)
 			nsl_port_print_xstats(ports[i], stdout);
 }
@@ -469,7 +519,7 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_s
 {
 	struct peer p = { .job = j, .rank = rank, .budget = cl->peers[rank].mem_limit ? cl->peers[rank].mem_limit
 											       : j->o->mem_limit };
-	struct nsl_port *ports[2] = { NULL, NULL };
+	struct nsl_port *ports[NPORTS] = { NULL };
 	struct run r = { .p = &p };
 	struct nsl_job_watch watch;
 	struct nsl_eal_conf ec = { .mem_mb = nsl_job_dp_mem_mb(j, 1), .huge = j->o->huge,
@@ -480,6 +530,8 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_s
 
 	/* Virtual devices are named net_...; anything else is a NIC's PCI address (0000:3b:00.0). */
 	ec.pci = is_pci(cl->peers[rank].port) || is_pci(cl->peers[rank].port_next) || is_pci(cl->peers[rank].port_prev);
+	for (int q = 0; q < cl->npeers && cl->peers[rank].mesh; q++)
+		ec.pci = ec.pci || is_pci(cl->peers[rank].port_to[q]);
 	if ((rc = nsl_eal_init(&ec)) < 0)
 		return rc;
 	j->peers = &p;

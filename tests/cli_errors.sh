@@ -51,6 +51,15 @@ expect 1 'is not a MAC address' -- "$nsplit" train --cluster "$work/mac.ini" --r
 expect 1 'no [peer1]' -- "$nsplit" train --cluster "$work/gap.ini" --rank 0
 expect 1 'is not a size' -- "$nsplit" train --cluster "$work/mem.ini" --rank 0
 expect 2 'but '"$work"'/two.ini describes 2 peers' -- "$nsplit" train --cluster "$work/two.ini" --rank 0 --peers 3
+printf '[peer0]\nport-to-1 = net_null0\n[peer1]\nport-to-0 = net_null1\nport-to-1 = net_null2\n' >"$work/meshself.ini"
+printf '[peer0]\nport-to-1 = net_null0\n[peer1]\nport-to-0 = net_null1\n[peer2]\nport-to-0 = net_null2\n' >"$work/meshgap.ini"
+printf '[peer0]\nport-to-1 = net_null0\n[peer1]\nport = net_null1\n' >"$work/meshmix.ini"
+printf '[peer0]\nport = net_null0\nport-to-1 = net_null1\n[peer1]\nport = net_null1\n' >"$work/meshboth.ini"
+expect 1 'port-to-1: a mesh names its ports port-to-Q, Q another peer (0 to 1)' -- "$nsplit" train --cluster "$work/meshself.ini" --rank 0
+expect 1 '[peer0] is in a mesh but has no port-to-2' -- "$nsplit" train --cluster "$work/meshgap.ini" --rank 0
+expect 1 '[peer0] is in a mesh (port-to-Q) and [peer1] is not' -- "$nsplit" train --cluster "$work/meshmix.ini" --rank 0
+expect 1 '[peer0] mixes port, port-next/port-prev and port-to-Q' -- "$nsplit" train --cluster "$work/meshboth.ini" --rank 0
+expect 2 'give --peers 9 or fewer' -- "$nsplit" launch --peers 10 --schedule fast
 expect 2 'give --peers N' -- "$nsplit" launch
 expect 2 'memif is the transport' -- "$nsplit" launch --peers 2 --transport ring
 expect 2 'is the launcher' -- "$nsplit" launch --peers 2 --rank 1

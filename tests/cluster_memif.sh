@@ -7,6 +7,8 @@
 #     process, net_ring) bitwise, and those of the single-peer reference replaying the 3-peer
 #     sample sequence: MLP under 1f1b and gpipe, CNN (adam) under 1f1b, cuts at odd places,
 #     one epoch of 6,000 samples, one compute thread per peer
+#     and Fast N-split (4 peers, pools 2:2, staleness 1) over a mesh of memif connections (every
+#     pair of peers joined: forward and backward roles message each other all to all)
 #  2. hello: a peer started with another batch size is refused, and the message says so
 #  3. failure: killing one of 3 peers mid-round makes the other two exit non-zero within 2 s,
 #     naming the lost peer and the last round completed
@@ -70,6 +72,18 @@ for c in "${cases[@]}"; do
 	train "$tmp/$name-ref.st" train --peers 1 --replay-peers 3 "${ref[@]}" || continue
 	nsl_check_weights "$name: 3 processes over memif = reference replaying their samples" "$tmp/$name-ref.st" "$tmp/$name-launch.st"
 done
+FAST=(--model "$MLP" --schedule fast --pools 2:2 --staleness 1 --micro-batch 16 --optimizer sgd --lr 0.02 --momentum 0.9)
+if train "$tmp/fast-launch.st" launch --peers 4 --transport memif "${FAST[@]}" &&
+	train "$tmp/fast-ring.st" train --peers 4 "${FAST[@]}"; then
+	nsl_check_weights "fast 2:2: 4 processes over a memif mesh = 4 peers in one process" "$tmp/fast-ring.st" \
+		"$tmp/fast-launch.st"
+	# Peer 0 (a forward role) talks to peer 2, no ring neighbour of it, over their own connection.
+	awk '/^peer 0: copied/ { own = 1; next } /^[^ ]/ { own = 0 } own' "$tmp/fast-launch.st.log" |
+		grep -q "to/from peer 2: msgs [1-9]" || {
+		echo "FAIL: peer 0 of the Fast N-split job exchanged no messages with peer 2"
+		failed=1
+	}
+fi
 grep -q "peer 1: copied by nsplit: 0 B on send" "$tmp/mlp-1f1b-launch.st.log" || {
 	echo "FAIL: peer 1 did not report its link counters (or copied on send)"
 	failed=1

@@ -36,9 +36,13 @@ static void sgd_update(const struct nsl_optim_config *c, float lr, uint64_t t, f
 	}
 }
 
-/* Shared by adam and adamw; `l2` is the weight decay folded into the gradient (adam only). */
+/*
+ * Shared by adam and adamw: `l2` is the weight decay folded into the gradient (adam), `decay`
+ * the factor on the weights before the step (adamw's decoupled decay; 1 for adam, exact). One
+ * pass, where adamw's decay used to take a serial pass of its own.
+ */
 static void adam_core(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
-		      const float *g, float *const *state, size_t n, float l2)
+		      const float *g, float *const *state, size_t n, float l2, float decay)
 {
 	const float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
 	const float bc1 = 1.0f - powf(b1, (float)t);
@@ -52,24 +56,20 @@ static void adam_core(const struct nsl_optim_config *c, float lr, uint64_t t, fl
 
 		m[i] = b1 * m[i] + (1.0f - b1) * d;
 		v[i] = b2 * v[i] + (1.0f - b2) * d * d;
-		w[i] = w0[i] - step * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
+		w[i] = w0[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_sqrt_bc2 + eps);
 	}
 }
 
 static void adam_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
 			const float *g, float *const *state, size_t n)
 {
-	adam_core(c, lr, t, w, w0, g, state, n, c->weight_decay);
+	adam_core(c, lr, t, w, w0, g, state, n, c->weight_decay, 1.0f);
 }
 
 static void adamw_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,
 			 const float *g, float *const *state, size_t n)
 {
-	const float decay = 1.0f - lr * c->weight_decay;
-
-	for (size_t i = 0; i < n; i++)
-		w[i] = w0[i] * decay;
-	adam_core(c, lr, t, w, w, g, state, n, 0.0f);
+	adam_core(c, lr, t, w, w0, g, state, n, 0.0f, 1.0f - lr * c->weight_decay);
 }
 
 static void none_update(const struct nsl_optim_config *c, float lr, uint64_t t, float *w, const float *w0,

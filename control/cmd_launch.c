@@ -3,9 +3,10 @@
  * `nsplit launch --peers N --transport memif [train options]`: N local processes, one peer each,
  * in a ring of memif connections (peer i is the server of the link to i + 1 and the client of
  * the link from i - 1), or under Fast N-split, where every role messages every other, a mesh (a
- * connection per pair of peers, the lower-numbered one serving). It writes the cluster file, starts `nsplit train --cluster F --rank i`
- * for every i, forwards signals, and when one peer fails gives the others a few seconds to stop
- * on their own (they should, within 2) before it stops them.
+ * connection per pair of peers, the lower-numbered one serving). It writes the cluster file,
+ * starts `nsplit train --cluster F --rank i` for every i, forwards signals, and when one peer
+ * fails gives the others a few seconds to stop on their own (they should, within 2) before it
+ * stops them.
  */
 #include <errno.h>
 #include <fcntl.h>

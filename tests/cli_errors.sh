@@ -110,6 +110,11 @@ expect 1 'plans model dense:64,relu,dense:32,relu,dense:10; this one is dense:32
 printf '[peer0]\nport = x\nhost = a\ncores = 1\n[peer1]\nport = y\nhost = a\n[peer2]\nport = z\nspeed = 2\n[link1-2]\nbandwidth-gbps = 1\nlatency-us = 50\n' >"$work/hosts.ini"
 expect 0 "the cluster file's hosts and links" -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/hosts.ini" --batch 32 --samples 640
 expect 0 'rotation order:' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/hosts.ini" --schedule fast
+# The shipped cluster files stay readable: each plans (its [job] is train's, not plan's, so
+# only the peers and links are read).
+for ini in "$(dirname "$0")"/../examples/*.ini; do
+	expect 0 'rotation order:' -- "$nsplit" plan --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$ini"
+done
 printf '[peer0]\nport = x\n[peer1]\nport = y\n[link0-5]\nbandwidth-gbps = 1\n' >"$work/link5.ini"
 expect 1 'link5.ini: [link0-5] is not [linkA-B] for two of peers 0 to 1' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --cluster "$work/link5.ini"
 printf '[peer0]\nport = x\nhost = a\ncores = 2\n[peer1]\nport = y\nhost = a\ncores = 3\n' >"$work/cores.ini"

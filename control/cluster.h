@@ -21,7 +21,7 @@
  *   [link0-1]             ; the link between peers 0 and 1, both ways (default: the cost file's)
  *   bandwidth-gbps = 25   ; Gbit/s
  *   latency-us = 12       ; microseconds
- * (host, cores and links are for nsplit plan and nsplit simulate: peers that are not this machine)
+ * (speed, host, cores and links are for nsplit plan, nsplit simulate and --split auto)
  */
 #ifndef NSL_CLUSTER_H
 #define NSL_CLUSTER_H

@@ -36,6 +36,9 @@ static int planned(struct job *j, const struct nsl_train_opts *o, int *F, int *B
 	c.slots = o->buffer > 0 ? o->buffer : NSL_FAST_BUFFER;
 	struct nsl_plan_req r = { .cost = &c, .npeers = o->peers, .objective = NSL_PLAN_FAST,
 				  .samples_per_shard = j->per_shard, .fwd = *F, .recompute = !o->fast_all };
+	double speed[NSL_PLAN_MAX_PEERS], budget[NSL_PLAN_MAX_PEERS];
+
+	nsl_job_plan_peers(j, &r, speed, budget);
 
 	/* A cluster's peers must all plan the same: none looks at its own CPUs. */
 	if (!o->cluster && sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < o->peers)

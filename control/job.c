@@ -11,6 +11,7 @@
 #include "evaluate.h"
 #include "peer.h"
 #include "cli.h"
+#include "cluster.h"
 #include "cost.h"
 #include "push.h"
 #include "plan.h"
@@ -78,14 +79,33 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+void nsl_job_plan_peers(const struct job *j, struct nsl_plan_req *r, double *speed, double *budget)
+{
+	const struct nsl_cluster *cl = j->cluster;
+
+	for (int q = 0; q < r->npeers; q++) {
+		const bool own = cl != NULL && q < cl->npeers && cl->peers[q].mem_limit;
+
+		speed[q] = cl != NULL && q < cl->npeers ? cl->peers[q].speed : 1;
+		budget[q] = (double)(own ? cl->peers[q].mem_limit : j->o->mem_limit);
+	}
+	r->speed = speed;
+	r->budget = budget;
+	if (cl != NULL) {
+		r->topo = nsl_cluster_topology(cl);
+		r->fixed_order = true;
+	}
+}
+
 /*
  * --split auto: the planner's split (plan.h), from --cost FILE, or from this machine's layers
  * measured now with a link as fast as net_ring's in one process (nsplit profile measures it).
+ * With --cluster, for the file's peers (nsl_job_plan_peers).
  */
 static int auto_split(struct job *j, const struct nsl_train_opts *o)
 {
 	struct nsl_cost c = { .micro = j->micro, .link_bw = 1e10, .link_lat = 5e-6 };
-	double budget[NSL_PLAN_MAX_PEERS];
+	double budget[NSL_PLAN_MAX_PEERS], speed[NSL_PLAN_MAX_PEERS];
 	struct nsl_plan p;
 	int rc;
 
@@ -116,12 +136,14 @@ static int auto_split(struct job *j, const struct nsl_train_opts *o)
 			r.cores = CPU_COUNT(&cpus);
 
 		c.slots = nsl_sched_most_in_flight(o->schedule, o->peers, (o->batch + j->micro - 1) / j->micro);
-		for (int q = 0; q < o->peers; q++)
-			budget[q] = (double)o->mem_limit;
+		nsl_job_plan_peers(j, &r, speed, budget);
 		if ((rc = nsl_plan_solve(&r, &p)) == 0) {
 			memcpy(j->starts, p.starts, sizeof(int) * (size_t)(o->peers + 1));
-			printf("--split auto: the planner's split, predicted %.0f samples/s (compute and links only)\n",
-			       p.samples_per_s);
+			printf("--split auto: the planner's split (at");
+			for (int s = 1; s < o->peers; s++)
+				printf("%s%d", s > 1 ? "," : " ", p.starts[s]);
+			printf("%s), predicted %.0f samples/s (compute and links only)\n",
+			       j->cluster ? "; the cluster file's peers in their order" : "", p.samples_per_s);
 		}
 	}
 	free(c.layer);

@@ -148,8 +148,11 @@ struct peer {
 
 #define FAST_TX_SLOTS 2
 
+struct nsl_cluster;
+
 struct job {
 	const struct nsl_train_opts *o;
+	const struct nsl_cluster *cluster;      /* --cluster: its peers and links (--split auto plans for them) */
 	struct nsl_model *model;
 	int npeers;
 	int starts[NSL_CHAIN_MAX_STAGES + 1];   /* the stages; Fast N-split: the backward pool's */
@@ -304,6 +307,16 @@ int nsl_job_plan(struct job *j, const struct nsl_train_opts *o, float *base_lr);
 
 /* MiB of DPDK heap that `peers_here` peers of the job need in one process. */
 size_t nsl_job_dp_mem_mb(const struct job *j, int peers_here);
+
+/*
+ * The peers a plan request is for (r->npeers of them; speed and budget hold as many): with
+ * --cluster the file's speeds, budgets (--mem-limit where a peer gives none), hosts and links,
+ * in the order the job runs them, stage s of round r on peer (r + s) mod N (r->fixed_order; the
+ * best order nsplit plan may print is applied only by renumbering the peers); else equal peers
+ * of --mem-limit each.
+ */
+struct nsl_plan_req;
+void nsl_job_plan_peers(const struct job *j, struct nsl_plan_req *r, double *speed, double *budget);
 
 /* What the peers' last stages saw in training, summed over the job. */
 struct nsl_job_totals {

@@ -284,7 +284,7 @@ static double factorial(int a)
 	return v;
 }
 
-/* The best order for a given split (every order when there are few, else by speed). */
+/* The best order for a given split (every order when there are few, else the peers' own). */
 static double best_order(const struct nsl_plan_req *r, const struct sums *s, const int *starts, int *order)
 {
 	const int n = r->npeers;
@@ -293,7 +293,7 @@ static double best_order(const struct nsl_plan_req *r, const struct sums *s, con
 
 	for (int p = 0; p < n; p++)
 		cur[p] = order[p] = p;
-	if (factorial(n - 1) > EXHAUSTIVE_LIMIT)
+	if (r->fixed_order || factorial(n - 1) > EXHAUSTIVE_LIMIT)
 		return evaluate(r, s, starts, order);
 	do {
 		double v = evaluate(r, s, starts, cur);
@@ -405,7 +405,8 @@ static double fast_pools(const struct nsl_plan_req *vr, const struct sums *s, in
 		out->starts[F] = L;
 		return evaluate(vr, s, out->starts, out->order);
 	}
-	if (binomial(L - 1, F - 1) * binomial(L - 1, B - 1) * factorial(n - 1) <= EXHAUSTIVE_LIMIT) {
+	if (binomial(L - 1, F - 1) * binomial(L - 1, B - 1) * (vr->fixed_order ? 1 : factorial(n - 1)) <=
+	    EXHAUSTIVE_LIMIT) {
 		int st[NSL_PLAN_MAX_PEERS + 1], order[NSL_PLAN_MAX_PEERS], f[NSL_PLAN_MAX_PEERS + 1], b[NSL_PLAN_MAX_PEERS + 1];
 
 		for (int k = 0; k < F; k++)
@@ -574,7 +575,7 @@ int nsl_plan_solve(const struct nsl_plan_req *r, struct nsl_plan *out)
 		/* The order cannot matter: every stage meets every peer once an epoch, and the
 		 * N-split's sum of stage work over a round is the same whoever holds what. */
 		v = split_dp(c, &s, n, limit, r->objective == NSL_PLAN_EPOCH, speed_of(r, 0), out->starts);
-	} else if (binomial(L - 1, n - 1) * factorial(n - 1) <= EXHAUSTIVE_LIMIT) {
+	} else if (binomial(L - 1, n - 1) * (r->fixed_order ? 1 : factorial(n - 1)) <= EXHAUSTIVE_LIMIT) {
 		int starts[NSL_PLAN_MAX_PEERS + 1], order[NSL_PLAN_MAX_PEERS];
 
 		v = INFINITY;

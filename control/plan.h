@@ -130,6 +130,8 @@ struct nsl_plan_req {
 	struct nsl_topology topo;     /* hosts and links of their own (all NULL: none) */
 	int fwd;                      /* NSL_PLAN_FAST: forward roles (0: the best pool sizes) */
 	int recompute;                /* NSL_PLAN_FAST: backward roles run their forward again */
+	bool fixed_order;             /* the peers' own order (in round r stage s on peer (r + s) mod N,
+					 as nsplit train places them): only splits are searched */
 };
 
 struct nsl_plan {

@@ -582,7 +582,7 @@ static int run(struct job *j, const struct nsl_cluster *cl, int rank, double t_s
 
 int nsl_train_cluster(const struct nsl_train_opts *o, const struct nsl_cluster *cl, int rank)
 {
-	struct job j = { 0 };
+	struct job j = { .cluster = cl };
 	float base_lr;
 	double t_start = nsl_now();
 	int rc;

@@ -72,7 +72,8 @@ expect 1 'one peer takes --staleness alone' -- "$nsplit" train --pools 1:1 --cac
 expect 1 'are Fast N-split'"'"'s: add --schedule fast' -- "$nsplit" train --peers 4 --staleness 1 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 '--schedule fast takes --split-fwd and --split-bwd' -- "$nsplit" train --peers 4 --schedule fast --split 2,3,4 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 '--split-bwd 2 makes 2 stages where 3 are wanted' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 2 --cache "$work/c" --epochs 1 --limit-samples 400
-expect 1 'peer 0 cannot hold forward stage 1 (layers 0-4)' -- "$nsplit" train --peers 4 --schedule fast --mem-limit 3M --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 'peer 0 cannot hold forward stage 1 (layers 0-4)' -- "$nsplit" train --peers 4 --schedule fast --pools 1:3 --split-bwd 1,3 --mem-limit 3M --cache "$work/c" --epochs 1 --limit-samples 400
+expect 1 "no Fast N-split fits peer 0's budget of 3145728 bytes; the smallest budget every peer needs is" -- "$nsplit" train --peers 4 --schedule fast --mem-limit 3M --cache "$work/c" --epochs 1 --limit-samples 400
 printf '[job]\nmodel = mlp:784-512-256-10\n[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 3M\n' >"$work/budget.ini"
 expect 1 'peer 1 cannot hold stage 1 (layers 0-1)' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
 expect 1 'and its budget is 3.0 MiB (mem-limit in the cluster file' -- "$nsplit" train --cluster "$work/budget.ini" --rank 0 --cache "$work/c" --epochs 1 --limit-samples 400
@@ -91,6 +92,11 @@ sed 's/"kind": "relu"/"kind": "gelu"/' "$work/cost.json" >"$work/kind.json"
 expect 1 'is gelu there, relu in the model' -- "$nsplit" plan --cost "$work/kind.json" --model mlp:784-64-32-10
 expect 0 "the planner's split" -- "$nsplit" train --peers 2 --split auto --cost "$work/cost.json" --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400 --no-eval --no-progress
 expect 1 'needs --cost FILE' -- "$nsplit" train --cluster "$work/two.ini" --rank 0 --split auto --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400
+# --split auto in a cluster plans for the file's peers: a budget of its own reaches the planner.
+printf '[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nmem-limit = 40K\n[peer2]\nport = net_null2\n' >"$work/tight.ini"
+printf '[peer0]\nport = net_null0\n[peer1]\nport = net_null1\nspeed = 4\n[peer2]\nport = net_null2\n' >"$work/fast-peer.ini"
+expect 1 "no split into 3 stages fits peer 1's budget of 40960 bytes" -- "$nsplit" train --cluster "$work/tight.ini" --rank 0 --split auto --cost "$work/cost.json" --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400 --dump-schedule
+expect 0 "the cluster file's peers in their order" -- "$nsplit" train --cluster "$work/fast-peer.ini" --rank 0 --split auto --cost "$work/cost.json" --model mlp:784-64-32-10 --cache "$work/c" --epochs 1 --limit-samples 400 --dump-schedule
 expect 0 'samples/s; utilisation' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640
 expect 0 '"bubble":' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 3 --split even --schedule gpipe --batch 32 --samples 640 --cores 1 --json
 expect 0 'trace written to' -- "$nsplit" simulate --cost "$work/cost.json" --model mlp:784-64-32-10 --peers 2 --batch 32 --samples 640 --trace "$work/sim.json"

@@ -14,6 +14,7 @@
 #include <rte_errno.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_kvargs.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
@@ -54,45 +55,26 @@ static struct rte_mempool *make_pool(struct nsl_port *p, const char *kind, uint3
 }
 
 /*
- * The value of `key` in a devargs string ("name,key=value,..."), or NULL; `len` gets its length.
- * Keys match whole, so a socket path holding "role=" is not taken for the role.
+ * What nsplit needs of a memif port's devargs: zero-copy, the client role, and the ring's slots.
+ * memif sizes its rings from its own rsize (log2 slots, default 10) and ignores the queue setup's
+ * descriptor counts; its zero-copy receive refills every free slot from our pool in one
+ * all-or-nothing allocation, so a pool smaller than the ring never refills it and nothing
+ * arrives: the pools are sized from the ring. memif's probe has accepted these devargs already.
  */
-static const char *devarg(const char *devargs, const char *key, size_t *len)
+static int memif_options(struct nsl_port *p, const char *devargs, bool *zero_copy, uint16_t *slots)
 {
-	size_t klen = strlen(key);
+	const char *comma = strchr(devargs, ','), *v;
+	struct rte_kvargs *kv = rte_kvargs_parse(comma != NULL ? comma + 1 : "", NULL);
+	long log2;
 
-	for (const char *s = strchr(devargs, ','); s != NULL; s = strchr(s, ',')) {
-		s++;
-		if (strncmp(s, key, klen) == 0 && s[klen] == '=') {
-			*len = strcspn(s + klen + 1, ",");
-			return s + klen + 1;
-		}
-	}
-	return NULL;
-}
-
-static bool devarg_is(const char *devargs, const char *key, const char *want)
-{
-	size_t len;
-	const char *v = devarg(devargs, key, &len);
-
-	return v != NULL && len == strlen(want) && strncmp(v, want, len) == 0;
-}
-
-/*
- * memif sizes its rings from its own devargs (rsize=log2 slots, default 10, at most 14) and
- * ignores the queue setup's descriptor counts. Its zero-copy receive refills every free slot
- * from our pool in one all-or-nothing allocation, so a pool smaller than the ring never refills
- * it and nothing arrives: the pools must be sized from the ring. Out-of-range values are
- * refused by memif's probe, before this is asked.
- */
-static uint16_t memif_ring_slots(const char *devargs)
-{
-	size_t len;
-	const char *v = devarg(devargs, "rsize", &len);
-	long log2 = v != NULL ? strtol(v, NULL, 10) : 10;
-
-	return (uint16_t)(1u << (log2 >= 1 && log2 <= 14 ? log2 : 10));
+	if (kv == NULL)
+		return nsl_error_set(EINVAL, "port %s: cannot read its devargs '%s' as key=value pairs", p->name, devargs);
+	*zero_copy = (v = rte_kvargs_get(kv, "zero-copy")) != NULL && strcmp(v, "yes") == 0;
+	p->memif_client = (v = rte_kvargs_get(kv, "role")) != NULL && strcmp(v, "client") == 0;
+	log2 = (v = rte_kvargs_get(kv, "rsize")) != NULL ? strtol(v, NULL, 10) : 10;
+	*slots = (uint16_t)(1u << (log2 >= 1 && log2 <= 14 ? log2 : 10));
+	rte_kvargs_free(kv);
+	return 0;
 }
 
 /* devargs NULL: one of a net_ring pair, which passes chained mbufs along as they are. */
@@ -103,9 +85,10 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 	struct rte_eth_dev_info info;
 	uint16_t rxd = c->rx_desc ? c->rx_desc : DEFAULT_DESC, txd = c->tx_desc ? c->tx_desc : DEFAULT_DESC;
 	uint16_t mtu = c->mtu ? c->mtu : ring ? RING_DEFAULT_MTU : DEFAULT_MTU;
-	uint32_t n, rx_room, pool_rxd, pool_txd;
+	uint32_t n, rx_room;
+	uint16_t memif_slots = 0;
 	struct rte_ether_addr mac;
-	bool memif;
+	bool zero_copy = false;
 	int rc;
 
 	if (mtu < MIN_MTU)
@@ -119,16 +102,17 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 		mtu = info.max_mtu;
 	}
 	p->multi_seg = ring || (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+	if (!ring && strcmp(info.driver_name, "net_memif") == 0 &&
+	    (rc = memif_options(p, devargs, &zero_copy, &memif_slots)) < 0)
+		return rc;
 	/*
 	 * DPDK 22.11's memif zero-copy transmit unrolls its loop four frames at a time after checking
 	 * for four free descriptors, as if every frame took one; our frames take two, so a longer
 	 * burst into a nearly full ring overwrites descriptors the server has not read yet (garbled
 	 * frames, and mbufs never freed, so a stalled link). Bursts of at most four never unroll.
 	 */
-	memif = !ring && strcmp(info.driver_name, "net_memif") == 0;
-	if (memif && devarg_is(devargs, "zero-copy", "yes"))
+	if (zero_copy)
 		p->tx_max_burst = 4;
-	p->memif_client = memif && devarg_is(devargs, "role", "client");
 	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
 	/* Never RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE: a frame's mbufs come from two pools, one with extbufs. */
@@ -142,13 +126,10 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 		return dpdk_error(rc, p->name, "rte_eth_dev_configure");
 	if ((rc = rte_eth_dev_adjust_nb_rx_tx_desc(p->id, &rxd, &txd)) != 0)
 		return dpdk_error(rc, p->name, "rte_eth_dev_adjust_nb_rx_tx_desc");
-	pool_rxd = rxd;
-	pool_txd = txd;
-	if (memif) {
-		pool_rxd = RTE_MAX(rxd, memif_ring_slots(devargs));
-		pool_txd = RTE_MAX(txd, memif_ring_slots(devargs));
-	}
-	n = c->mbufs ? c->mbufs : 2u * (pool_rxd + pool_txd) + 4096;
+	/* memif's rings are what its rsize says (memif_options). */
+	rxd = RTE_MAX(rxd, memif_slots);
+	txd = RTE_MAX(txd, memif_slots);
+	n = c->mbufs ? c->mbufs : 2u * (rxd + txd) + 4096;
 	/* Chained frames keep only headers (or an ack) here; otherwise the whole frame is copied in. */
 	p->hdr_pool = make_pool(p, "hdr", n,
 				RTE_PKTMBUF_HEADROOM + (p->multi_seg ? NSL_PORT_HDR_ROOM_CHAINED : NSL_PORT_HDR_ROOM(mtu)));
@@ -160,7 +141,7 @@ static int setup(struct nsl_port *p, const struct nsl_port_conf *c, const char *
 	rx_room = ring ? 0 : RTE_PKTMBUF_HEADROOM + NSL_PORT_HDR_ROOM(mtu);
 	if (rx_room < RTE_MBUF_DEFAULT_BUF_SIZE)
 		rx_room = RTE_MBUF_DEFAULT_BUF_SIZE;
-	p->rx_pool = make_pool(p, "rx", pool_rxd + 2u * POOL_CACHE + 1024, rx_room);
+	p->rx_pool = make_pool(p, "rx", rxd + 2u * POOL_CACHE + 1024, rx_room);
 	if (p->hdr_pool == NULL || p->ext_pool == NULL || p->rx_pool == NULL)
 		return -ENOMEM;
 	if ((rc = rte_eth_rx_queue_setup(p->id, 0, rxd, (unsigned)rte_eth_dev_socket_id(p->id), NULL, p->rx_pool)) != 0)
